@@ -1,0 +1,377 @@
+package cache
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"syscall"
+
+	"github.com/klauspost/compress/zstd"
+)
+
+// ErrMissing is returned (wrapped) when a blob is not in the store.
+var ErrMissing = errors.New("blob not in store")
+
+// CorruptError reports a blob whose bytes no longer match its digest. The
+// bad file has already been moved aside, so writing the blob again repairs
+// the store.
+type CorruptError struct {
+	Digest Digest
+	Reason string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("cache: blob %s is corrupt (%s); it was moved aside and will be rebuilt", e.Digest, e.Reason)
+}
+
+// Store is a content-addressed store rooted at one directory. Any number of
+// goroutines and processes may use one store at once: every write is a
+// temporary file renamed into place, and every reader checks what it reads.
+// A Store opened with Open holds a shared lock; OpenExclusive (for gc) holds
+// the exclusive one.
+type Store struct {
+	root string
+	lock *os.File
+}
+
+// Layout below the root:
+//
+//	blobs/ab/<hex>     zstd-compressed blob contents
+//	memo/ab/<keyhex>   "sha256:<hex>\n": the result digest of a key
+//	records/<group>/   build records (the roots of gc)
+//	tmp/               temporary files on their way to one of the above
+//	quarantine/        blobs found corrupt, kept for inspection
+//	lock               flock: shared for builds, exclusive for gc
+const (
+	blobsDir      = "blobs"
+	memoDir       = "memo"
+	recordsDir    = "records"
+	tmpDir        = "tmp"
+	quarantineDir = "quarantine"
+)
+
+var (
+	encoder, _ = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+	decoder, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0))
+)
+
+// Open opens (creating if needed) the store at dir and takes a shared lock
+// on it, so that gc cannot run underneath. Close releases it.
+func Open(dir string) (*Store, error) { return open(dir, syscall.LOCK_SH|syscall.LOCK_NB) }
+
+// OpenExclusive opens the store with the exclusive lock that gc needs. It
+// fails at once if any other process has the store open.
+func OpenExclusive(dir string) (*Store, error) { return open(dir, syscall.LOCK_EX|syscall.LOCK_NB) }
+
+func open(dir string, how int) (*Store, error) {
+	if dir == "" {
+		return nil, errors.New("cache: no store directory given")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	for _, sub := range []string{blobsDir, memoDir, recordsDir, tmpDir, quarantineDir} {
+		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
+			return nil, fmt.Errorf("cache: creating store at %s: %w", abs, err)
+		}
+	}
+	lf, err := os.OpenFile(filepath.Join(abs, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), how); err != nil {
+		lf.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			if how&syscall.LOCK_EX != 0 {
+				return nil, fmt.Errorf("cache: store %s is in use by another dsbuild process; try again when it has finished", abs)
+			}
+			return nil, fmt.Errorf("cache: store %s is being garbage-collected; try again when gc has finished", abs)
+		}
+		return nil, fmt.Errorf("cache: locking %s: %w", abs, err)
+	}
+	return &Store{root: abs, lock: lf}, nil
+}
+
+// Close releases the store's lock.
+func (s *Store) Close() error {
+	if s.lock == nil {
+		return nil
+	}
+	err := s.lock.Close()
+	s.lock = nil
+	return err
+}
+
+// Root returns the store's directory.
+func (s *Store) Root() string { return s.root }
+
+func (s *Store) blobPath(d Digest) string {
+	h := d.Hex()
+	return filepath.Join(s.root, blobsDir, h[:2], h)
+}
+
+func (s *Store) memoPath(k Key) string {
+	h := k.String()
+	return filepath.Join(s.root, memoDir, h[:2], h)
+}
+
+// Has reports whether the blob d is present (without verifying it).
+func (s *Store) Has(d Digest) bool {
+	_, err := os.Stat(s.blobPath(d))
+	return err == nil
+}
+
+// Put stores data and returns its digest. Storing a blob that is already
+// present costs one stat.
+func (s *Store) Put(data []byte) (Digest, error) {
+	d := DigestOf(data)
+	if s.Has(d) {
+		return d, nil
+	}
+	return d, s.writeAtomic(s.blobPath(d), encoder.EncodeAll(data, make([]byte, 0, len(data)/2+64)))
+}
+
+// PutStream stores everything read from r, streaming (for large blobs such as
+// image layers), and returns its digest and uncompressed size.
+func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
+	tmp, err := os.CreateTemp(filepath.Join(s.root, tmpDir), "put-*")
+	if err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderConcurrency(1))
+	if err != nil {
+		return Digest{}, 0, err
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(zw, h), r)
+	if err != nil {
+		zw.Close()
+		return Digest{}, 0, fmt.Errorf("cache: storing stream: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: storing stream: %w", err)
+	}
+	var d Digest
+	h.Sum(d[:0])
+	if s.Has(d) {
+		return d, n, nil
+	}
+	if err := tmp.Sync(); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: %w", err)
+	}
+	dst := s.blobPath(d)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: %w", err)
+	}
+	return d, n, nil
+}
+
+// writeAtomic writes data to path through a synced temporary file and a
+// rename, so a reader sees the whole file or none of it.
+func (s *Store) writeAtomic(path string, data []byte) error {
+	if err := WriteFileAtomic(filepath.Join(s.root, tmpDir), path, data); err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	return nil
+}
+
+// WriteFileAtomic writes data to path by way of a temporary file in tmpDir
+// (which must be on the same file system), fsync and rename. Parent
+// directories of path are created as needed. An empty tmpDir means path's own
+// directory.
+func WriteFileAtomic(tmpDir, path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if tmpDir == "" {
+		tmpDir = dir
+	}
+	f, err := os.CreateTemp(tmpDir, ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// Get returns the blob d, verified against its digest.
+func (s *Store) Get(d Digest) ([]byte, error) {
+	raw, err := os.ReadFile(s.blobPath(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cache: %s: %w", d, ErrMissing)
+		}
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	data, err := decoder.DecodeAll(raw, nil)
+	if err != nil {
+		return nil, s.quarantine(d, "does not decompress: "+err.Error())
+	}
+	if DigestOf(data) != d {
+		return nil, s.quarantine(d, "content does not match digest")
+	}
+	return data, nil
+}
+
+// Open returns a reader over the blob d. The content is verified as it is
+// read: the final Read returns a *CorruptError instead of io.EOF if the bytes
+// do not match d.
+func (s *Store) Open(d Digest) (io.ReadCloser, error) {
+	f, err := os.Open(s.blobPath(d))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("cache: %s: %w", d, ErrMissing)
+		}
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &verifyingReader{s: s, d: d, f: f, zr: zr, h: sha256.New()}, nil
+}
+
+type verifyingReader struct {
+	s  *Store
+	d  Digest
+	f  *os.File
+	zr *zstd.Decoder
+	h  hash.Hash
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	n, err := v.zr.Read(p)
+	v.h.Write(p[:n])
+	if err == io.EOF {
+		var got Digest
+		v.h.Sum(got[:0])
+		if got != v.d {
+			return n, v.s.quarantine(v.d, "content does not match digest")
+		}
+	} else if err != nil {
+		return n, v.s.quarantine(v.d, "does not decompress: "+err.Error())
+	}
+	return n, err
+}
+
+func (v *verifyingReader) Close() error {
+	v.zr.Close()
+	return v.f.Close()
+}
+
+// quarantine moves a corrupt blob out of the way so that it reads as missing
+// and the next write of the same content repairs the store.
+func (s *Store) quarantine(d Digest, reason string) error {
+	_ = os.Rename(s.blobPath(d), filepath.Join(s.root, quarantineDir, d.Hex()))
+	return &CorruptError{Digest: d, Reason: reason}
+}
+
+// Recorder collects the memo keys a piece of work looks up or stores, so that
+// a build record can name every memo entry it depends on (gc keeps those).
+type Recorder struct {
+	mu   sync.Mutex
+	keys map[Key]struct{}
+}
+
+type recorderKey struct{}
+
+// WithRecorder returns a context whose memo lookups and stores are noted in r.
+func WithRecorder(ctx context.Context, r *Recorder) context.Context {
+	return context.WithValue(ctx, recorderKey{}, r)
+}
+
+func (r *Recorder) note(k Key) {
+	r.mu.Lock()
+	if r.keys == nil {
+		r.keys = make(map[Key]struct{})
+	}
+	r.keys[k] = struct{}{}
+	r.mu.Unlock()
+}
+
+// Keys returns the noted keys, sorted.
+func (r *Recorder) Keys() []Key {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]Key, 0, len(r.keys))
+	for k := range r.keys {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return string(out[i][:]) < string(out[j][:]) })
+	return out
+}
+
+func noteKey(ctx context.Context, k Key) {
+	if r, ok := ctx.Value(recorderKey{}).(*Recorder); ok && r != nil {
+		r.note(k)
+	}
+}
+
+// MemoGet returns the result digest stored for k. A hit is reported only if
+// the result blob is present, so a memo entry whose blob was lost reads as a
+// miss and the work is redone.
+func (s *Store) MemoGet(ctx context.Context, k Key) (Digest, bool, error) {
+	noteKey(ctx, k)
+	raw, err := os.ReadFile(s.memoPath(k))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return Digest{}, false, nil
+		}
+		return Digest{}, false, fmt.Errorf("cache: memo %s: %w", k, err)
+	}
+	d, err := parseMemo(raw)
+	if err != nil {
+		// A damaged entry is a miss; the work is redone and the entry rewritten.
+		return Digest{}, false, nil
+	}
+	if !s.Has(d) {
+		return Digest{}, false, nil
+	}
+	return d, true, nil
+}
+
+func parseMemo(raw []byte) (Digest, error) {
+	if len(raw) != 72 || raw[71] != '\n' {
+		return Digest{}, errors.New("malformed memo entry")
+	}
+	return ParseDigest(string(raw[:71]))
+}
+
+// MemoPut records d as the result of k. The blob d must already be stored.
+func (s *Store) MemoPut(ctx context.Context, k Key, d Digest) error {
+	noteKey(ctx, k)
+	if !s.Has(d) {
+		return fmt.Errorf("cache: memo %s: result %s is not stored", k, d)
+	}
+	return s.writeAtomic(s.memoPath(k), []byte(d.String()+"\n"))
+}
