@@ -1,0 +1,488 @@
+package oci
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/schema"
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/gzip"
+	"golang.org/x/sync/singleflight"
+)
+
+// formatVersion names the way this package lays out images. It is part of
+// every memo key: bump it when a change alters the bytes produced.
+const formatVersion = "oci/1"
+
+// Builder builds environment images into a store. It is safe for concurrent
+// use; concurrent requests for the same base are built once.
+type Builder struct {
+	store    *cache.Store
+	offline  bool
+	keychain authn.Keychain
+	flight   singleflight.Group
+}
+
+// NewBuilder returns a Builder that keeps images in store.
+func NewBuilder(store *cache.Store, opts Options) *Builder {
+	kc := opts.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	return &Builder{store: store, offline: opts.Offline, keychain: kc}
+}
+
+// Base returns the base image spec describes, building or importing it on
+// the first call and answering from the store's memo table afterwards.
+func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error) {
+	if err := spec.Validate(); err != nil {
+		return schema.Image{}, err
+	}
+	key, err := cache.KeyOf(struct {
+		Kind    string   `json:"kind"`
+		Version string   `json:"version"`
+		Arch    string   `json:"arch"`
+		Spec    BaseSpec `json:"spec"`
+	}{"oci.base", formatVersion, runtime.GOARCH, spec})
+	if err != nil {
+		return schema.Image{}, err
+	}
+	v, err, _ := b.flight.Do(key.String(), func() (any, error) {
+		return b.base(ctx, key, spec)
+	})
+	if err != nil {
+		return schema.Image{}, err
+	}
+	return v.(schema.Image), nil
+}
+
+func (b *Builder) base(ctx context.Context, key cache.Key, spec BaseSpec) (schema.Image, error) {
+	var (
+		img schema.Image
+		err error
+	)
+	switch {
+	case spec.Debian != nil:
+		if img, ok := b.memo(ctx, key); ok {
+			return img, nil
+		}
+		img, err = b.debian(ctx, spec)
+	case spec.Image != "":
+		img, err = b.registry(ctx, key, spec)
+	case spec.Layout != "":
+		img, err = b.layout(ctx, spec)
+	case spec.Archive != "":
+		img, err = b.archive(ctx, spec)
+	}
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if err := b.memoPut(ctx, key, img); err != nil {
+		return schema.Image{}, err
+	}
+	return img, nil
+}
+
+// memo returns the image recorded under key if it and all its blobs are in
+// the store.
+func (b *Builder) memo(ctx context.Context, key cache.Key) (schema.Image, bool) {
+	d, ok, err := b.store.MemoGet(ctx, key)
+	if err != nil || !ok {
+		return schema.Image{}, false
+	}
+	s, err := load(b.store, d.String())
+	if err != nil {
+		return schema.Image{}, false
+	}
+	return s.image(), true
+}
+
+func (b *Builder) memoPut(ctx context.Context, key cache.Key, img schema.Image) error {
+	d, err := cache.ParseDigest(img.Digest)
+	if err != nil {
+		return err
+	}
+	return b.store.MemoPut(ctx, key, d)
+}
+
+// debian builds a rootfs with mmdebstrap and stores it as a one-layer image.
+func (b *Builder) debian(ctx context.Context, spec BaseSpec) (schema.Image, error) {
+	d := spec.Debian.withDefaults()
+	mm, err := exec.LookPath("mmdebstrap")
+	if err != nil {
+		return schema.Image{}, errors.New("mmdebstrap not found: install it with `apt-get install mmdebstrap`")
+	}
+	if b.offline && !strings.HasPrefix(d.Mirror, "file:") {
+		return schema.Image{}, fmt.Errorf("debian base %s is not in the store and offline mode forbids fetching packages from %s", d.Suite, d.Mirror)
+	}
+	tmp, err := os.MkdirTemp("", "dsbuild-mmdebstrap-")
+	if err != nil {
+		return schema.Image{}, err
+	}
+	defer os.RemoveAll(tmp)
+	out := filepath.Join(tmp, "rootfs.tar")
+	args := []string{"--quiet", "--variant=" + d.Variant, "--format=tar"}
+	if len(d.Packages) > 0 {
+		args = append(args, "--include="+strings.Join(d.Packages, ","))
+	}
+	args = append(args, d.Suite, out, d.Mirror)
+	cmd := exec.CommandContext(ctx, mm, args...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=0", "TMPDIR="+tmp)
+	var stderr bytes.Buffer
+	cmd.Stdout = &stderr
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return schema.Image{}, fmt.Errorf("mmdebstrap %s (variant %s, packages %v) failed: %v\n%s", d.Suite, d.Variant, d.Packages, err, tail(stderr.Bytes(), 4000))
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	defer f.Close()
+	lb, err := putLayer(b.store, func(w io.Writer) error { return normaliseRootfs(f, w) })
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("storing debian rootfs: %w", err)
+	}
+	created := fmt.Sprintf("mmdebstrap --variant=%s --include=%s %s", d.Variant, strings.Join(d.Packages, ","), d.Suite)
+	cfg := &v1.ConfigFile{
+		Architecture: runtime.GOARCH,
+		OS:           "linux",
+		Created:      epoch,
+		Config: v1.Config{
+			Env: mergeEnv([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, spec.Env),
+		},
+		RootFS:  v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{hashOf(lb.diffID)}},
+		History: []v1.History{{Created: epoch, CreatedBy: created}},
+	}
+	layer := v1.Descriptor{MediaType: types.OCILayer, Size: lb.size, Digest: hashOf(lb.compressed)}
+	return putImage(b.store, cfg, nil, []v1.Descriptor{layer}, nil)
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// normaliseRootfs copies a rootfs tarball, keeping entry order, ownership and
+// extended attributes, with every time set to zero, names relative without
+// "./", and device nodes and fifos dropped (runtimes provide /dev, and
+// unprivileged unpacking cannot create them).
+func normaliseRootfs(r io.Reader, w io.Writer) error {
+	tr := tar.NewReader(r)
+	tw := tar.NewWriter(w)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading rootfs tarball: %w", err)
+		}
+		switch h.Typeflag {
+		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+			continue
+		}
+		nameRel := strings.TrimPrefix(h.Name, "./")
+		if nameRel == "" || nameRel == "." {
+			continue
+		}
+		var pax map[string]string
+		for k, v := range h.PAXRecords {
+			if strings.HasPrefix(k, "SCHILY.xattr.") {
+				if pax == nil {
+					pax = map[string]string{}
+				}
+				pax[k] = v
+			}
+		}
+		out := &tar.Header{
+			Typeflag:   h.Typeflag,
+			Name:       nameRel,
+			Linkname:   h.Linkname,
+			Size:       h.Size,
+			Mode:       h.Mode,
+			Uid:        h.Uid,
+			Gid:        h.Gid,
+			Uname:      h.Uname,
+			Gname:      h.Gname,
+			ModTime:    epoch.Time,
+			PAXRecords: pax,
+		}
+		if h.Typeflag == tar.TypeLink {
+			out.Linkname = strings.TrimPrefix(h.Linkname, "./")
+		}
+		if err := tw.WriteHeader(out); err != nil {
+			return fmt.Errorf("writing layer entry %s: %w", nameRel, err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			if _, err := io.Copy(tw, tr); err != nil {
+				return fmt.Errorf("writing layer entry %s: %w", nameRel, err)
+			}
+		}
+	}
+	return tw.Close()
+}
+
+// registry pulls spec.Image. Online, a reference by tag is resolved on every
+// call (one manifest request) so that a moved tag is noticed, and the import
+// is memoised by the digest it resolves to; offline, the last resolution
+// recorded under key is used, and there being none is an error.
+func (b *Builder) registry(ctx context.Context, key cache.Key, spec BaseSpec) (schema.Image, error) {
+	ref, err := name.ParseReference(spec.Image)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base image %q: %w", spec.Image, err)
+	}
+	if b.offline {
+		if img, ok := b.memo(ctx, key); ok {
+			return img, nil
+		}
+		return schema.Image{}, fmt.Errorf("base image %s is not in the store and offline mode forbids pulling it", spec.Image)
+	}
+	if _, pinned := ref.(name.Digest); pinned {
+		if img, ok := b.memo(ctx, key); ok {
+			return img, nil
+		}
+	}
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(b.keychain),
+		remote.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH}),
+	}
+	desc, err := remote.Get(ref, opts...)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("pulling base image %s: %w", spec.Image, err)
+	}
+	// Key the import by what the reference points at now.
+	pinKey, err := cache.KeyOf(struct {
+		Kind    string   `json:"kind"`
+		Version string   `json:"version"`
+		Arch    string   `json:"arch"`
+		Digest  string   `json:"digest"`
+		Env     []string `json:"env"`
+	}{"oci.pull", formatVersion, runtime.GOARCH, desc.Digest.String(), spec.Env})
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if img, ok := b.memo(ctx, pinKey); ok {
+		return img, nil
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("pulling base image %s: %w", spec.Image, err)
+	}
+	out, err := b.importImage(img, spec.Env, false)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("pulling base image %s: %w", spec.Image, err)
+	}
+	return out, b.memoPut(ctx, pinKey, out)
+}
+
+// layout imports an image from an OCI image layout directory.
+func (b *Builder) layout(ctx context.Context, spec BaseSpec) (schema.Image, error) {
+	dir, tag := splitLayout(spec.Layout)
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	var found []v1.Descriptor
+	for _, m := range im.Manifests {
+		if tag == "" || m.Annotations["org.opencontainers.image.ref.name"] == tag {
+			found = append(found, m)
+		}
+	}
+	if len(found) != 1 {
+		if tag != "" {
+			return schema.Image{}, fmt.Errorf("base layout %s: %d images tagged %q (want exactly one)", dir, len(found), tag)
+		}
+		return schema.Image{}, fmt.Errorf("base layout %s holds %d images: name one as %s:TAG", dir, len(found), dir)
+	}
+	if !found[0].MediaType.IsImage() {
+		return schema.Image{}, fmt.Errorf("base layout %s: %s is a %s, not an image manifest", dir, found[0].Digest, found[0].MediaType)
+	}
+	key, err := cache.KeyOf(struct {
+		Kind, Version, Digest string
+		Env                   []string
+	}{"oci.import", formatVersion, found[0].Digest.String(), spec.Env})
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if img, ok := b.memo(ctx, key); ok {
+		return img, nil
+	}
+	img, err := idx.Image(found[0].Digest)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	out, err := b.importImage(img, spec.Env, false)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", spec.Layout, err)
+	}
+	return out, b.memoPut(ctx, key, out)
+}
+
+// archive imports the one image of a docker-archive tarball. The import is
+// keyed by the tarball's content.
+func (b *Builder) archive(ctx context.Context, spec BaseSpec) (schema.Image, error) {
+	f, err := os.Open(spec.Archive)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base archive: %w", err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, f)
+	f.Close()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base archive %s: %w", spec.Archive, err)
+	}
+	key, err := cache.KeyOf(struct {
+		Kind, Version, Content string
+		Env                    []string
+	}{"oci.archive", formatVersion, fmt.Sprintf("sha256:%x", h.Sum(nil)), spec.Env})
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if img, ok := b.memo(ctx, key); ok {
+		return img, nil
+	}
+	img, err := tarball.ImageFromPath(spec.Archive, nil)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base archive %s: %w", spec.Archive, err)
+	}
+	out, err := b.importImage(img, spec.Env, true)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("base archive %s: %w", spec.Archive, err)
+	}
+	return out, b.memoPut(ctx, key, out)
+}
+
+// importImage copies img into the store as an OCI image. Gzip layers keep
+// their bytes (and so their digests) unless recompress is set; other layers
+// are recompressed with the package's gzip settings. (Docker-archive layers
+// are always recompressed: go-containerregistry reports uncompressed ones as
+// gzip and compresses them on the fly with settings that are not ours.) The config is kept byte for byte unless env
+// changes it.
+func (b *Builder) importImage(img v1.Image, env []string, recompress bool) (schema.Image, error) {
+	rawConfig, err := img.RawConfigFile()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("reading config: %w", err)
+	}
+	cfg, err := v1.ParseConfigFile(bytes.NewReader(rawConfig))
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("parsing config: %w", err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("listing layers: %w", err)
+	}
+	if len(layers) != len(cfg.RootFS.DiffIDs) {
+		return schema.Image{}, fmt.Errorf("%d layers but %d diff ids in the config", len(layers), len(cfg.RootFS.DiffIDs))
+	}
+	descs := make([]v1.Descriptor, len(layers))
+	for i, l := range layers {
+		d, err := b.importLayer(l, cfg.RootFS.DiffIDs[i], recompress)
+		if err != nil {
+			return schema.Image{}, fmt.Errorf("layer %d: %w", i, err)
+		}
+		descs[i] = d
+	}
+	if len(env) > 0 {
+		cfg.Config.Env = mergeEnv(cfg.Config.Env, env)
+		rawConfig = nil // re-encode
+	}
+	return putImage(b.store, cfg, rawConfig, descs, nil)
+}
+
+func (b *Builder) importLayer(l v1.Layer, diffID v1.Hash, recompress bool) (v1.Descriptor, error) {
+	mt, err := l.MediaType()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	wantDiff, err := digestOf(diffID)
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if !recompress && (mt == types.DockerLayer || mt == types.OCILayer) {
+		digest, err := l.Digest()
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		want, err := digestOf(digest)
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		got, size, err := b.store.PutStream(rc)
+		rc.Close()
+		if err != nil {
+			return v1.Descriptor{}, err
+		}
+		if got != want {
+			return v1.Descriptor{}, fmt.Errorf("compressed content is %s, not the %s its manifest names", got, want)
+		}
+		if !b.store.Has(wantDiff) {
+			r, err := b.store.Open(got)
+			if err != nil {
+				return v1.Descriptor{}, err
+			}
+			zr, err := gzip.NewReader(r)
+			if err != nil {
+				r.Close()
+				return v1.Descriptor{}, fmt.Errorf("decompressing %s: %w", got, err)
+			}
+			gotDiff, _, err := b.store.PutStream(zr)
+			r.Close()
+			if err != nil {
+				return v1.Descriptor{}, err
+			}
+			if gotDiff != wantDiff {
+				return v1.Descriptor{}, fmt.Errorf("uncompressed content is %s, not the diff id %s its config names", gotDiff, wantDiff)
+			}
+		}
+		return v1.Descriptor{MediaType: types.OCILayer, Size: size, Digest: digest}, nil
+	}
+	if !recompress && mt != types.DockerUncompressedLayer && mt != types.OCIUncompressedLayer && mt != types.OCILayerZStd {
+		return v1.Descriptor{}, fmt.Errorf("unsupported layer media type %s", mt)
+	}
+	rc, err := l.Uncompressed()
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	defer rc.Close()
+	lb, err := putLayer(b.store, func(w io.Writer) error { _, err := io.Copy(w, rc); return err })
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	if lb.diffID != wantDiff {
+		return v1.Descriptor{}, fmt.Errorf("uncompressed content is %s, not the diff id %s its config names", lb.diffID, wantDiff)
+	}
+	return v1.Descriptor{MediaType: types.OCILayer, Size: lb.size, Digest: hashOf(lb.compressed)}, nil
+}

@@ -1,0 +1,242 @@
+package oci
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+)
+
+// DebianSpec describes a Debian base built locally with mmdebstrap.
+type DebianSpec struct {
+	// Suite is the Debian suite, "bookworm" if empty.
+	Suite string `yaml:"suite" json:"suite,omitempty"`
+	// Variant is mmdebstrap's --variant, "essential" if empty.
+	Variant string `yaml:"variant" json:"variant,omitempty"`
+	// Packages are installed on top of the variant (mmdebstrap --include).
+	Packages []string `yaml:"packages" json:"packages,omitempty"`
+	// Mirror is the Debian mirror URL; if empty, the first Debian mirror in
+	// the host's /etc/apt/sources.list*, else http://deb.debian.org/debian.
+	Mirror string `yaml:"mirror" json:"mirror,omitempty"`
+}
+
+// BaseSpec says where an environment's base image comes from. Exactly one of
+// Debian, Image, Layout and Archive must be set.
+type BaseSpec struct {
+	// Debian builds the base locally with mmdebstrap (the offline default).
+	Debian *DebianSpec `yaml:"debian" json:"debian,omitempty"`
+	// Image is a registry reference, e.g. "docker.io/library/python:3.12-slim",
+	// pulled with credentials from the builder's keychain.
+	Image string `yaml:"image" json:"image,omitempty"`
+	// Layout is an OCI image layout directory, optionally followed by
+	// ":TAG" to pick the manifest whose org.opencontainers.image.ref.name is
+	// TAG; without a tag the layout must hold exactly one image.
+	Layout string `yaml:"layout" json:"layout,omitempty"`
+	// Archive is a docker-archive tarball (as written by `docker save`).
+	Archive string `yaml:"archive" json:"archive,omitempty"`
+	// Env entries (KEY=VALUE) are added to the base's environment,
+	// replacing variables of the same name.
+	Env []string `yaml:"env" json:"env,omitempty"`
+}
+
+var (
+	suiteRE   = regexp.MustCompile(`^[a-z][a-z0-9.-]*$`)
+	variantRE = regexp.MustCompile(`^(extract|custom|essential|apt|required|minbase|buildd|important|debootstrap|standard|-)$`)
+	packageRE = regexp.MustCompile(`^[a-z0-9][a-z0-9+.:=~/-]*$`)
+	envRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
+)
+
+// Validate checks that exactly one source is set and that its fields are well
+// formed. It does not touch the network or the file system.
+func (s BaseSpec) Validate() error {
+	n := 0
+	for _, set := range []bool{s.Debian != nil, s.Image != "", s.Layout != "", s.Archive != ""} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("base image: exactly one of debian, image, layout or archive must be set (got %d)", n)
+	}
+	for _, e := range s.Env {
+		if !envRE.MatchString(e) {
+			return fmt.Errorf("base image: env entry %q is not KEY=VALUE", e)
+		}
+	}
+	switch {
+	case s.Debian != nil:
+		return s.Debian.validate()
+	case s.Image != "":
+		if _, err := name.ParseReference(s.Image); err != nil {
+			return fmt.Errorf("base image: image %q is not a valid registry reference: %v", s.Image, err)
+		}
+	case s.Layout != "":
+		dir, _ := splitLayout(s.Layout)
+		if dir == "" {
+			return fmt.Errorf("base image: layout %q names no directory", s.Layout)
+		}
+	}
+	return nil
+}
+
+func (d *DebianSpec) validate() error {
+	if d.Suite != "" && !suiteRE.MatchString(d.Suite) {
+		return fmt.Errorf("base image: debian suite %q is not a suite name", d.Suite)
+	}
+	if d.Variant != "" && !variantRE.MatchString(d.Variant) {
+		return fmt.Errorf("base image: debian variant %q is not one mmdebstrap knows", d.Variant)
+	}
+	for _, p := range d.Packages {
+		if !packageRE.MatchString(p) {
+			return fmt.Errorf("base image: debian package %q is not a package name", p)
+		}
+	}
+	if d.Mirror != "" && !strings.Contains(d.Mirror, "://") {
+		return fmt.Errorf("base image: debian mirror %q is not a URL", d.Mirror)
+	}
+	return nil
+}
+
+// withDefaults returns d with Suite, Variant and Mirror filled in.
+func (d DebianSpec) withDefaults() DebianSpec {
+	if d.Suite == "" {
+		d.Suite = "bookworm"
+	}
+	if d.Variant == "" {
+		d.Variant = "essential"
+	}
+	if d.Mirror == "" {
+		d.Mirror = hostMirror()
+	}
+	return d
+}
+
+// splitLayout splits "dir[:tag]". A colon only separates a tag when what
+// follows it contains no slash, so "dir/with:colon/x" stays a directory.
+func splitLayout(s string) (dir, tag string) {
+	i := strings.LastIndex(s, ":")
+	if i < 0 || strings.Contains(s[i+1:], "/") {
+		return s, ""
+	}
+	return s[:i], s[i+1:]
+}
+
+// defaultMirror is used when the host names no Debian mirror.
+const defaultMirror = "http://deb.debian.org/debian"
+
+// hostMirror returns the first Debian (non-security) mirror in the host's apt
+// sources, one-line or deb822 format, else defaultMirror.
+func hostMirror() string {
+	files := []string{"/etc/apt/sources.list"}
+	more, _ := filepath.Glob("/etc/apt/sources.list.d/*")
+	files = append(files, more...)
+	for _, f := range files {
+		if !strings.HasSuffix(f, ".list") && !strings.HasSuffix(f, ".sources") {
+			continue
+		}
+		if m := mirrorIn(f); m != "" {
+			return m
+		}
+	}
+	return defaultMirror
+}
+
+func mirrorIn(file string) string {
+	fh, err := os.Open(file)
+	if err != nil {
+		return ""
+	}
+	defer fh.Close()
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		var uris []string
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "deb" {
+			// One-line format; skip an optional "[options]" field.
+			i := 1
+			for i < len(f) && strings.HasPrefix(f[i], "[") {
+				for i < len(f) && !strings.HasSuffix(f[i], "]") {
+					i++
+				}
+				i++
+			}
+			if i < len(f) {
+				uris = []string{f[i]}
+			}
+		} else if v, ok := strings.CutPrefix(line, "URIs:"); ok {
+			uris = strings.Fields(v)
+		}
+		for _, u := range uris {
+			if strings.HasSuffix(strings.TrimSuffix(u, "/"), "/debian") {
+				return strings.TrimSuffix(u, "/")
+			}
+		}
+	}
+	return ""
+}
+
+// Options configure a Builder.
+type Options struct {
+	// Offline forbids network access for registry bases: a base that is not
+	// already in the store is an error.
+	Offline bool
+	// Keychain supplies registry credentials; authn.DefaultKeychain (the
+	// Docker config) if nil.
+	Keychain authn.Keychain
+}
+
+// ConfigOptions are what WithTree sets in the new image's config.
+type ConfigOptions struct {
+	// Labels are added to the config's labels and the manifest's
+	// annotations (provenance: recipe, node key, dsbuild version).
+	Labels map[string]string `json:"labels,omitempty"`
+	// Env entries (KEY=VALUE) are added, replacing variables of the same name.
+	Env []string `json:"env,omitempty"`
+	// WorkingDir is the image's working directory; the tree's location if
+	// empty.
+	WorkingDir string `json:"working_dir,omitempty"`
+}
+
+func (c ConfigOptions) validate() error {
+	for _, e := range c.Env {
+		if !envRE.MatchString(e) {
+			return fmt.Errorf("image config: env entry %q is not KEY=VALUE", e)
+		}
+	}
+	if c.WorkingDir != "" && !strings.HasPrefix(c.WorkingDir, "/") {
+		return fmt.Errorf("image config: working directory %q is not absolute", c.WorkingDir)
+	}
+	for k := range c.Labels {
+		if k == "" {
+			return errors.New("image config: empty label name")
+		}
+	}
+	return nil
+}
+
+// mergeEnv returns base with each of add set, replacing same-name entries in
+// place and appending new ones in order.
+func mergeEnv(base, add []string) []string {
+	out := append([]string(nil), base...)
+	for _, e := range add {
+		k, _, _ := strings.Cut(e, "=")
+		replaced := false
+		for i, o := range out {
+			if ok, _, _ := strings.Cut(o, "="); ok == k {
+				out[i] = e
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, e)
+		}
+	}
+	return out
+}
