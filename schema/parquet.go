@@ -1,0 +1,230 @@
+package schema
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/parquet-go/parquet-go"
+	pqzstd "github.com/parquet-go/parquet-go/compress/zstd"
+)
+
+// CreatedBy is the created_by string written into every Parquet footer. It
+// is pinned so file bytes do not change with the library's version.
+const CreatedBy = "dsbuild"
+
+// zstdCodec is the one compression codec of every shard. parquet-go
+// compresses each page with EncodeAll at this level, which gives the same
+// bytes on every run.
+var zstdCodec = &pqzstd.Codec{Level: pqzstd.SpeedDefault, Concurrency: 1}
+
+// pinnedCreatedBy sets the footer's created_by verbatim (parquet.CreatedBy
+// would append " version ... (build ...)").
+type pinnedCreatedBy string
+
+func (p pinnedCreatedBy) ConfigureWriter(c *parquet.WriterConfig) { c.CreatedBy = string(p) }
+
+// writerOptions are the Parquet settings of every file dsbuild writes:
+// zstd, data page v1 (v2 leaves repetition/definition levels uncompressed,
+// which made chat data several times larger), 1 MiB pages, pinned
+// created_by, no row-count cap (row groups are cut by size, see shardSet).
+func writerOptions() []parquet.WriterOption {
+	return []parquet.WriterOption{
+		parquet.Compression(zstdCodec),
+		parquet.DataPageVersion(1),
+		parquet.PageBufferSize(1 << 20),
+		parquet.WriteBufferSize(256 << 10),
+		pinnedCreatedBy(CreatedBy),
+	}
+}
+
+// DatasetFile describes one file of an exported dataset.
+type DatasetFile struct {
+	// Path is relative to the dataset directory, with forward slashes.
+	Path string `json:"path"`
+	// SHA256 is the hex sha256 of the file's bytes.
+	SHA256 string `json:"sha256"`
+	// Bytes is the file size.
+	Bytes int64 `json:"bytes"`
+	// Rows is the number of rows (Parquet) or lines (JSONL); 0 otherwise.
+	Rows int64 `json:"rows"`
+}
+
+// hashingFile writes to a file while counting bytes and hashing them, so
+// a file's digest is known when it is closed without reading it again.
+type hashingFile struct {
+	f    *os.File
+	h    hash.Hash
+	n    int64
+	path string
+}
+
+func createHashingFile(path string) (*hashingFile, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	return &hashingFile{f: f, h: sha256.New(), path: path}, nil
+}
+
+func (w *hashingFile) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.h.Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+// close syncs and closes the file and returns its size and hex digest.
+func (w *hashingFile) close() (int64, string, error) {
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, "", fmt.Errorf("write %s: %w", w.path, err)
+	}
+	return w.n, hex.EncodeToString(w.h.Sum(nil)), nil
+}
+
+// abort closes the file without caring about errors (it will be removed
+// with the staging directory).
+func (w *hashingFile) abort() { w.f.Close() }
+
+// shardSet writes rows of type T into Parquet shards named
+// <prefix>-00000-of-0000N.parquet under root. Rows arrive in their final
+// order. A row group is cut after rowGroupBytes of encoded input, and a
+// shard is closed after the first row group that takes it past
+// targetBytes, so memory holds at most one row group and both cuts depend
+// only on the rows. Shards get temporary names until the count is known.
+type shardSet[T any] struct {
+	root          string
+	prefix        string
+	targetBytes   int64
+	rowGroupBytes int64
+
+	out        *hashingFile
+	w          *parquet.GenericWriter[T]
+	batch      []T
+	groupBytes int64
+	rows       int64
+	done       []DatasetFile // Path holds the temporary name until finish
+}
+
+const writeBatch = 64
+
+func newShardSet[T any](root, prefix string, targetBytes, rowGroupBytes int64) *shardSet[T] {
+	return &shardSet[T]{root: root, prefix: prefix, targetBytes: targetBytes, rowGroupBytes: rowGroupBytes}
+}
+
+func (s *shardSet[T]) tmpName(i int) string {
+	return fmt.Sprintf("%s-%05d.parquet.partial", s.prefix, i)
+}
+
+// write appends row; size is its encoded size, used to cut row groups.
+func (s *shardSet[T]) write(row T, size int) error {
+	if s.w == nil {
+		out, err := createHashingFile(filepath.Join(s.root, filepath.FromSlash(s.tmpName(len(s.done)))))
+		if err != nil {
+			return fmt.Errorf("shard %s: %w", s.prefix, err)
+		}
+		s.out = out
+		s.w = parquet.NewGenericWriter[T](out, writerOptions()...)
+		s.rows = 0
+	}
+	s.batch = append(s.batch, row)
+	s.rows++
+	s.groupBytes += int64(size)
+	if len(s.batch) >= writeBatch {
+		if err := s.writeBatch(); err != nil {
+			return err
+		}
+	}
+	if s.groupBytes >= s.rowGroupBytes {
+		if err := s.writeBatch(); err != nil {
+			return err
+		}
+		if err := s.w.Flush(); err != nil {
+			return fmt.Errorf("shard %s: flush row group: %w", s.out.path, err)
+		}
+		s.groupBytes = 0
+		if s.out.n >= s.targetBytes {
+			return s.closeShard()
+		}
+	}
+	return nil
+}
+
+func (s *shardSet[T]) writeBatch() error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	if _, err := s.w.Write(s.batch); err != nil {
+		return fmt.Errorf("shard %s: %w", s.out.path, err)
+	}
+	clear(s.batch)
+	s.batch = s.batch[:0]
+	return nil
+}
+
+func (s *shardSet[T]) closeShard() error {
+	if err := s.writeBatch(); err != nil {
+		return err
+	}
+	if err := s.w.Close(); err != nil {
+		return fmt.Errorf("shard %s: close: %w", s.out.path, err)
+	}
+	n, sum, err := s.out.close()
+	if err != nil {
+		return err
+	}
+	s.done = append(s.done, DatasetFile{Path: s.tmpName(len(s.done)), SHA256: sum, Bytes: n, Rows: s.rows})
+	s.w, s.out, s.groupBytes = nil, nil, 0
+	return nil
+}
+
+// finish closes the last shard, renames all shards to their final
+// -of-N names and returns them in order.
+func (s *shardSet[T]) finish() ([]DatasetFile, error) {
+	if s.w != nil {
+		if err := s.closeShard(); err != nil {
+			return nil, err
+		}
+	}
+	files := make([]DatasetFile, len(s.done))
+	for i, f := range s.done {
+		f.Path = fmt.Sprintf("%s-%05d-of-%05d.parquet", s.prefix, i, len(s.done))
+		if err := os.Rename(filepath.Join(s.root, filepath.FromSlash(s.tmpName(i))), filepath.Join(s.root, filepath.FromSlash(f.Path))); err != nil {
+			return nil, fmt.Errorf("shard %s: %w", f.Path, err)
+		}
+		files[i] = f
+	}
+	return files, nil
+}
+
+// abort drops an unfinished shard (the staging directory is removed later).
+func (s *shardSet[T]) abort() {
+	if s.out != nil {
+		s.out.abort()
+	}
+}
+
+// WriteParquet writes rows to w as one Parquet file with dsbuild's settings
+// (zstd, data page v1, pinned created_by), in a single row group. It is for
+// small tables; DatasetWriter shards and streams large ones.
+func WriteParquet[T any](w io.Writer, rows []T) error {
+	pw := parquet.NewGenericWriter[T](w, writerOptions()...)
+	if _, err := pw.Write(rows); err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	if err := pw.Close(); err != nil {
+		return fmt.Errorf("write parquet: %w", err)
+	}
+	return nil
+}
