@@ -1,0 +1,271 @@
+// Package build owns dsbuild's engine: recipe parsing and validation, the
+// DAG of stage nodes with their keys, the scheduler with its resource pools,
+// progress events, and build records (plan, explain, the roots of gc).
+//
+// It knows no particular stage kind and no effect: kinds and recipe
+// sections register themselves (see Register and RegisterSection), and
+// stages reach effects through the Session they are given.
+package build
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+
+	"github.com/dsbuild/dsbuild/cache"
+)
+
+// Kind is a stage kind: a pure function of (params, inputs, effects) that
+// produces a value or a collection. Its Name and Version are part of every
+// node key, so bump Version whenever the same inputs would give different
+// output.
+type Kind struct {
+	// Name is what recipes write after `uses:`.
+	Name string
+	// Version is part of every key; change it when behaviour changes.
+	Version string
+	// Doc is a one-line description shown by `dsbuild kinds`.
+	Doc string
+	// Params returns a pointer to a new params value holding the defaults.
+	// The recipe's `with:` is decoded into it strictly (unknown keys and
+	// wrong types are errors). If the value has a `Resolve(recipeDir string)
+	// error` method it is called to resolve and check paths (keep resolved
+	// paths out of the JSON encoding: keys must not depend on where the
+	// recipe lives), then `Validate() error` if it has one. A nil Params
+	// means the kind takes no params.
+	Params func() any
+	// Pool is the resource pool a running node holds a slot of: "cpu" (the
+	// default), "sandbox", "llm" or any name a recipe gives a limit to.
+	Pool string
+	// Volatile marks kinds whose output depends on more than their key
+	// inputs (sources reading local files): they run in every build, and
+	// early cutoff keeps their dependents cached when the output is the same.
+	Volatile bool
+	// Publish marks kinds whose output is a tree to be written to the
+	// build's output directory.
+	Publish bool
+	// Run does the work of one node.
+	Run func(ctx context.Context, c *Call) (Output, error)
+}
+
+// Item is one named element of a collection.
+type Item struct {
+	Name  string       `json:"name"`
+	Value cache.Digest `json:"value"`
+}
+
+// Output is what a node produces: a single value, or a collection of items
+// that downstream `foreach` stages fan out over.
+type Output struct {
+	Value        cache.Digest `json:"value,omitzero"`
+	Items        []Item       `json:"items,omitempty"`
+	IsCollection bool         `json:"collection,omitempty"`
+}
+
+// Value returns a single-value output.
+func Value(d cache.Digest) Output { return Output{Value: d} }
+
+// Collection returns a collection output. Item names must be unique and
+// made of letters, digits, '.', '_' and '-'.
+func Collection(items []Item) Output {
+	if items == nil {
+		items = []Item{}
+	}
+	return Output{Items: items, IsCollection: true}
+}
+
+var itemName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
+
+func (o Output) validate() error {
+	if !o.IsCollection {
+		if o.Value.IsZero() {
+			return fmt.Errorf("stage produced no output")
+		}
+		return nil
+	}
+	seen := map[string]bool{}
+	for _, it := range o.Items {
+		if !itemName.MatchString(it.Name) {
+			return fmt.Errorf("stage produced an item with invalid name %q (letters, digits, '.', '_', '-' only)", it.Name)
+		}
+		if seen[it.Name] {
+			return fmt.Errorf("stage produced two items named %q", it.Name)
+		}
+		seen[it.Name] = true
+		if it.Value.IsZero() {
+			return fmt.Errorf("stage produced item %q with no value", it.Name)
+		}
+	}
+	return nil
+}
+
+// Call is everything one node's Run gets.
+type Call struct {
+	// Stage is the stage id; Item the item name for a foreach node ("" else).
+	Stage, Item string
+	// Params is the pointer Kind.Params returned, filled from the recipe.
+	Params any
+	// Input is the foreach item (nil for a stage without foreach).
+	Input *Item
+	// Inputs holds the items of every stage named in `from:`, in a
+	// deterministic order.
+	Inputs map[string][]Item
+	// Key is the node's key; Seed a number derived from it, the only
+	// randomness a stage may use.
+	Key  cache.Key
+	Seed int64
+	// Session is the build-wide context: recipe, store, options, services.
+	Session *Session
+}
+
+// Store is a shorthand for c.Session.Store.
+func (c *Call) Store() *cache.Store { return c.Session.Store }
+
+// PutJSON stores v as canonical JSON and returns its digest.
+func (c *Call) PutJSON(v any) (cache.Digest, error) { return PutJSON(c.Session.Store, v) }
+
+// GetJSON reads the blob d into v.
+func (c *Call) GetJSON(d cache.Digest, v any) error { return GetJSON(c.Session.Store, d, v) }
+
+// Count adds delta to the node's counter name (for example "kept" or
+// "rejected:no failing test"). Counters are summed per stage in the
+// summary and stored with the node's result.
+func (c *Call) Count(ctx context.Context, name string, delta float64) { Count(ctx, name, delta) }
+
+// PutJSON stores v as canonical JSON in store and returns its digest.
+func PutJSON(store *cache.Store, v any) (cache.Digest, error) {
+	b, err := cache.Canonical(v)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	return store.Put(b)
+}
+
+// GetJSON reads the JSON blob d from store into v.
+func GetJSON(store *cache.Store, d cache.Digest, v any) error {
+	b, err := store.Get(d)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("blob %s: %w", d, err)
+	}
+	return nil
+}
+
+func seedOf(k cache.Key) int64 { return int64(binary.BigEndian.Uint64(k[:8]) >> 1) }
+
+var (
+	registryMu sync.RWMutex
+	kinds      = map[string]*Kind{}
+	sections   = map[string]func() any{}
+)
+
+// Register makes a stage kind available to recipes. It panics on a
+// duplicate name or an incomplete kind, which are programming errors.
+func Register(k *Kind) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if k.Name == "" || k.Version == "" || k.Run == nil {
+		panic("build.Register: kind needs Name, Version and Run")
+	}
+	if _, dup := kinds[k.Name]; dup {
+		panic("build.Register: duplicate kind " + k.Name)
+	}
+	if k.Pool == "" {
+		k.Pool = "cpu"
+	}
+	kinds[k.Name] = k
+}
+
+// LookupKind returns the registered kind called name.
+func LookupKind(name string) (*Kind, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	k, ok := kinds[name]
+	return k, ok
+}
+
+// Kinds returns every registered kind, sorted by name.
+func Kinds() []*Kind {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	out := make([]*Kind, 0, len(kinds))
+	for _, k := range kinds {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// RegisterSection lets a recipe carry a top-level section (for example
+// "models" or "environments"): newValue returns a pointer the section is
+// decoded into strictly. Stages read it with Session.Section.
+func RegisterSection(name string, newValue func() any) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := sections[name]; dup || reservedKeys[name] {
+		panic("build.RegisterSection: duplicate section " + name)
+	}
+	sections[name] = newValue
+}
+
+func lookupSection(name string) (func() any, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	f, ok := sections[name]
+	return f, ok
+}
+
+func sectionNames() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	var out []string
+	for n := range sections {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Count adds delta to the counter name of the node running under ctx. Effect
+// wiring (for example LLM token accounting) calls it; outside a node it does
+// nothing.
+func Count(ctx context.Context, name string, delta float64) {
+	if c, ok := ctx.Value(countersKey{}).(*counters); ok {
+		c.add(name, delta)
+	}
+}
+
+type countersKey struct{}
+
+type counters struct {
+	mu sync.Mutex
+	m  map[string]float64
+}
+
+func (c *counters) add(name string, delta float64) {
+	c.mu.Lock()
+	if c.m == nil {
+		c.m = map[string]float64{}
+	}
+	c.m[name] += delta
+	c.mu.Unlock()
+}
+
+func (c *counters) snapshot() map[string]float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) == 0 {
+		return nil
+	}
+	out := make(map[string]float64, len(c.m))
+	for k, v := range c.m {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,186 @@
+package build
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dsbuild/dsbuild/cache"
+)
+
+// Record is what a build leaves in the store: every node with its key
+// inputs, result and timing, and a summary per stage. `dsbuild explain`
+// compares against it, gc keeps what it reaches, and the output manifest is
+// made from it.
+type Record struct {
+	Recipe       string         `json:"recipe"`
+	RecipePath   string         `json:"recipe_path"`
+	RecipeDigest cache.Digest   `json:"recipe_digest"`
+	Started      time.Time      `json:"started"`
+	Seconds      float64        `json:"seconds"`
+	Status       string         `json:"status"` // ok, failed, interrupted
+	Stages       []StageSummary `json:"stages"`
+	Nodes        []NodeRecord   `json:"nodes"`
+	Published    []string       `json:"published,omitempty"`
+	memo         []cache.Key
+}
+
+// NodeRecord is one node of a build.
+type NodeRecord struct {
+	ID      string       `json:"id"`
+	Stage   string       `json:"stage"`
+	Item    string       `json:"item,omitempty"`
+	Key     cache.Key    `json:"key"`
+	Inputs  KeyInputs    `json:"inputs"`
+	Result  cache.Digest `json:"result,omitzero"`
+	State   string       `json:"state"`
+	Seconds float64      `json:"seconds"`
+	Error   string       `json:"error,omitempty"`
+}
+
+// StageSummary totals one stage of a build.
+type StageSummary struct {
+	Stage   string `json:"stage"`
+	Kind    string `json:"kind"`
+	Nodes   int    `json:"nodes"`
+	Ran     int    `json:"ran"`
+	Cached  int    `json:"cached"`
+	Failed  int    `json:"failed"`
+	Skipped int    `json:"skipped"`
+	Items   int    `json:"items"`
+	// Counts sums the counters of every node (cached ones included): what
+	// the stage's output holds, e.g. kept and rejected items.
+	Counts map[string]float64 `json:"counts,omitempty"`
+	// Spent sums the counters of nodes that ran in this build: what this
+	// build cost, e.g. model tokens and dollars.
+	Spent map[string]float64 `json:"spent,omitempty"`
+	// Seconds is the summed run time of nodes that ran.
+	Seconds    float64 `json:"seconds"`
+	SkipReason string  `json:"skip_reason,omitempty"`
+}
+
+func (e *engine) record(start time.Time) *Record {
+	rec := &Record{
+		Recipe: e.sess.Recipe.Name, RecipePath: e.sess.Recipe.Path, RecipeDigest: e.sess.Recipe.Digest,
+		Started: start.UTC(), Seconds: time.Since(start).Seconds(), Status: "ok",
+	}
+	for _, sr := range e.stages {
+		sum := e.summary(sr)
+		rec.Stages = append(rec.Stages, sum)
+		if sum.Failed > 0 || sr.failed || sr.skipped != "" {
+			rec.Status = "failed"
+		}
+		for _, n := range sr.nodes {
+			nr := NodeRecord{ID: n.id, Stage: sr.st.ID, Item: itemName_(n), Key: n.key, Inputs: n.inputs,
+				Result: n.resultD, State: n.state, Seconds: n.duration.Seconds()}
+			if n.err != nil {
+				nr.Error = n.err.Error()
+			}
+			rec.Nodes = append(rec.Nodes, nr)
+			if n.state == StateCached || n.state == StateRan {
+				rec.memo = append(rec.memo, n.key)
+				rec.memo = append(rec.memo, n.result.Memo...)
+			}
+		}
+	}
+	if e.stopped() && e.firstErr == nil {
+		rec.Status = "interrupted"
+	}
+	return rec
+}
+
+func (e *engine) summary(sr *stageRun) StageSummary {
+	s := StageSummary{Stage: sr.st.ID, Kind: sr.st.Kind.Name, Nodes: len(sr.nodes), Items: len(sr.items), SkipReason: sr.skipped}
+	for _, n := range sr.nodes {
+		switch n.state {
+		case StateRan:
+			s.Ran++
+			s.Seconds += n.duration.Seconds()
+		case StateCached:
+			s.Cached++
+		case StateFailed:
+			s.Failed++
+		case StateSkipped:
+			s.Skipped++
+		}
+		if n.result == nil {
+			continue
+		}
+		for k, v := range n.result.Counts {
+			if s.Counts == nil {
+				s.Counts = map[string]float64{}
+			}
+			s.Counts[k] += v
+			if n.state == StateRan || n.state == StateFailed {
+				if s.Spent == nil {
+					s.Spent = map[string]float64{}
+				}
+				s.Spent[k] += v
+			}
+		}
+	}
+	return s
+}
+
+func (e *engine) stageEvent(sr *stageRun) Event {
+	s := e.summary(sr)
+	status := "ok"
+	if sr.failed {
+		status = StateFailed
+	}
+	return Event{Type: EventStage, Stage: sr.st.ID, Status: status, Counts: s.Counts, Summary: &s}
+}
+
+func (r *Record) keepKeys() []cache.Key {
+	sort.Slice(r.memo, func(i, j int) bool { return string(r.memo[i][:]) < string(r.memo[j][:]) })
+	out := r.memo[:0:0]
+	for i, k := range r.memo {
+		if i == 0 || k != r.memo[i-1] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// Publish writes the tree d to dir, replacing what was there in one rename.
+// A dir that already holds d (per its .dsbuild-tree marker) is left alone.
+func Publish(store *cache.Store, d cache.Digest, dir string) error {
+	marker := filepath.Join(dir, ".dsbuild-tree")
+	if b, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(b)) == d.String() {
+		return nil
+	}
+	parent := filepath.Dir(filepath.Clean(dir))
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return err
+	}
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	suffix := hex.EncodeToString(nonce[:])
+	tmp := filepath.Clean(dir) + ".tmp-" + suffix
+	if err := store.Materialize(d, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".dsbuild-tree"), []byte(d.String()+"\n"), 0o644); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	old := filepath.Clean(dir) + ".old-" + suffix
+	hadOld := os.Rename(dir, old) == nil
+	if err := os.Rename(tmp, dir); err != nil {
+		if hadOld {
+			os.Rename(old, dir)
+		}
+		os.RemoveAll(tmp)
+		return fmt.Errorf("publishing %s: %w", dir, err)
+	}
+	if hadOld {
+		os.RemoveAll(old)
+	}
+	return nil
+}

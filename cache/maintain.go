@@ -1,0 +1,445 @@
+package cache
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// A build record is the root of everything a build needs: gc keeps the
+// blobs whose digests appear (as "sha256:<hex>" strings) in a kept record or
+// in anything such a blob references, and the memo entries the record names.
+
+type recordFile struct {
+	Keep []Key          `json:"keep"`
+	Body json.RawMessage `json:"body"`
+}
+
+var groupName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// PutRecord stores a build record in group (for example a recipe's name).
+// body must be JSON; keep lists the memo keys the build depended on.
+func (s *Store) PutRecord(group string, body []byte, keep []Key) error {
+	if !groupName.MatchString(group) {
+		return fmt.Errorf("cache: invalid record group %q", group)
+	}
+	raw, err := json.Marshal(recordFile{Keep: keep, Body: body})
+	if err != nil {
+		return fmt.Errorf("cache: record: %w", err)
+	}
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	name := fmt.Sprintf("%020d-%s.json", time.Now().UnixNano(), hex.EncodeToString(nonce[:]))
+	return s.writeAtomic(filepath.Join(s.root, recordsDir, group, name), raw)
+}
+
+// LatestRecord returns the body of the newest record in group, or ok=false.
+func (s *Store) LatestRecord(group string) (body []byte, ok bool, err error) {
+	names, err := s.recordNames(group)
+	if err != nil || len(names) == 0 {
+		return nil, false, err
+	}
+	rf, err := s.readRecord(group, names[len(names)-1])
+	if err != nil {
+		return nil, false, err
+	}
+	return rf.Body, true, nil
+}
+
+func (s *Store) recordNames(group string) ([]string, error) {
+	des, err := os.ReadDir(filepath.Join(s.root, recordsDir, group))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	var names []string
+	for _, de := range des {
+		if strings.HasSuffix(de.Name(), ".json") && !strings.HasPrefix(de.Name(), ".") {
+			names = append(names, de.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func (s *Store) readRecord(group, name string) (*recordFile, error) {
+	raw, err := os.ReadFile(filepath.Join(s.root, recordsDir, group, name))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	var rf recordFile
+	if err := json.Unmarshal(raw, &rf); err != nil {
+		return nil, fmt.Errorf("cache: record %s/%s is damaged: %v", group, name, err)
+	}
+	return &rf, nil
+}
+
+func (s *Store) groups() ([]string, error) {
+	des, err := os.ReadDir(filepath.Join(s.root, recordsDir))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	var gs []string
+	for _, de := range des {
+		if de.IsDir() {
+			gs = append(gs, de.Name())
+		}
+	}
+	return gs, nil
+}
+
+var refPattern = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
+
+// refs returns the digests mentioned in the blob d when it is JSON (trees,
+// results, manifests); other blobs (file contents, layers) reference
+// nothing.
+func (s *Store) refs(d Digest) ([]Digest, error) {
+	r, err := s.Open(d)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	br := bufio.NewReader(r)
+	first, err := br.Peek(1)
+	if err == io.EOF {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if first[0] != '{' && first[0] != '[' {
+		return nil, nil
+	}
+	data, err := io.ReadAll(br)
+	if err != nil {
+		return nil, err
+	}
+	return scanRefs(data), nil
+}
+
+func scanRefs(data []byte) []Digest {
+	var out []Digest
+	for _, m := range refPattern.FindAll(data, -1) {
+		if d, err := ParseDigest(string(m)); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// reach marks every blob reachable from roots. Missing blobs are reported.
+func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
+	seen = map[Digest]bool{}
+	stack := append([]Digest(nil), roots...)
+	for len(stack) > 0 {
+		d := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[d] {
+			continue
+		}
+		seen[d] = true
+		next, err := s.refs(d)
+		if err != nil {
+			missing = append(missing, d)
+			continue
+		}
+		stack = append(stack, next...)
+	}
+	return seen, missing
+}
+
+// forEachBlob calls fn for every blob file in the store.
+func (s *Store) forEachBlob(fn func(d Digest, path string, size int64)) error {
+	return s.forEachEntry(blobsDir, func(name, path string, size int64) {
+		if d, err := ParseDigest("sha256:" + name); err == nil {
+			fn(d, path, size)
+		}
+	})
+}
+
+func (s *Store) forEachMemo(fn func(k Key, path string)) error {
+	return s.forEachEntry(memoDir, func(name, path string, _ int64) {
+		if k, err := ParseKey(name); err == nil {
+			fn(k, path)
+		}
+	})
+}
+
+func (s *Store) forEachEntry(sub string, fn func(name, path string, size int64)) error {
+	base := filepath.Join(s.root, sub)
+	shards, err := os.ReadDir(base)
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() {
+			continue
+		}
+		des, err := os.ReadDir(filepath.Join(base, sh.Name()))
+		if err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+		for _, de := range des {
+			var size int64
+			if fi, err := de.Info(); err == nil {
+				size = fi.Size()
+			}
+			fn(de.Name(), filepath.Join(base, sh.Name(), de.Name()), size)
+		}
+	}
+	return nil
+}
+
+// Problem is one thing Verify found wrong.
+type Problem struct {
+	What   string // "corrupt blob", "missing blob", "bad memo entry", "bad record"
+	Name   string // the digest, key or record path
+	Detail string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s %s: %s", p.What, p.Name, p.Detail) }
+
+// VerifyReport is the outcome of Verify.
+type VerifyReport struct {
+	Blobs, MemoEntries, Records int
+	Problems                    []Problem
+}
+
+// Verify reads every blob and checks it against its digest (moving corrupt
+// ones aside), checks that every memo entry is well formed and names a
+// present blob, and that everything a build record reaches is present.
+func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) {
+	if workers < 1 {
+		workers = 1
+	}
+	rep := &VerifyReport{}
+	var mu sync.Mutex
+	add := func(p Problem) { mu.Lock(); rep.Problems = append(rep.Problems, p); mu.Unlock() }
+
+	jobs := make(chan Digest)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range jobs {
+				r, err := s.Open(d)
+				if err != nil {
+					add(Problem{"corrupt blob", d.String(), err.Error()})
+					continue
+				}
+				_, err = io.Copy(io.Discard, r)
+				r.Close()
+				if err != nil {
+					var ce *CorruptError
+					if errors.As(err, &ce) {
+						err = errors.New(ce.Reason + "; moved to quarantine/")
+					}
+					add(Problem{"corrupt blob", d.String(), err.Error()})
+				}
+			}
+		}()
+	}
+	err := s.forEachBlob(func(d Digest, _ string, _ int64) {
+		rep.Blobs++
+		select {
+		case jobs <- d:
+		case <-ctx.Done():
+		}
+	})
+	close(jobs)
+	wg.Wait()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	err = s.forEachMemo(func(k Key, path string) {
+		rep.MemoEntries++
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			add(Problem{"bad memo entry", k.String(), err.Error()})
+			return
+		}
+		d, err := parseMemo(raw)
+		if err != nil {
+			add(Problem{"bad memo entry", k.String(), err.Error()})
+			return
+		}
+		if !s.Has(d) {
+			add(Problem{"bad memo entry", k.String(), "result " + d.String() + " is missing"})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	groups, err := s.groups()
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		names, err := s.recordNames(g)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range names {
+			rep.Records++
+			rf, err := s.readRecord(g, n)
+			if err != nil {
+				add(Problem{"bad record", g + "/" + n, err.Error()})
+				continue
+			}
+			_, missing := s.reach(scanRefs(rf.Body))
+			for _, d := range missing {
+				add(Problem{"missing blob", d.String(), "reached from record " + g + "/" + n})
+			}
+		}
+	}
+	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].String() < rep.Problems[j].String() })
+	return rep, nil
+}
+
+// GCReport is the outcome of GC.
+type GCReport struct {
+	RecordsRemoved, MemoRemoved, BlobsRemoved int
+	BytesFreed                                int64
+}
+
+// GC keeps the newest keep records of every group and removes older
+// records, memo entries no kept record names, and blobs nothing kept
+// reaches. It needs a store opened with OpenExclusive.
+func (s *Store) GC(keep int) (*GCReport, error) {
+	if keep < 1 {
+		keep = 1
+	}
+	rep := &GCReport{}
+	keys := map[Key]bool{}
+	var roots []Digest
+	groups, err := s.groups()
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		names, err := s.recordNames(g)
+		if err != nil {
+			return nil, err
+		}
+		for i, n := range names {
+			if i < len(names)-keep {
+				if err := os.Remove(filepath.Join(s.root, recordsDir, g, n)); err == nil {
+					rep.RecordsRemoved++
+				}
+				continue
+			}
+			rf, err := s.readRecord(g, n)
+			if err != nil {
+				return nil, fmt.Errorf("cache gc: %w (fix or delete the record, then run gc again)", err)
+			}
+			for _, k := range rf.Keep {
+				keys[k] = true
+			}
+			roots = append(roots, scanRefs(rf.Body)...)
+		}
+	}
+	err = s.forEachMemo(func(k Key, path string) {
+		if !keys[k] {
+			if os.Remove(path) == nil {
+				rep.MemoRemoved++
+			}
+			return
+		}
+		if raw, err := os.ReadFile(path); err == nil {
+			if d, err := parseMemo(raw); err == nil {
+				roots = append(roots, d)
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	live, _ := s.reach(roots)
+	err = s.forEachBlob(func(d Digest, path string, size int64) {
+		if !live[d] && os.Remove(path) == nil {
+			rep.BlobsRemoved++
+			rep.BytesFreed += size
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Leftovers of killed processes.
+	tmps, _ := os.ReadDir(filepath.Join(s.root, tmpDir))
+	for _, t := range tmps {
+		os.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
+	}
+	return rep, nil
+}
+
+// Stats describes the store's contents.
+type Stats struct {
+	Root             string
+	Blobs            int
+	BlobBytes        int64 // compressed, on disk
+	MemoEntries      int
+	Records          int
+	QuarantinedBlobs int
+}
+
+// Stats counts what the store holds.
+func (s *Store) Stats() (*Stats, error) {
+	st := &Stats{Root: s.root}
+	if err := s.forEachBlob(func(_ Digest, _ string, size int64) { st.Blobs++; st.BlobBytes += size }); err != nil {
+		return nil, err
+	}
+	if err := s.forEachMemo(func(Key, string) { st.MemoEntries++ }); err != nil {
+		return nil, err
+	}
+	groups, err := s.groups()
+	if err != nil {
+		return nil, err
+	}
+	for _, g := range groups {
+		names, _ := s.recordNames(g)
+		st.Records += len(names)
+	}
+	q, _ := os.ReadDir(filepath.Join(s.root, quarantineDir))
+	st.QuarantinedBlobs = len(q)
+	return st, nil
+}
+
+
+// Records returns the bodies of up to n newest records of group, newest
+// first.
+func (s *Store) Records(group string, n int) ([][]byte, error) {
+	names, err := s.recordNames(group)
+	if err != nil {
+		return nil, err
+	}
+	var out [][]byte
+	for i := len(names) - 1; i >= 0 && len(out) < n; i-- {
+		rf, err := s.readRecord(group, names[i])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rf.Body)
+	}
+	return out, nil
+}

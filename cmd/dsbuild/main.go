@@ -1,0 +1,336 @@
+// Command dsbuild builds training datasets for coding agents from recipes:
+// a DAG of hashed stages whose every output, model call and sandbox run is
+// cached by content.
+//
+// This package owns flags, console output and exit codes only; the work is
+// done by the build engine and the stage kinds.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	_ "github.com/dsbuild/dsbuild/stages"
+	"github.com/urfave/cli/v3"
+	"golang.org/x/term"
+)
+
+// Exit statuses.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // a build ran and something failed
+	exitBadInput    = 2   // bad recipe, flag or argument; nothing was built
+	exitInterrupted = 130 // Ctrl-C
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
+	stop()
+	os.Exit(report(os.Stderr, err))
+}
+
+// usageError marks a mistake in how dsbuild was called.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func report(w io.Writer, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(w, "dsbuild: %v\n", err)
+	var ue usageError
+	switch {
+	case errors.Is(err, build.ErrInterrupted):
+		return exitInterrupted
+	case errors.As(err, &ue), build.IsBadInput(err):
+		return exitBadInput
+	case strings.Contains(err.Error(), "flag provided but not defined"), strings.Contains(err.Error(), "invalid value"):
+		return exitBadInput
+	}
+	return exitFailed
+}
+
+func defaultCacheDir() string {
+	if d := os.Getenv("DSBUILD_CACHE"); d != "" {
+		return d
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "dsbuild")
+	}
+	return ".dsbuild-cache"
+}
+
+func newApp(stdout, stderr io.Writer) *cli.Command {
+	flags := []cli.Flag{
+		&cli.StringFlag{Name: "cache", Usage: "store directory (default $DSBUILD_CACHE, else the user cache dir)"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "nodes run at once in the cpu and sandbox pools"},
+		&cli.BoolFlag{Name: "keep-going", Aliases: []string{"k"}, Usage: "build everything that does not depend on a failure"},
+		&cli.BoolFlag{Name: "offline", Usage: "no network effects: a cache miss that needs one is an error"},
+		&cli.StringFlag{Name: "out", Usage: "output folder (default out/<recipe name>)"},
+		&cli.BoolFlag{Name: "json", Usage: "print progress as JSON events, one per line"},
+	}
+	buildCmd := func(ctx context.Context, cmd *cli.Command) error {
+		if cmd.Args().Len() != 1 {
+			return usageError{"usage: dsbuild [build] RECIPE.yaml"}
+		}
+		return runBuild(ctx, cmd, stdout, stderr, cmd.Args().First())
+	}
+	return &cli.Command{
+		Name:      "dsbuild",
+		Usage:     "build datasets for coding agents from recipes, every step cached by content",
+		ArgsUsage: "RECIPE.yaml",
+		Flags:     flags,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Action:    buildCmd,
+		OnUsageError: func(ctx context.Context, cmd *cli.Command, err error, isSub bool) error {
+			return usageError{err.Error()}
+		},
+		Commands: []*cli.Command{
+			{Name: "build", Usage: "build a recipe", ArgsUsage: "RECIPE.yaml", Action: buildCmd},
+			{Name: "plan", Usage: "say which nodes are cached and which would run, and why", ArgsUsage: "RECIPE.yaml",
+				Action: func(ctx context.Context, cmd *cli.Command) error { return runPlan(cmd, stdout) }},
+			{Name: "explain", Usage: "show a node's key inputs and what changed since the last build", ArgsUsage: "RECIPE.yaml NODE",
+				Action: func(ctx context.Context, cmd *cli.Command) error { return runExplain(cmd, stdout) }},
+			{Name: "kinds", Usage: "list the stage kinds recipes can use",
+				Action: func(ctx context.Context, cmd *cli.Command) error { return runKinds(stdout) }},
+			{Name: "cache", Usage: "look after the store", Commands: []*cli.Command{
+				{Name: "verify", Usage: "read every blob and check it against its digest",
+					Action: func(ctx context.Context, cmd *cli.Command) error { return runVerify(ctx, cmd, stdout) }},
+				{Name: "gc", Usage: "remove what no kept build record reaches",
+					Flags:  []cli.Flag{&cli.IntFlag{Name: "keep", Value: 1, Usage: "build records to keep per recipe"}},
+					Action: func(ctx context.Context, cmd *cli.Command) error { return runGC(cmd, stdout) }},
+				{Name: "stats", Usage: "count what the store holds",
+					Action: func(ctx context.Context, cmd *cli.Command) error { return runStats(cmd, stdout) }},
+			}},
+		},
+	}
+}
+
+func cacheDir(cmd *cli.Command) string {
+	if d := cmd.String("cache"); d != "" {
+		return d
+	}
+	return defaultCacheDir()
+}
+
+func loadRecipe(cmd *cli.Command, path string) (*build.Recipe, error) {
+	return build.LoadRecipe(path, nil)
+}
+
+func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, path string) error {
+	r, err := loadRecipe(cmd, path)
+	if err != nil {
+		return err
+	}
+	store, err := cache.Open(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var obs build.Observer
+	var tty *build.TTYObserver
+	switch {
+	case cmd.Bool("json"):
+		obs = build.NewJSONObserver(stdout)
+	case isTerminal(stderr):
+		tty = build.NewTTYObserver(stderr)
+		obs = tty
+	default:
+		obs = build.NewPlainObserver(stderr)
+	}
+	rec, err := build.Build(ctx, r, store, build.Options{
+		Jobs: int(cmd.Int("jobs")), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
+		OutDir: cmd.String("out"), Observer: obs,
+	})
+	if tty != nil {
+		tty.Close()
+	}
+	if rec != nil && !cmd.Bool("json") {
+		printSummary(stdout, rec)
+	}
+	return err
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb"
+}
+
+func printSummary(w io.Writer, rec *build.Record) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tKIND\tNODES\tRAN\tCACHED\tFAILED\tITEMS\tTIME\tDETAILS")
+	for _, s := range rec.Stages {
+		details := detailText(s)
+		if s.SkipReason != "" {
+			details = "skipped: " + s.SkipReason
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\n", s.Stage, s.Kind, s.Nodes, s.Ran, s.Cached, s.Failed, s.Items, s.Seconds, details)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "build %s: %s in %.2fs", rec.Recipe, rec.Status, rec.Seconds)
+	for _, p := range rec.Published {
+		fmt.Fprintf(w, "; output in %s", p)
+	}
+	fmt.Fprintln(w)
+}
+
+func detailText(s build.StageSummary) string {
+	var parts []string
+	keys := make([]string, 0, len(s.Counts))
+	for k := range s.Counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := s.Counts[k]
+		if strings.HasPrefix(k, "llm.") {
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s=%s", k, trimFloat(v)))
+	}
+	if s.Counts["llm.calls"] > 0 {
+		parts = append(parts, fmt.Sprintf("llm calls=%s (this build %s, cache hits %s) tokens=%s $%.4f",
+			trimFloat(s.Counts["llm.calls"]), trimFloat(s.Spent["llm.calls"]), trimFloat(s.Spent["llm.cache_hits"]),
+			trimFloat(s.Spent["llm.prompt_tokens"]+s.Spent["llm.completion_tokens"]), s.Spent["llm.dollars"]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func trimFloat(v float64) string {
+	if v == float64(int64(v)) {
+		return fmt.Sprintf("%d", int64(v))
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func runPlan(cmd *cli.Command, stdout io.Writer) error {
+	if cmd.Args().Len() != 1 {
+		return usageError{"usage: dsbuild plan RECIPE.yaml"}
+	}
+	r, err := loadRecipe(cmd, cmd.Args().First())
+	if err != nil {
+		return err
+	}
+	store, err := cache.Open(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	plan, err := build.Plan(r, store)
+	if err != nil {
+		return err
+	}
+	counts := map[string]int{}
+	for _, e := range plan {
+		counts[e.Status]++
+		line := fmt.Sprintf("%-9s %s", e.Status, e.Node)
+		if len(e.Reasons) > 0 {
+			line += ": " + strings.Join(e.Reasons, "; ")
+		}
+		fmt.Fprintln(stdout, line)
+	}
+	fmt.Fprintf(stdout, "%d cached, %d will run, %d waiting on others\n", counts[build.PlanCached], counts[build.PlanWillRun], counts[build.PlanWaits])
+	return nil
+}
+
+func runExplain(cmd *cli.Command, stdout io.Writer) error {
+	if cmd.Args().Len() != 2 {
+		return usageError{"usage: dsbuild explain RECIPE.yaml NODE (a node id like stage[item], or a stage id)"}
+	}
+	r, err := loadRecipe(cmd, cmd.Args().Get(0))
+	if err != nil {
+		return err
+	}
+	store, err := cache.Open(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	return build.Explain(stdout, r, store, cmd.Args().Get(1))
+}
+
+func runKinds(stdout io.Writer) error {
+	tw := tabwriter.NewWriter(stdout, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "KIND\tVERSION\tPOOL\tDESCRIPTION")
+	for _, k := range build.Kinds() {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, k.Version, k.Pool, k.Doc)
+	}
+	return tw.Flush()
+}
+
+func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
+	store, err := cache.Open(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, err := store.Verify(ctx, runtime.NumCPU())
+	if err != nil {
+		return err
+	}
+	for _, p := range rep.Problems {
+		fmt.Fprintln(stdout, p)
+	}
+	fmt.Fprintf(stdout, "checked %d blobs, %d memo entries, %d build records: %d problems\n", rep.Blobs, rep.MemoEntries, rep.Records, len(rep.Problems))
+	if len(rep.Problems) > 0 {
+		return fmt.Errorf("store %s has %d problems (corrupt blobs were moved to quarantine/; rebuilding repairs them)", store.Root(), len(rep.Problems))
+	}
+	return nil
+}
+
+func runGC(cmd *cli.Command, stdout io.Writer) error {
+	store, err := cache.OpenExclusive(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	rep, err := store.GC(int(cmd.Int("keep")))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %d build records, %d memo entries, %d blobs (%s)\n", rep.RecordsRemoved, rep.MemoRemoved, rep.BlobsRemoved, humanBytes(rep.BytesFreed))
+	return nil
+}
+
+func runStats(cmd *cli.Command, stdout io.Writer) error {
+	store, err := cache.Open(cacheDir(cmd))
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	st, err := store.Stats()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "store       %s\nblobs       %d (%s on disk)\nmemo        %d entries\nrecords     %d\nquarantine  %d blobs\n",
+		st.Root, st.Blobs, humanBytes(st.BlobBytes), st.MemoEntries, st.Records, st.QuarantinedBlobs)
+	return nil
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,175 @@
+// Package stages holds dsbuild's stage kinds. Each kind is a plain function
+// of (params, inputs, effects) registered with the build engine; effects
+// (model calls, sandbox runs, images) are reached through services on the
+// build session, never through globals.
+package stages
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"text/template"
+
+	"github.com/dsbuild/dsbuild/build"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "list", Version: "1", Doc: "a literal collection: one item per entry of items, or count generated items",
+		Params: func() any { return &ListParams{Prefix: "item"} },
+		Run:    runList,
+	})
+	build.Register(&build.Kind{
+		Name: "template", Version: "1", Doc: "renders a Go text/template for its input item (or once) into a text blob",
+		Params: func() any { return &TemplateParams{} },
+		Run:    runTemplate,
+	})
+	build.Register(&build.Kind{
+		Name: "files", Version: "1", Doc: "snapshots local directories (globs relative to the recipe) as trees, one item each",
+		Params: func() any { return &FilesParams{} }, Volatile: true,
+		Run: runFiles,
+	})
+}
+
+// ListParams are the params of the list kind.
+type ListParams struct {
+	// Items become one item each, named by their text.
+	Items []string `yaml:"items" json:"items,omitempty"`
+	// Count generates that many items named <prefix>-00000, ...
+	Count  int    `yaml:"count" json:"count,omitempty"`
+	Prefix string `yaml:"prefix" json:"prefix"`
+}
+
+// Validate checks the params.
+func (p *ListParams) Validate() error {
+	if len(p.Items) > 0 && p.Count > 0 {
+		return fmt.Errorf("give items or count, not both")
+	}
+	if p.Count < 0 {
+		return fmt.Errorf("count must not be negative")
+	}
+	return nil
+}
+
+func runList(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*ListParams)
+	values := p.Items
+	names := p.Items
+	if p.Count > 0 {
+		values = make([]string, p.Count)
+		for i := range values {
+			values[i] = fmt.Sprintf("%s-%05d", p.Prefix, i)
+		}
+		names = values
+	}
+	items := make([]build.Item, 0, len(values))
+	for i, v := range values {
+		d, err := c.Store().Put([]byte(v))
+		if err != nil {
+			return build.Output{}, err
+		}
+		items = append(items, build.Item{Name: names[i], Value: d})
+	}
+	return build.Collection(items), nil
+}
+
+// TemplateParams are the params of the template kind.
+type TemplateParams struct {
+	// Text is a Go text/template. It sees .Item (the input item's name),
+	// .Input (the input blob as text) and .Stage.
+	Text string `yaml:"text" json:"text"`
+	tmpl *template.Template
+}
+
+// Validate parses the template.
+func (p *TemplateParams) Validate() error {
+	t, err := template.New("text").Option("missingkey=error").Parse(p.Text)
+	if err != nil {
+		return fmt.Errorf("text: %v", err)
+	}
+	p.tmpl = t
+	return nil
+}
+
+func runTemplate(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*TemplateParams)
+	data := map[string]any{"Stage": c.Stage, "Item": c.Item, "Input": ""}
+	if c.Input != nil {
+		b, err := c.Store().Get(c.Input.Value)
+		if err != nil {
+			return build.Output{}, err
+		}
+		data["Input"] = string(b)
+	}
+	var buf bytes.Buffer
+	if err := p.tmpl.Execute(&buf, data); err != nil {
+		return build.Output{}, err
+	}
+	d, err := c.Store().Put(buf.Bytes())
+	return build.Value(d), err
+}
+
+// FilesParams are the params of the files kind.
+type FilesParams struct {
+	// Paths are globs relative to the recipe's directory; each match must
+	// be a directory and becomes one item named after it.
+	Paths    []string `yaml:"paths" json:"paths"`
+	resolved []string
+	names    []string
+}
+
+// Resolve expands the globs against the recipe directory.
+func (p *FilesParams) Resolve(dir string) error {
+	if len(p.Paths) == 0 {
+		return fmt.Errorf("paths: give at least one directory or glob")
+	}
+	seen := map[string]string{}
+	for _, g := range p.Paths {
+		pat := g
+		if !filepath.IsAbs(pat) {
+			pat = filepath.Join(dir, g)
+		}
+		matches, err := filepath.Glob(pat)
+		if err != nil {
+			return fmt.Errorf("paths: %q: %v", g, err)
+		}
+		if len(matches) == 0 {
+			return fmt.Errorf("paths: %q matches nothing (relative paths are resolved against %s)", g, dir)
+		}
+		sort.Strings(matches)
+		for _, m := range matches {
+			fi, err := os.Stat(m)
+			if err != nil {
+				return fmt.Errorf("paths: %v", err)
+			}
+			if !fi.IsDir() {
+				return fmt.Errorf("paths: %s is not a directory", m)
+			}
+			name := filepath.Base(m)
+			if other, dup := seen[name]; dup {
+				return fmt.Errorf("paths: %s and %s would both be item %q", other, m, name)
+			}
+			seen[name] = m
+			p.resolved = append(p.resolved, m)
+			p.names = append(p.names, name)
+		}
+	}
+	return nil
+}
+
+func runFiles(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*FilesParams)
+	items := make([]build.Item, 0, len(p.resolved))
+	for i, dir := range p.resolved {
+		d, err := c.Store().Snapshot(dir)
+		if err != nil {
+			return build.Output{}, build.BadInput("%v", err)
+		}
+		items = append(items, build.Item{Name: p.names[i], Value: d})
+	}
+	return build.Collection(items), nil
+}
+
