@@ -1,7 +1,6 @@
 package schema
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -304,7 +303,6 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 	shards := newShardSet[TaskRow](w.staging, "tasks/tasks", w.opts.TargetShardBytes, w.opts.RowGroupBytes)
 	defer shards.abort()
 	var jsonl *hashingFile
-	var bw *bufio.Writer
 	var prevKey string
 	var prevPayload []byte
 	err := w.tasks.each(func(key string, payload []byte) error {
@@ -320,10 +318,9 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 			if jsonl, err = createHashingFile(filepath.Join(w.staging, "tasks", "instances.jsonl")); err != nil {
 				return err
 			}
-			bw = bufio.NewWriterSize(jsonl, 256<<10)
 		}
-		bw.Write(payload)
-		bw.WriteByte('\n')
+		jsonl.Write(payload) // errors surface at close
+		jsonl.Write([]byte{'\n'})
 		var row TaskRow
 		if err := json.Unmarshal(payload, &row); err != nil {
 			return fmt.Errorf("task instance %s: decode sorted row: %w", key, err)
@@ -341,10 +338,6 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 	}
 	if jsonl == nil {
 		return nil, nil
-	}
-	if err := bw.Flush(); err != nil {
-		jsonl.abort()
-		return nil, fmt.Errorf("write tasks/instances.jsonl: %w", err)
 	}
 	n, sum, err := jsonl.close()
 	if err != nil {

@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -37,7 +38,7 @@ func writerOptions() []parquet.WriterOption {
 		parquet.Compression(zstdCodec),
 		parquet.DataPageVersion(1),
 		parquet.PageBufferSize(1 << 20),
-		parquet.WriteBufferSize(256 << 10),
+		parquet.WriteBufferSize(0), // hashingFile buffers, and counts what is written
 		pinnedCreatedBy(CreatedBy),
 	}
 }
@@ -54,10 +55,12 @@ type DatasetFile struct {
 	Rows int64 `json:"rows"`
 }
 
-// hashingFile writes to a file while counting bytes and hashing them, so
-// a file's digest is known when it is closed without reading it again.
+// hashingFile writes to a file through a buffer while counting bytes and
+// hashing them, so a file's size is known as it grows and its digest when
+// it is closed, without reading it again.
 type hashingFile struct {
 	f    *os.File
+	buf  *bufio.Writer
 	h    hash.Hash
 	n    int64
 	path string
@@ -71,11 +74,11 @@ func createHashingFile(path string) (*hashingFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &hashingFile{f: f, h: sha256.New(), path: path}, nil
+	return &hashingFile{f: f, buf: bufio.NewWriterSize(f, 256<<10), h: sha256.New(), path: path}, nil
 }
 
 func (w *hashingFile) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
+	n, err := w.buf.Write(p)
 	w.h.Write(p[:n])
 	w.n += int64(n)
 	return n, err
@@ -83,7 +86,10 @@ func (w *hashingFile) Write(p []byte) (int, error) {
 
 // close syncs and closes the file and returns its size and hex digest.
 func (w *hashingFile) close() (int64, string, error) {
-	err := w.f.Sync()
+	err := w.buf.Flush()
+	if serr := w.f.Sync(); err == nil {
+		err = serr
+	}
 	if cerr := w.f.Close(); err == nil {
 		err = cerr
 	}
