@@ -415,7 +415,17 @@ func (b *Builder) importImage(img v1.Image, env []string, recompress bool) (sche
 		cfg.Config.Env = mergeEnv(cfg.Config.Env, env)
 		rawConfig = nil // re-encode
 	}
-	return putImage(b.store, cfg, rawConfig, descs, nil)
+	var annotations map[string]string
+	if !recompress {
+		// Keep the source manifest's annotations, so that an image dsbuild
+		// built imports back with its own digest.
+		m, err := img.Manifest()
+		if err != nil {
+			return schema.Image{}, fmt.Errorf("reading manifest: %w", err)
+		}
+		annotations = m.Annotations
+	}
+	return putImage(b.store, cfg, rawConfig, descs, annotations)
 }
 
 func (b *Builder) importLayer(l v1.Layer, diffID v1.Hash, recompress bool) (v1.Descriptor, error) {
