@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,30 +25,51 @@ import (
 // in anything such a blob references, and the memo entries the record names.
 
 type recordFile struct {
-	Keep []Key          `json:"keep"`
+	Keep []Key           `json:"keep"`
 	Body json.RawMessage `json:"body"`
 }
 
 var groupName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 
+// validGroup reports whether group can name a directory under records/.
+func validGroup(group string) bool {
+	return groupName.MatchString(group) && group != "." && group != ".."
+}
+
 // PutRecord stores a build record in group (for example a recipe's name).
 // body must be JSON; keep lists the memo keys the build depended on.
 func (s *Store) PutRecord(group string, body []byte, keep []Key) error {
-	if !groupName.MatchString(group) {
+	if !validGroup(group) {
 		return fmt.Errorf("cache: invalid record group %q", group)
 	}
 	raw, err := json.Marshal(recordFile{Keep: keep, Body: body})
 	if err != nil {
 		return fmt.Errorf("cache: record: %w", err)
 	}
+	// Records sort by name, so the stamp must grow even if the clock was
+	// stepped back or did not advance since the group's newest record.
+	stamp := time.Now().UnixNano()
+	names, err := s.recordNames(group)
+	if err != nil {
+		return err
+	}
+	if n := len(names); n > 0 {
+		newest, _, _ := strings.Cut(names[n-1], "-")
+		if last, err := strconv.ParseInt(newest, 10, 64); err == nil && last >= stamp {
+			stamp = last + 1
+		}
+	}
 	var nonce [4]byte
 	rand.Read(nonce[:])
-	name := fmt.Sprintf("%020d-%s.json", time.Now().UnixNano(), hex.EncodeToString(nonce[:]))
+	name := fmt.Sprintf("%020d-%s.json", stamp, hex.EncodeToString(nonce[:]))
 	return s.writeAtomic(filepath.Join(s.root, recordsDir, group, name), raw)
 }
 
 // LatestRecord returns the body of the newest record in group, or ok=false.
 func (s *Store) LatestRecord(group string) (body []byte, ok bool, err error) {
+	if !validGroup(group) {
+		return nil, false, fmt.Errorf("cache: invalid record group %q", group)
+	}
 	names, err := s.recordNames(group)
 	if err != nil || len(names) == 0 {
 		return nil, false, err
@@ -327,6 +349,9 @@ type GCReport struct {
 // records, memo entries no kept record names, and blobs nothing kept
 // reaches. It needs a store opened with OpenExclusive.
 func (s *Store) GC(keep int) (*GCReport, error) {
+	if !s.exclusive {
+		return nil, fmt.Errorf("cache gc: store %s was opened without the exclusive lock; open it with OpenExclusive", s.root)
+	}
 	if keep < 1 {
 		keep = 1
 	}
@@ -425,10 +450,12 @@ func (s *Store) Stats() (*Stats, error) {
 	return st, nil
 }
 
-
 // Records returns the bodies of up to n newest records of group, newest
 // first.
 func (s *Store) Records(group string, n int) ([][]byte, error) {
+	if !validGroup(group) {
+		return nil, fmt.Errorf("cache: invalid record group %q", group)
+	}
 	names, err := s.recordNames(group)
 	if err != nil {
 		return nil, err

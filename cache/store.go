@@ -38,8 +38,9 @@ func (e *CorruptError) Error() string {
 // A Store opened with Open holds a shared lock; OpenExclusive (for gc) holds
 // the exclusive one.
 type Store struct {
-	root string
-	lock *os.File
+	root      string
+	lock      *os.File
+	exclusive bool
 }
 
 // Layout below the root:
@@ -98,7 +99,7 @@ func open(dir string, how int) (*Store, error) {
 		}
 		return nil, fmt.Errorf("cache: locking %s: %w", abs, err)
 	}
-	return &Store{root: abs, lock: lf}, nil
+	return &Store{root: abs, lock: lf, exclusive: how&syscall.LOCK_EX != 0}, nil
 }
 
 // Close releases the store's lock.
@@ -168,6 +169,10 @@ func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
 		return d, n, nil
 	}
 	if err := tmp.Sync(); err != nil {
+		return Digest{}, 0, fmt.Errorf("cache: %w", err)
+	}
+	// CreateTemp makes the file 0600; blobs written by Put are 0644.
+	if err := tmp.Chmod(0o644); err != nil {
 		return Digest{}, 0, fmt.Errorf("cache: %w", err)
 	}
 	dst := s.blobPath(d)

@@ -99,6 +99,15 @@ func (s *Store) GetTree(d Digest) (*Tree, error) {
 		if i > 0 && t.Entries[i-1].Name >= e.Name {
 			return nil, fmt.Errorf("cache: tree %s: entries not sorted or not unique", d)
 		}
+		switch e.Type {
+		case TypeFile, TypeDir:
+			if e.Digest.IsZero() {
+				return nil, fmt.Errorf("cache: tree %s: entry %q has no digest", d, e.Name)
+			}
+		case TypeSymlink:
+		default:
+			return nil, fmt.Errorf("cache: tree %s: entry %q has unknown type %q", d, e.Name, e.Type)
+		}
 	}
 	return &t, nil
 }
