@@ -37,7 +37,7 @@ def run_candidate(workdir, original, candidate):
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=60,
+            timeout=8,
         )
         return proc.returncode
     except subprocess.TimeoutExpired:
@@ -94,6 +94,9 @@ def main():
     survivors = [c for c, status in results if status == 0]
     for c in survivors[:15]:
         print("survived:", c["description"])
+    statuses = collections.Counter(status for _, status in results if status not in (0, 1))
+    if statuses:
+        print("other exit statuses (-1 = timeout):", dict(sorted(statuses.items())))
 
 
 if __name__ == "__main__":
