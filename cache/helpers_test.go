@@ -71,8 +71,8 @@ func replaceWithValidZstd(t testing.TB, path string, other []byte) {
 	}
 }
 
-// writeFile creates path (and its parents) with data and mode.
-func writeFile(t testing.TB, path string, data []byte, mode os.FileMode) {
+// writeTestFile creates path (and its parents) with data and mode.
+func writeTestFile(t testing.TB, path string, data []byte, mode os.FileMode) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

@@ -535,7 +535,7 @@ func TestOpenBadDir(t *testing.T) {
 		t.Fatal("Open of empty path succeeded")
 	}
 	f := filepath.Join(t.TempDir(), "file")
-	writeFile(t, f, []byte("x"), 0o644)
+	writeTestFile(t, f, []byte("x"), 0o644)
 	if _, err := Open(f); err == nil || !strings.Contains(err.Error(), f) {
 		t.Fatalf("Open of a file: err = %v, want it to name the path", err)
 	}

@@ -1,0 +1,403 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRecordsOrder(t *testing.T) {
+	s := newStore(t)
+	if _, ok, err := s.LatestRecord("quickstart"); ok || err != nil {
+		t.Fatalf("LatestRecord of an empty group = %v, %v", ok, err)
+	}
+	if bodies, err := s.Records("quickstart", 5); err != nil || len(bodies) != 0 {
+		t.Fatalf("Records of an empty group = %v, %v", bodies, err)
+	}
+	const n = 40 // quick succession: names must still sort in call order
+	for i := range n {
+		if err := s.PutRecord("quickstart", []byte(fmt.Sprintf(`{"n":%d}`, i)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.PutRecord("other", []byte(`{"n":"other"}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	body, ok, err := s.LatestRecord("quickstart")
+	if err != nil || !ok || string(body) != fmt.Sprintf(`{"n":%d}`, n-1) {
+		t.Fatalf("LatestRecord = %s, %v, %v", body, ok, err)
+	}
+	bodies, err := s.Records("quickstart", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range bodies {
+		got = append(got, string(b))
+	}
+	want := []string{fmt.Sprintf(`{"n":%d}`, n-1), fmt.Sprintf(`{"n":%d}`, n-2), fmt.Sprintf(`{"n":%d}`, n-3)}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Records(3) = %v, want %v", got, want)
+	}
+	all, err := s.Records("quickstart", 1000)
+	if err != nil || len(all) != n {
+		t.Fatalf("Records(1000) returned %d, %v", len(all), err)
+	}
+	for i, b := range all {
+		if string(b) != fmt.Sprintf(`{"n":%d}`, n-1-i) {
+			t.Fatalf("Records[%d] = %s: not newest first", i, b)
+		}
+	}
+	if st, _ := s.Stats(); st.Records != n+1 {
+		t.Fatalf("Stats.Records = %d, want %d", st.Records, n+1)
+	}
+}
+
+func TestRecordAfterClockStepBack(t *testing.T) {
+	s := newStore(t)
+	// A record written while the clock was an hour ahead.
+	future := time.Now().Add(time.Hour).UnixNano()
+	raw, _ := json.Marshal(recordFile{Body: json.RawMessage(`"from the future"`)})
+	writeTestFile(t, filepath.Join(s.Root(), "records", "g", fmt.Sprintf("%020d-00000000.json", future)), raw, 0o644)
+	if err := s.PutRecord("g", []byte(`"now"`), nil); err != nil {
+		t.Fatal(err)
+	}
+	body, ok, err := s.LatestRecord("g")
+	if err != nil || !ok || string(body) != `"now"` {
+		t.Fatalf("LatestRecord after a clock step back = %s, %v, %v; want the record just written", body, ok, err)
+	}
+}
+
+func TestRecordBadInput(t *testing.T) {
+	s := newStore(t)
+	for _, g := range []string{"", ".", "..", "a/b", "../x", "with space", strings.Repeat("x", 129)} {
+		if err := s.PutRecord(g, []byte(`{}`), nil); err == nil || !strings.Contains(err.Error(), "invalid record group") {
+			t.Errorf("PutRecord(%q) err = %v", g, err)
+		}
+		if _, _, err := s.LatestRecord(g); err == nil {
+			t.Errorf("LatestRecord(%q) succeeded", g)
+		}
+		if _, err := s.Records(g, 1); err == nil {
+			t.Errorf("Records(%q) succeeded", g)
+		}
+	}
+	if err := s.PutRecord("g", []byte(`{not json`), nil); err == nil {
+		t.Error("PutRecord accepted a body that is not JSON")
+	}
+	if names := dirEntries(t, filepath.Join(s.Root(), "records")); len(names) != 0 {
+		t.Fatalf("bad input wrote records: %v", names)
+	}
+	// A damaged record is reported with its name.
+	writeTestFile(t, filepath.Join(s.Root(), "records", "g", "00000000000000000001-00000000.json"), []byte("{"), 0o644)
+	if _, _, err := s.LatestRecord("g"); err == nil || !strings.Contains(err.Error(), "g/00000000000000000001-00000000.json") {
+		t.Fatalf("LatestRecord of a damaged record: %v", err)
+	}
+}
+
+// fixture is a store with a tree, a memo entry and a record, all consistent.
+type fixture struct {
+	s                *Store
+	tree, file, memo Digest
+	key              Key
+	loose            Digest
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	s := newStore(t)
+	f := &fixture{s: s}
+	var err error
+	f.tree, err = s.PutFiles(map[string]File{
+		"a.txt":       {Data: []byte("alpha")},
+		"dir/b.txt":   {Data: []byte("beta")},
+		"dir/c/d.txt": {Data: []byte("delta")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.file = DigestOf([]byte("delta"))
+	f.memo = mustPut(t, s, []byte(`{"result":"memo only"}`))
+	f.key, _ = KeyOf("memo key")
+	if err := s.MemoPut(context.Background(), f.key, f.memo); err != nil {
+		t.Fatal(err)
+	}
+	f.loose = mustPut(t, s, []byte(strings.Repeat("loose blob ", 100)))
+	body := fmt.Sprintf(`{"outputs":{"repo":"%s"}}`, f.tree)
+	if err := s.PutRecord("build", []byte(body), []Key{f.key}); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func TestVerifyClean(t *testing.T) {
+	f := newFixture(t)
+	rep, err := f.s.Verify(context.Background(), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Blobs: 3 files, 3 trees (root, dir, dir/c), memo result, loose.
+	if len(rep.Problems) != 0 || rep.Blobs != 8 || rep.MemoEntries != 1 || rep.Records != 1 {
+		t.Fatalf("Verify of a clean store = %+v", rep)
+	}
+}
+
+func TestVerifyFindsEachProblem(t *testing.T) {
+	f := newFixture(t)
+	s := f.s
+	flipByte(t, s.blobPath(f.loose)) // a corrupt blob
+	os.Remove(s.blobPath(f.memo))    // a memo entry pointing to a missing blob
+	os.Remove(s.blobPath(f.file))    // a record reaching a missing blob (two trees down)
+	badKey, _ := KeyOf("bad memo")   // a malformed memo entry
+	writeTestFile(t, s.memoPath(badKey), []byte("junk"), 0o644)
+	writeTestFile(t, filepath.Join(s.Root(), "records", "build", "00000000000000000001-00000000.json"), []byte("{"), 0o644)
+
+	rep, err := s.Verify(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range rep.Problems {
+		got[p.What+" "+p.Name] = p.Detail
+	}
+	want := []string{
+		"corrupt blob " + f.loose.String(),
+		"bad memo entry " + f.key.String(),
+		"bad memo entry " + badKey.String(),
+		"missing blob " + f.file.String(),
+		"bad record build/00000000000000000001-00000000.json",
+	}
+	for _, w := range want {
+		if _, ok := got[w]; !ok {
+			t.Errorf("Verify did not report %q", w)
+		}
+	}
+	if len(rep.Problems) != len(want) {
+		t.Errorf("Verify reported %d problems, want %d: %v", len(rep.Problems), len(want), rep.Problems)
+	}
+	if d := got["corrupt blob "+f.loose.String()]; !strings.Contains(d, "quarantine") {
+		t.Errorf("corrupt blob detail %q does not say where it went", d)
+	}
+	if d := got["missing blob "+f.file.String()]; !strings.Contains(d, "record build/") {
+		t.Errorf("missing blob detail %q does not name the record", d)
+	}
+	if rep.Blobs != 6 || rep.MemoEntries != 2 || rep.Records != 2 {
+		t.Errorf("counts = %d blobs, %d memo, %d records", rep.Blobs, rep.MemoEntries, rep.Records)
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.QuarantinedBlobs != 1 || st.Blobs != 5 {
+		t.Errorf("after Verify Stats = %+v, want the corrupt blob quarantined", st)
+	}
+	// Cancelled context: an error, not a partial report.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.Verify(ctx, 1); err == nil {
+		t.Error("Verify with a cancelled context succeeded")
+	}
+}
+
+func TestGC(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	// Old build: its own tree and memo entry.
+	oldTree, err := s.PutFiles(map[string]File{"old.txt": {Data: []byte("old only")}, "shared.txt": {Data: []byte("shared")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldKey, _ := KeyOf("old key")
+	oldResult := mustPut(t, s, []byte("old result"))
+	if err := s.MemoPut(ctx, oldKey, oldResult); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, oldTree)), []Key{oldKey}); err != nil {
+		t.Fatal(err)
+	}
+
+	// New build: a nested tree referenced by the record body, and a kept
+	// memo entry whose result is a JSON blob that references another blob
+	// and a tree.
+	newTree, err := s.PutFiles(map[string]File{
+		"shared.txt":      {Data: []byte("shared")},
+		"src/main.go":     {Data: []byte("package main")},
+		"src/deep/x.bin":  {Data: pseudoRandom(5, 5000)},
+		"src/deep/run.sh": {Data: []byte("#!/bin/sh"), Exec: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	layer := mustPut(t, s, pseudoRandom(6, 20000))
+	memoTree, err := s.PutFiles(map[string]File{"m/n.txt": {Data: []byte("reached via memo")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest := mustPut(t, s, []byte(fmt.Sprintf(`{"layers":["%s"],"tree":"%s"}`, layer, memoTree)))
+	keptKey, _ := KeyOf("kept key")
+	if err := s.MemoPut(ctx, keptKey, manifest); err != nil {
+		t.Fatal(err)
+	}
+	droppedKey, _ := KeyOf("dropped key")
+	droppedResult := mustPut(t, s, []byte("dropped result"))
+	if err := s.MemoPut(ctx, droppedKey, droppedResult); err != nil {
+		t.Fatal(err)
+	}
+	unreachable := mustPut(t, s, []byte("nobody references me"))
+	time.Sleep(time.Millisecond)
+	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, newTree)), []Key{keptKey}); err != nil {
+		t.Fatal(err)
+	}
+	// Another group's only record stays.
+	otherBlob := mustPut(t, s, []byte("other group"))
+	if err := s.PutRecord("h", []byte(fmt.Sprintf(`["%s"]`, otherBlob)), nil); err != nil {
+		t.Fatal(err)
+	}
+	writeTestFile(t, filepath.Join(dir, "tmp", "put-leftover"), []byte("killed mid-write"), 0o644)
+
+	// GC needs the exclusive lock.
+	if _, err := s.GC(1); err == nil || !strings.Contains(err.Error(), "OpenExclusive") {
+		t.Fatalf("GC on a shared store: %v", err)
+	}
+	before, _ := s.Stats()
+	s.Close()
+	ex, err := OpenExclusive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	rep, err := ex.GC(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := ex.Stats()
+
+	if rep.RecordsRemoved != 1 || rep.MemoRemoved != 2 {
+		t.Errorf("GC report = %+v, want 1 record and 2 memo entries removed", rep)
+	}
+	if rep.BlobsRemoved != before.Blobs-after.Blobs || rep.BytesFreed != before.BlobBytes-after.BlobBytes || rep.BytesFreed <= 0 {
+		t.Errorf("GC report %+v disagrees with Stats before %+v after %+v", rep, before, after)
+	}
+	// Gone: the old tree (root blob and its unique file), both unkept memo
+	// entries' results, the unreachable blob.
+	for name, d := range map[string]Digest{
+		"old tree": oldTree, "old file": DigestOf([]byte("old only")), "old memo result": oldResult,
+		"dropped memo result": droppedResult, "unreachable": unreachable,
+	} {
+		if ex.Has(d) {
+			t.Errorf("GC kept %s %s", name, d)
+		}
+	}
+	if rep.BlobsRemoved != 5 {
+		t.Errorf("GC removed %d blobs, want 5", rep.BlobsRemoved)
+	}
+	for _, k := range []Key{oldKey, droppedKey} {
+		if _, err := os.Stat(ex.memoPath(k)); !os.IsNotExist(err) {
+			t.Errorf("GC kept memo entry %s", k)
+		}
+	}
+	// Kept: everything the new record and the kept memo entry reach.
+	if d, ok, err := ex.MemoGet(ctx, keptKey); !ok || err != nil || d != manifest {
+		t.Errorf("kept memo entry: %s %v %v", d, ok, err)
+	}
+	for name, d := range map[string]Digest{"layer": layer, "other group": otherBlob, "shared file": DigestOf([]byte("shared"))} {
+		if !ex.Has(d) {
+			t.Errorf("GC removed %s", name)
+		}
+	}
+	for tree, paths := range map[Digest][]string{
+		newTree:  {"shared.txt", "src/main.go", "src/deep/x.bin", "src/deep/run.sh"},
+		memoTree: {"m/n.txt"},
+	} {
+		for _, p := range paths {
+			if _, err := ex.ReadFile(tree, p); err != nil {
+				t.Errorf("after GC ReadFile(%s, %s): %v", tree.Short(), p, err)
+			}
+		}
+	}
+	if body, ok, _ := ex.LatestRecord("g"); !ok || !strings.Contains(string(body), newTree.String()) {
+		t.Errorf("GC removed the newest record: %s", body)
+	}
+	if bodies, _ := ex.Records("g", 10); len(bodies) != 1 {
+		t.Errorf("group g has %d records after GC(1), want 1", len(bodies))
+	}
+	if bodies, _ := ex.Records("h", 10); len(bodies) != 1 {
+		t.Errorf("group h has %d records after GC(1), want 1", len(bodies))
+	}
+	if tmp := dirEntries(t, filepath.Join(dir, "tmp")); len(tmp) != 0 {
+		t.Errorf("GC left tmp/ entries %v", tmp)
+	}
+	vr, err := ex.Verify(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vr.Problems) != 0 {
+		t.Fatalf("Verify after GC: %v", vr.Problems)
+	}
+	// A second GC finds nothing more to do.
+	rep2, err := ex.GC(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *rep2 != (GCReport{}) {
+		t.Fatalf("second GC = %+v, want nothing removed", rep2)
+	}
+}
+
+func TestGCKeepsMoreThanOne(t *testing.T) {
+	dir := t.TempDir()
+	ex, err := OpenExclusive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	var blobs []Digest
+	for i := range 4 {
+		d := mustPut(t, ex, []byte(fmt.Sprintf("build %d", i)))
+		blobs = append(blobs, d)
+		if err := ex.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, d)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := ex.GC(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RecordsRemoved != 2 || rep.BlobsRemoved != 2 {
+		t.Fatalf("GC(2) = %+v", rep)
+	}
+	for i, d := range blobs {
+		if ex.Has(d) != (i >= 2) {
+			t.Errorf("blob of build %d present=%v", i, ex.Has(d))
+		}
+	}
+	// A damaged kept record stops GC before it deletes any blob.
+	writeTestFile(t, filepath.Join(dir, "records", "g", "99999999999999999999-00000000.json"), []byte("{"), 0o644)
+	if _, err := ex.GC(2); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Fatalf("GC with a damaged record: %v", err)
+	}
+	if !ex.Has(blobs[3]) {
+		t.Fatal("GC removed blobs despite failing")
+	}
+}
+
+func TestStats(t *testing.T) {
+	f := newFixture(t)
+	st, err := f.s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Root != f.s.Root() || st.Blobs != 8 || st.MemoEntries != 1 || st.Records != 1 || st.QuarantinedBlobs != 0 || st.BlobBytes <= 0 {
+		t.Fatalf("Stats = %+v", st)
+	}
+}
