@@ -145,6 +145,10 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	for name, n := range limits {
 		e.pools[name] = make(chan struct{}, n)
 	}
+	// The record names the recipe by digest; keep its text with it.
+	if _, err := store.Put(r.text); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	obs.Event(Event{Type: EventStart, Recipe: r.Name, Stages: stageIDs(r)})
 
@@ -277,7 +281,6 @@ func (e *engine) progressStage(sr *stageRun) bool {
 	}
 	if sr.open == 0 {
 		sr.complete = true
-		sort.SliceStable(sr.items, func(i, j int) bool { return slices.Compare(sr.items[i].path, sr.items[j].path) < 0 })
 		e.obs.Event(e.stageEvent(sr))
 		return true
 	}
@@ -291,12 +294,22 @@ func (e *engine) skipStage(sr *stageRun, why string) bool {
 	return true
 }
 
+// itemsOf returns a complete stage's items in their deterministic order
+// (by position in the fan-out, not by completion time). sr.items itself
+// stays in arrival order: foreach consumers index into it.
 func itemsOf(sr *stageRun) []Item {
-	out := make([]Item, len(sr.items))
-	for i, pi := range sr.items {
+	sorted := sortedItems(sr.items)
+	out := make([]Item, len(sorted))
+	for i, pi := range sorted {
 		out[i] = pi.item
 	}
 	return out
+}
+
+func sortedItems(items []pathItem) []pathItem {
+	sorted := slices.Clone(items)
+	sort.SliceStable(sorted, func(i, j int) bool { return slices.Compare(sorted[i].path, sorted[j].path) < 0 })
+	return sorted
 }
 
 func (e *engine) startNode(sr *stageRun, item *Item, path []int, from map[string][]Item) {
@@ -351,7 +364,7 @@ func (e *engine) exec(n *node) {
 	}
 	if hit {
 		var res nodeResult
-		if err = GetJSON(store, d, &res); err == nil {
+		if err = GetJSON(store, d, &res); err == nil && outputsPresent(store, res.Output) {
 			<-e.ioSlots
 			n.state, n.resultD, n.result = StateCached, d, &res
 			n.duration = time.Since(start)
@@ -400,6 +413,21 @@ func (e *engine) exec(n *node) {
 		return
 	}
 	n.state, n.resultD, n.result = StateRan, d, res
+}
+
+// outputsPresent reports whether the blobs a cached output names are still
+// in the store (a shallow check: a blob moved to quarantine makes the node
+// run again and so repairs the store).
+func outputsPresent(store *cache.Store, out Output) bool {
+	if !out.IsCollection {
+		return store.Has(out.Value)
+	}
+	for _, it := range out.Items {
+		if !store.Has(it.Value) {
+			return false
+		}
+	}
+	return true
 }
 
 func itemName_(n *node) string {
@@ -488,7 +516,7 @@ func (e *engine) publish() ([]string, error) {
 		if len(pubs) > 1 {
 			base += "/" + sr.st.ID
 		}
-		for _, pi := range sr.items {
+		for _, pi := range sortedItems(sr.items) {
 			dir := base
 			if sr.st.Foreach != "" || len(sr.items) != 1 || pi.item.Name != sr.st.ID {
 				dir = base + "/" + pi.item.Name

@@ -28,6 +28,7 @@ type Recipe struct {
 	Stages []*Stage
 	// Digest is the digest of the recipe text after interpolation.
 	Digest   cache.Digest
+	text     []byte
 	sections map[string]any
 }
 
@@ -132,7 +133,8 @@ func ParseRecipe(path string, raw []byte, getenv func(string) string) (*Recipe, 
 	}
 	r.Path = path
 	r.Dir = dirOf(path)
-	r.Digest = cache.DigestOf([]byte(text))
+	r.text = []byte(text)
+	r.Digest = cache.DigestOf(r.text)
 	return r, nil
 }
 

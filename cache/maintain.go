@@ -185,6 +185,35 @@ func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
 	return seen, missing
 }
 
+// reachFrom walks from d, skipping blobs already known good in ok, and
+// returns what it visited and what was missing; visited blobs that were all
+// present are added to ok.
+func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (visited []Digest, missing []Digest) {
+	stack := []Digest{d}
+	seen := map[Digest]bool{}
+	for len(stack) > 0 {
+		cur := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[cur] || ok[cur] {
+			continue
+		}
+		seen[cur] = true
+		visited = append(visited, cur)
+		next, err := s.refs(cur)
+		if err != nil {
+			missing = append(missing, cur)
+			continue
+		}
+		stack = append(stack, next...)
+	}
+	if len(missing) == 0 {
+		for _, v := range visited {
+			ok[v] = true
+		}
+	}
+	return visited, missing
+}
+
 // forEachBlob calls fn for every blob file in the store.
 func (s *Store) forEachBlob(fn func(d Digest, path string, size int64)) error {
 	return s.forEachEntry(blobsDir, func(name, path string, size int64) {
@@ -293,6 +322,10 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 		return nil, err
 	}
 
+	// A memo entry whose result reaches a missing blob would make a build
+	// trust work it cannot read back: such entries are removed, so the next
+	// build redoes that work and repairs the store.
+	reachable := map[Digest]bool{}
 	err = s.forEachMemo(func(k Key, path string) {
 		rep.MemoEntries++
 		raw, err := os.ReadFile(path)
@@ -302,11 +335,14 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 		}
 		d, err := parseMemo(raw)
 		if err != nil {
-			add(Problem{"bad memo entry", k.String(), err.Error()})
+			add(Problem{"bad memo entry", k.String(), err.Error() + "; removed"})
+			os.Remove(path)
 			return
 		}
-		if !s.Has(d) {
-			add(Problem{"bad memo entry", k.String(), "result " + d.String() + " is missing"})
+		_, missing := s.reachFrom(d, reachable)
+		if len(missing) > 0 {
+			add(Problem{"bad memo entry", k.String(), "result " + d.String() + " reaches missing blob " + missing[0].String() + "; removed, the next build redoes it"})
+			os.Remove(path)
 		}
 	})
 	if err != nil {

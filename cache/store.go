@@ -12,9 +12,11 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
 )
 
 // ErrMissing is returned (wrapped) when a blob is not in the store.
@@ -41,6 +43,10 @@ type Store struct {
 	root      string
 	lock      *os.File
 	exclusive bool
+
+	writes atomic.Uint64 // writes this process has completed
+	syncMu sync.Mutex
+	synced uint64 // writes known durable
 }
 
 // Layout below the root:
@@ -168,9 +174,6 @@ func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
 	if s.Has(d) {
 		return d, n, nil
 	}
-	if err := tmp.Sync(); err != nil {
-		return Digest{}, 0, fmt.Errorf("cache: %w", err)
-	}
 	// CreateTemp makes the file 0600; blobs written by Put are 0644.
 	if err := tmp.Chmod(0o644); err != nil {
 		return Digest{}, 0, fmt.Errorf("cache: %w", err)
@@ -182,15 +185,42 @@ func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
 	if err := os.Rename(tmp.Name(), dst); err != nil {
 		return Digest{}, 0, fmt.Errorf("cache: %w", err)
 	}
+	s.writes.Add(1)
 	return d, n, nil
 }
 
-// writeAtomic writes data to path through a synced temporary file and a
-// rename, so a reader sees the whole file or none of it.
+// writeAtomic writes data to path through a temporary file and a rename,
+// so a reader sees the whole file or none of it. Durability comes from
+// barrier.
 func (s *Store) writeAtomic(path string, data []byte) error {
-	if err := WriteFileAtomic(filepath.Join(s.root, tmpDir), path, data); err != nil {
+	if err := writeFileMaybeSync(filepath.Join(s.root, tmpDir), path, data, false); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
+	s.writes.Add(1)
+	return nil
+}
+
+// barrier makes every write this process has finished so far durable, with
+// one syncfs(2) shared by all goroutines waiting at the same time. Memo
+// entries and records are written only after a barrier, so nothing durable
+// ever points at a blob that a power cut could lose; a lost write that
+// nothing points at just reads as a miss. (One fsync per blob cost 2.5 ms
+// on the reference machine, several times the work of a small node.)
+func (s *Store) barrier() error {
+	ticket := s.writes.Load()
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+	if s.synced >= ticket {
+		return nil // a sync that began after our writes has finished
+	}
+	upTo := s.writes.Load()
+	if s.lock == nil {
+		return errors.New("cache: store is closed")
+	}
+	if err := unix.Syncfs(int(s.lock.Fd())); err != nil {
+		return fmt.Errorf("cache: syncing store: %w", err)
+	}
+	s.synced = upTo
 	return nil
 }
 
@@ -199,6 +229,12 @@ func (s *Store) writeAtomic(path string, data []byte) error {
 // directories of path are created as needed. An empty tmpDir means path's own
 // directory.
 func WriteFileAtomic(tmpDir, path string, data []byte) error {
+	return writeFileMaybeSync(tmpDir, path, data, true)
+}
+
+// writeFileMaybeSync is WriteFileAtomic with the fsync optional: the store's own
+// writes are made durable in batches by barrier.
+func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -215,9 +251,11 @@ func WriteFileAtomic(tmpDir, path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
 	}
 	if err := f.Close(); err != nil {
 		return err
@@ -377,6 +415,9 @@ func (s *Store) MemoPut(ctx context.Context, k Key, d Digest) error {
 	noteKey(ctx, k)
 	if !s.Has(d) {
 		return fmt.Errorf("cache: memo %s: result %s is not stored", k, d)
+	}
+	if err := s.barrier(); err != nil {
+		return err
 	}
 	return s.writeAtomic(s.memoPath(k), []byte(d.String()+"\n"))
 }

@@ -14,6 +14,7 @@ import (
 	"text/template"
 
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
 )
 
 func init() {
@@ -173,3 +174,25 @@ func runFiles(ctx context.Context, c *build.Call) (build.Output, error) {
 	return build.Collection(items), nil
 }
 
+func init() {
+	build.Register(&build.Kind{
+		Name: "bundle", Version: "1", Publish: true,
+		Doc: "publishes the items of its from: stages as files <stage>/<item> in the output folder",
+		Run: runBundle,
+	})
+}
+
+func runBundle(ctx context.Context, c *build.Call) (build.Output, error) {
+	files := map[string]cache.File{}
+	for stage, items := range c.Inputs {
+		for _, it := range items {
+			b, err := c.Store().Get(it.Value)
+			if err != nil {
+				return build.Output{}, err
+			}
+			files[stage+"/"+it.Name] = cache.File{Data: b}
+		}
+	}
+	d, err := c.Store().PutFiles(files)
+	return build.Value(d), err
+}

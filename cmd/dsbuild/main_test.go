@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dsbuild-bin-")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "dsbuild")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		panic(string(out))
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type run struct {
+	stdout, stderr string
+	code           int
+}
+
+func dsbuild(t *testing.T, dir string, args ...string) run {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Dir = dir
+	var so, se bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &so, &se
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return run{so.String(), se.String(), code}
+}
+
+// A recipe with enough nodes that a build takes a noticeable time.
+const bigRecipe = `name: big
+stages:
+  words: {uses: list, with: {count: 400}}
+  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
+  shout: {uses: template, foreach: greet, with: {text: "{{.Input}}!"}}
+  out:   {uses: bundle, from: [shout]}
+`
+
+func writeRecipe(t *testing.T, dir, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, "recipe.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func readTree(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if !fi.IsDir() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(dir, p)
+			out[rel] = string(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameTrees(t *testing.T, a, b map[string]string) {
+	t.Helper()
+	if len(a) != len(b) {
+		t.Fatalf("outputs differ: %d files vs %d files", len(a), len(b))
+	}
+	for k, v := range a {
+		if b[k] != v {
+			t.Fatalf("outputs differ at %s", k)
+		}
+	}
+}
+
+func TestSIGKILLedBuildsResumeToIdenticalOutput(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, bigRecipe)
+
+	clean := dsbuild(t, dir, "--cache", "clean-cache", "--out", "clean-out", recipe)
+	if clean.code != 0 {
+		t.Fatalf("clean build: %d %s", clean.code, clean.stderr)
+	}
+	want := readTree(t, filepath.Join(dir, "clean-out"))
+	if len(want) != 401 { // 400 files + the .dsbuild-tree marker
+		t.Fatalf("clean output has %d files", len(want))
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 6 {
+		cmd := exec.Command(binary, "--cache", "killed-cache", "--out", "killed-out", recipe)
+		cmd.Dir = dir
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(20+rng.IntN(400)) * time.Millisecond)
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %v", i, cmd.ProcessState)
+	}
+	final := dsbuild(t, dir, "--cache", "killed-cache", "--out", "killed-out", recipe)
+	if final.code != 0 {
+		t.Fatalf("resumed build: %d %s", final.code, final.stderr)
+	}
+	sameTrees(t, want, readTree(t, filepath.Join(dir, "killed-out")))
+	v := dsbuild(t, dir, "--cache", "killed-cache", "cache", "verify")
+	if v.code != 0 || !strings.Contains(v.stdout, ": 0 problems") {
+		t.Fatalf("verify after kills: %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+	again := dsbuild(t, dir, "--cache", "killed-cache", "--out", "killed-out", recipe)
+	if !regexp.MustCompile(`shout\s+template\s+400\s+0\s+400\s`).MatchString(again.stdout) {
+		t.Fatalf("a rebuild after the resume ran something:\n%s", again.stdout)
+	}
+}
+
+func TestConcurrentBuildsShareOneStore(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, bigRecipe)
+	var wg sync.WaitGroup
+	results := make([]run, 2)
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = dsbuild(t, dir, "--cache", "shared", "--out", "out"+string(rune('a'+i)), recipe)
+		}()
+	}
+	wg.Wait()
+	for i, r := range results {
+		if r.code != 0 {
+			t.Fatalf("build %d: %d %s", i, r.code, r.stderr)
+		}
+	}
+	sameTrees(t, readTree(t, filepath.Join(dir, "outa")), readTree(t, filepath.Join(dir, "outb")))
+	if v := dsbuild(t, dir, "--cache", "shared", "cache", "verify"); v.code != 0 {
+		t.Fatalf("verify: %s", v.stdout)
+	}
+}
+
+func TestBadRecipeExits2AndWritesNothing(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "name: bad\nstages:\n  a: {uses: list, with: {itemz: [a]}}\n")
+	r := dsbuild(t, dir, "--cache", "store", recipe)
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2", r.code)
+	}
+	if !strings.Contains(r.stderr, "recipe.yaml:3:26: stage \"a\" (list): unknown field \"itemz\"") {
+		t.Fatalf("stderr %q", r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store")); !os.IsNotExist(err) {
+		t.Fatalf("a bad recipe created the store")
+	}
+	if r := dsbuild(t, dir, "--cache", "store", "--no-such-flag", recipe); r.code != 2 {
+		t.Fatalf("unknown flag: exit %d", r.code)
+	}
+	if r := dsbuild(t, dir, "--cache", "store", "plan"); r.code != 2 {
+		t.Fatalf("plan without recipe: exit %d", r.code)
+	}
+}
+
+func TestVerifyFindsAFlippedByte(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "name: small\nstages:\n  w: {uses: list, with: {items: [a, b, c]}}\n")
+	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(dir, "store", "blobs", "*", "*"))
+	if len(blobs) == 0 {
+		t.Fatal("no blobs")
+	}
+	b, _ := os.ReadFile(blobs[0])
+	b[len(b)/2] ^= 0x40
+	os.WriteFile(blobs[0], b, 0o644)
+	r := dsbuild(t, dir, "--cache", "store", "cache", "verify")
+	if r.code != 1 || !strings.Contains(r.stdout, "corrupt blob sha256:"+filepath.Base(blobs[0])) {
+		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A rebuild repairs the store.
+	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	if r := dsbuild(t, dir, "--cache", "store", "cache", "verify"); r.code != 0 {
+		t.Fatalf("verify after rebuild: %s", r.stdout)
+	}
+}
+
+func TestGCKeepsTheLatestBuild(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "name: g\nstages:\n  w: {uses: list, with: {items: [a, b]}}\n  t: {uses: template, foreach: w, with: {text: \"1{{.Input}}\"}}\n")
+	dsbuild(t, dir, "--cache", "store", recipe)
+	writeRecipe(t, dir, "name: g\nstages:\n  w: {uses: list, with: {items: [a, b]}}\n  t: {uses: template, foreach: w, with: {text: \"2{{.Input}}\"}}\n")
+	dsbuild(t, dir, "--cache", "store", recipe)
+	r := dsbuild(t, dir, "--cache", "store", "cache", "gc")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed 1 build records, 2 memo entries") {
+		t.Fatalf("gc: %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	again := dsbuild(t, dir, "--cache", "store", recipe)
+	if !regexp.MustCompile(`t\s+template\s+2\s+0\s+2\s`).MatchString(again.stdout) {
+		t.Fatalf("after gc the latest build is no longer cached:\n%s", again.stdout)
+	}
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 {
+		t.Fatalf("verify after gc: %s", v.stdout)
+	}
+}
