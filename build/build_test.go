@@ -132,7 +132,7 @@ func init() {
 	})
 	build.Register(&build.Kind{
 		Name: "test.panic", Version: "1",
-		Run:  func(ctx context.Context, c *build.Call) (build.Output, error) { panic("boom") },
+		Run: func(ctx context.Context, c *build.Call) (build.Output, error) { panic("boom") },
 	})
 }
 

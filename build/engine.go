@@ -88,18 +88,18 @@ type stageRun struct {
 }
 
 type engine struct {
-	sess    *Session
-	opts    Options
-	stages  []*stageRun
-	byID    map[string]*stageRun
-	pools   map[string]chan struct{}
-	ioSlots chan struct{}
-	done    chan *node
-	running int
-	ctx     context.Context
-	cancel  context.CancelFunc
+	sess     *Session
+	opts     Options
+	stages   []*stageRun
+	byID     map[string]*stageRun
+	pools    map[string]chan struct{}
+	ioSlots  chan struct{}
+	done     chan *node
+	running  int
+	ctx      context.Context
+	cancel   context.CancelFunc
 	firstErr error
-	obs     Observer
+	obs      Observer
 }
 
 // Build runs the recipe against store and returns the build's record. The
