@@ -1,0 +1,588 @@
+// Package sandbox runs programs inside an image's root file system with
+// bubblewrap, isolated and bounded, as memoised pure functions:
+//
+//	(image digest, workspace tree, argv, env, dir, limits, stdin)
+//	    -> (exit code, stdout, stderr, output tree, duration, limit hit)
+//
+// It owns the unpacked root file systems (<store>/rootfs/<hex>), the
+// temporary workspaces of running programs and the memo entries of runs. It
+// must not know about stages, agents or recipes, and imports only the
+// project's cache and schema packages.
+//
+// Isolation: the image is mounted read-only at /, the workspace read-write at
+// /testbed (Spec.Dir), a size-limited tmpfs at /tmp and /dev/shm, a minimal
+// /dev and a fresh /proc. The run gets new user, pid, ipc, uts, cgroup and
+// network namespaces (only loopback, which is not the host's), no
+// capabilities, uid and gid 1000 inside, --die-with-parent and a session of
+// its own.
+//
+// Limits: rlimits set with prlimit(1) on bubblewrap (CPU, address space,
+// processes, file size), a wall-clock timeout that kills bubblewrap (the
+// kernel then kills the whole pid namespace), captured output cut at a bound
+// (the run is killed), and a workspace size watched while the run goes. When
+// dsbuild runs as root, bubblewrap runs as a dedicated unprivileged host uid
+// per job slot, so RLIMIT_NPROC is enforced by the kernel (it is not for
+// uid 0) and counts only that run's processes. As an ordinary user the
+// user's own uid is used, and RLIMIT_NPROC counts all of the user's
+// processes.
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+// DefaultDir is where the workspace is mounted when Spec.Dir is empty.
+const DefaultDir = "/testbed"
+
+// SandboxUID and SandboxGID are the ids the program runs as inside.
+const (
+	SandboxUID = 1000
+	SandboxGID = 1000
+)
+
+// hostUIDBase is the first host uid used for runs when dsbuild is root. Each
+// process takes a block of 256 uids (one per job slot) chosen by its pid, so
+// concurrent dsbuild processes rarely share one.
+const hostUIDBase = 1_900_000_000
+
+// Options configure a Runner.
+type Options struct {
+	// NoCache makes every Run execute, ignoring memoised results (results
+	// are still recorded). For benchmarks and forced re-runs.
+	NoCache bool
+	// Jobs is the most runs at once; 0 means the number of CPUs. At most 256.
+	Jobs int
+	// WorkDir holds unpacked images and workspaces of running programs. It
+	// must be reachable by the sandbox's host uid. Default: the store's
+	// root if every directory above it is searchable by others, else
+	// /var/tmp/dsbuild-sandbox/<hash of the store root>.
+	WorkDir string
+}
+
+// Runner runs Specs against one store.
+type Runner struct {
+	store   *cache.Store
+	opts    Options
+	bwrap   string
+	prlimit string
+	workDir string
+	asRoot  bool
+	uidBase int
+	slots   chan int
+}
+
+// New returns a Runner that keeps its results in store. It fails if
+// bubblewrap or prlimit is not installed, saying what to install.
+func New(store *cache.Store, opts Options) (*Runner, error) {
+	if store == nil {
+		return nil, errors.New("sandbox: no store")
+	}
+	bw, err := exec.LookPath("bwrap")
+	if err != nil {
+		return nil, errors.New("bubblewrap (bwrap) not found: install it with `apt-get install bubblewrap`")
+	}
+	pl, err := exec.LookPath("prlimit")
+	if err != nil {
+		return nil, errors.New("prlimit not found: install it with `apt-get install util-linux`")
+	}
+	if opts.Jobs <= 0 {
+		opts.Jobs = runtime.NumCPU()
+	}
+	if opts.Jobs > 256 {
+		return nil, fmt.Errorf("sandbox: jobs %d: at most 256", opts.Jobs)
+	}
+	r := &Runner{store: store, opts: opts, bwrap: bw, prlimit: pl, asRoot: os.Geteuid() == 0}
+	r.uidBase = hostUIDBase + (os.Getpid()%4096)*256
+	r.workDir = opts.WorkDir
+	if r.workDir == "" {
+		r.workDir = store.Root()
+		if r.asRoot && !searchableByOthers(r.workDir) {
+			k, err := cache.KeyOf(store.Root())
+			if err != nil {
+				return nil, err
+			}
+			r.workDir = filepath.Join("/var/tmp/dsbuild-sandbox", k.Short())
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(r.workDir, "work"), 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if r.asRoot && !searchableByOthers(r.workDir) {
+		return nil, fmt.Errorf("sandbox: work directory %s is not reachable by the sandbox's unprivileged uid; give a directory whose parents are all searchable (chmod o+x) in Options.WorkDir", r.workDir)
+	}
+	r.slots = make(chan int, opts.Jobs)
+	for i := 0; i < opts.Jobs; i++ {
+		r.slots <- i
+	}
+	return r, nil
+}
+
+// searchableByOthers reports whether every directory from / down to dir has
+// the search bit for others.
+func searchableByOthers(dir string) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			// Not created yet: judge by the parents.
+			if d == filepath.Dir(d) {
+				return false
+			}
+			continue
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if d == filepath.Dir(d) {
+			return true
+		}
+	}
+}
+
+// Spec is one run.
+type Spec struct {
+	// Image is the root file system, mounted read-only at /.
+	Image schema.Image
+	// Workspace is the tree mounted read-write at Dir; zero means empty.
+	Workspace cache.Digest
+	// Argv is the program and its arguments; argv[0] is looked up in PATH.
+	Argv []string
+	// Env is KEY=VALUE pairs added to (and overriding) the image's Env.
+	// PATH and HOME get defaults when neither sets them.
+	Env []string
+	// Dir is where the workspace is mounted and the working directory;
+	// default /testbed.
+	Dir string
+	// Limits bound the run; zero fields take DefaultLimits.
+	Limits Limits
+	// Stdin is the program's standard input (nil: empty).
+	Stdin []byte
+}
+
+// Result is what a run produced. A program that fails or hits a limit gives
+// a normal Result; only infrastructure failures are errors.
+type Result struct {
+	// ExitCode is the program's exit status, 128+N if killed by signal N
+	// (137 when the sandbox killed it for a limit).
+	ExitCode int
+	// Stdout and Stderr are the captured output, each at most
+	// Limits.OutputBytes plus a truncation marker.
+	Stdout, Stderr []byte
+	// Output is the workspace tree after the run; zero when the workspace
+	// limit was hit (the oversized tree is not stored).
+	Output cache.Digest
+	// Duration is the wall-clock time of the run (of the original run when
+	// the result came from the memo).
+	Duration time.Duration
+	// LimitHit names the limit the run hit ("" for none): "timeout",
+	// "cpu", "memory", "processes", "output" or "workspace".
+	LimitHit string
+	// Cached is true when the result came from the memo and nothing ran.
+	Cached bool
+	// Key is the run's memo key.
+	Key cache.Key
+}
+
+// runKey is what a run's memo key is computed from.
+type runKey struct {
+	Kind      string       `json:"kind"`
+	Image     string       `json:"image"`
+	Workspace cache.Digest `json:"workspace"`
+	Argv      []string     `json:"argv"`
+	Env       []string     `json:"env"`
+	Dir       string       `json:"dir"`
+	Limits    Limits       `json:"limits"`
+	Stdin     cache.Digest `json:"stdin"`
+}
+
+// record is a Result as stored in the memo.
+type record struct {
+	ExitCode   int          `json:"exit_code"`
+	Stdout     cache.Digest `json:"stdout"`
+	Stderr     cache.Digest `json:"stderr"`
+	Output     cache.Digest `json:"output,omitzero"`
+	DurationNS int64        `json:"duration_ns"`
+	LimitHit   string       `json:"limit_hit,omitempty"`
+}
+
+// normalize checks s and fills in defaults.
+func (s Spec) normalize() (Spec, error) {
+	if _, err := cache.ParseDigest(s.Image.Digest); err != nil {
+		return s, fmt.Errorf("sandbox: image digest %q: %w", s.Image.Digest, err)
+	}
+	if len(s.Argv) == 0 || s.Argv[0] == "" {
+		return s, errors.New("sandbox: empty argv: nothing to run")
+	}
+	for _, e := range s.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return s, fmt.Errorf("sandbox: env entry %q: want KEY=VALUE", e)
+		}
+	}
+	if s.Dir == "" {
+		s.Dir = DefaultDir
+	}
+	if !path.IsAbs(s.Dir) || path.Clean(s.Dir) != s.Dir || s.Dir == "/" {
+		return s, fmt.Errorf("sandbox: dir %q: want a clean absolute path below /", s.Dir)
+	}
+	for _, reserved := range []string{"/dev", "/proc", "/tmp"} {
+		if s.Dir == reserved || strings.HasPrefix(s.Dir, reserved+"/") {
+			return s, fmt.Errorf("sandbox: dir %q: %s is reserved", s.Dir, reserved)
+		}
+	}
+	if err := s.Limits.Validate(); err != nil {
+		return s, err
+	}
+	s.Limits = s.Limits.WithDefaults()
+	if s.Env == nil {
+		s.Env = []string{}
+	}
+	return s, nil
+}
+
+// Key returns the memo key of s (after defaults are filled in).
+func (r *Runner) Key(s Spec) (cache.Key, error) {
+	s, err := s.normalize()
+	if err != nil {
+		return cache.Key{}, err
+	}
+	return r.key(s)
+}
+
+func (r *Runner) key(s Spec) (cache.Key, error) {
+	ws := s.Workspace
+	if ws.IsZero() {
+		var err error
+		if ws, err = r.store.EmptyTree(); err != nil {
+			return cache.Key{}, err
+		}
+	}
+	return cache.KeyOf(runKey{
+		Kind: "sandbox.run/v1", Image: s.Image.Digest, Workspace: ws,
+		Argv: s.Argv, Env: s.Env, Dir: s.Dir, Limits: s.Limits,
+		Stdin: cache.DigestOf(s.Stdin),
+	})
+}
+
+// Run runs s, or returns its memoised result without starting anything.
+// The error is for infrastructure failures (bad spec, missing image, bwrap
+// failing to set up, ctx cancelled); such runs are not memoised.
+func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
+	s, err := s.normalize()
+	if err != nil {
+		return nil, err
+	}
+	key, err := r.key(s)
+	if err != nil {
+		return nil, err
+	}
+	if !r.opts.NoCache {
+		if d, ok, err := r.store.MemoGet(ctx, key); err != nil {
+			return nil, err
+		} else if ok {
+			res, err := r.load(d)
+			if err == nil {
+				res.Cached, res.Key = true, key
+				return res, nil
+			}
+			// An unreadable record is redone.
+		}
+	}
+	var slot int
+	select {
+	case slot = <-r.slots:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	res, err := r.execute(ctx, s, slot)
+	r.slots <- slot
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: run %s %q: %w", key.Short(), s.Argv, err)
+	}
+	res.Key = key
+	if err := r.save(ctx, key, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (r *Runner) load(d cache.Digest) (*Result, error) {
+	b, err := r.store.Get(d)
+	if err != nil {
+		return nil, err
+	}
+	var rec record
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, err
+	}
+	stdout, err := r.store.Get(rec.Stdout)
+	if err != nil {
+		return nil, err
+	}
+	stderr, err := r.store.Get(rec.Stderr)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{
+		ExitCode: rec.ExitCode, Stdout: stdout, Stderr: stderr, Output: rec.Output,
+		Duration: time.Duration(rec.DurationNS), LimitHit: rec.LimitHit,
+	}, nil
+}
+
+func (r *Runner) save(ctx context.Context, key cache.Key, res *Result) error {
+	so, err := r.store.Put(res.Stdout)
+	if err != nil {
+		return err
+	}
+	se, err := r.store.Put(res.Stderr)
+	if err != nil {
+		return err
+	}
+	b, err := cache.Canonical(record{
+		ExitCode: res.ExitCode, Stdout: so, Stderr: se, Output: res.Output,
+		DurationNS: int64(res.Duration), LimitHit: res.LimitHit,
+	})
+	if err != nil {
+		return err
+	}
+	d, err := r.store.Put(b)
+	if err != nil {
+		return err
+	}
+	return r.store.MemoPut(ctx, key, d)
+}
+
+// env merges the image's environment, the spec's and defaults; later
+// entries override earlier ones with the same key.
+func mergeEnv(layers ...[]string) [][2]string {
+	var out [][2]string
+	idx := map[string]int{}
+	for _, l := range layers {
+		for _, e := range l {
+			k, v, _ := strings.Cut(e, "=")
+			if i, ok := idx[k]; ok {
+				out[i][1] = v
+				continue
+			}
+			idx[k] = len(out)
+			out = append(out, [2]string{k, v})
+		}
+	}
+	return out
+}
+
+var defaultEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/tmp",
+}
+
+// prepareWorkspace materialises the workspace tree in a fresh directory
+// owned by uid.
+func (r *Runner) prepareWorkspace(s Spec, uid int) (string, error) {
+	dir, err := os.MkdirTemp(filepath.Join(r.workDir, "work"), "run-")
+	if err != nil {
+		return "", err
+	}
+	if !s.Workspace.IsZero() {
+		if err := r.store.Materialize(s.Workspace, dir); err != nil {
+			removeAll(dir)
+			return "", err
+		}
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		removeAll(dir)
+		return "", err
+	}
+	if r.asRoot {
+		err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, uid, uid)
+		})
+		if err != nil {
+			removeAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
+}
+
+// tidyWorkspace makes everything the run left readable to us, removes what
+// a tree cannot hold (fifos, sockets, devices) and returns the size as the
+// workspace limit counts it.
+func tidyWorkspace(dir string, fix bool) (int64, error) {
+	var size int64
+	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			if fix && p != dir {
+				// An unreadable directory: open it up and retry once.
+				if os.Chmod(p, 0o700) == nil {
+					return nil
+				}
+			}
+			return err
+		}
+		size += entryOverhead
+		t := de.Type()
+		switch {
+		case t.IsDir():
+			if fix {
+				if fi, err := de.Info(); err == nil && fi.Mode().Perm()&0o700 != 0o700 {
+					os.Chmod(p, fi.Mode().Perm()|0o700)
+				}
+			}
+		case t.IsRegular():
+			fi, err := de.Info()
+			if err != nil {
+				return err
+			}
+			size += fi.Size()
+			if fix && fi.Mode().Perm()&0o400 == 0 {
+				os.Chmod(p, fi.Mode().Perm()|0o400)
+			}
+		case t&fs.ModeSymlink != 0:
+		default:
+			return os.Remove(p)
+		}
+		return nil
+	})
+	return size, err
+}
+
+// entryOverhead is what each file, directory or symlink costs against the
+// workspace limit besides its bytes, so that millions of empty files count.
+const entryOverhead = 512
+
+// removeAll removes dir even if the run made parts of it read-only.
+func removeAll(dir string) {
+	if os.RemoveAll(dir) == nil {
+		return
+	}
+	filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if de != nil && de.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
+
+// errSetup is returned when bubblewrap failed before starting the program.
+type errSetup struct{ stderr string }
+
+func (e *errSetup) Error() string {
+	return "bubblewrap could not set up the sandbox: " + strings.TrimSpace(e.stderr)
+}
+
+func (r *Runner) execute(ctx context.Context, s Spec, slot int) (*Result, error) {
+	rootfs, err := r.Rootfs(s.Image)
+	if err != nil {
+		return nil, err
+	}
+	if err := ensureMountpoint(rootfs, s.Dir); err != nil {
+		return nil, err
+	}
+	uid := os.Getuid()
+	if r.asRoot {
+		uid = r.uidBase + slot
+	}
+	ws, err := r.prepareWorkspace(s, uid)
+	if err != nil {
+		return nil, fmt.Errorf("preparing workspace: %w", err)
+	}
+	defer removeAll(ws)
+
+	res, err := r.bwrapRun(ctx, s, rootfs, ws, uid)
+	if err != nil {
+		return nil, err
+	}
+	size, err := tidyWorkspace(ws, !r.asRoot)
+	if err != nil {
+		return nil, fmt.Errorf("reading workspace after the run: %w", err)
+	}
+	if size > s.Limits.WorkspaceBytes && res.LimitHit == "" {
+		res.LimitHit = LimitWorkspace
+	}
+	if res.LimitHit != LimitWorkspace {
+		if res.Output, err = r.store.Snapshot(ws); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// ensureMountpoint makes sure dir exists as a directory in rootfs so that
+// the workspace can be mounted there.
+func ensureMountpoint(rootfs, dir string) error {
+	rel := strings.TrimPrefix(dir, "/")
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	if fi, err := root.Stat(rel); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("dir %s is not a directory in the image", dir)
+		}
+		return nil
+	}
+	if err := root.MkdirAll(rel, 0o755); err != nil {
+		return fmt.Errorf("creating mount point %s in the image: %w", dir, err)
+	}
+	return nil
+}
+
+func (r *Runner) bwrapArgs(s Spec, rootfs, ws string) []string {
+	l := s.Limits
+	tmpSize := fmt.Sprint(l.WorkspaceBytes)
+	args := []string{
+		// prlimit sets the rlimits, then execs bwrap, which keeps them.
+		fmt.Sprintf("--cpu=%d:%d", l.CPUSeconds, l.CPUSeconds+1),
+		fmt.Sprintf("--as=%d", l.MemoryBytes),
+		fmt.Sprintf("--nproc=%d", l.Processes),
+		fmt.Sprintf("--fsize=%d", l.WorkspaceBytes),
+		"--core=0",
+		"--", r.bwrap,
+		"--unshare-all", "--unshare-user",
+		"--uid", fmt.Sprint(SandboxUID), "--gid", fmt.Sprint(SandboxGID),
+		"--disable-userns",
+		"--die-with-parent", "--new-session",
+		// The image's /bin/sh is pid 1 (see below). bwrap's own init would
+		// be left a zombie for the host's init to reap, holding the slot's
+		// uid for a while.
+		"--as-pid-1",
+		"--cap-drop", "ALL",
+		"--hostname", "sandbox",
+		"--ro-bind", rootfs, "/",
+		"--dev", "/dev", "--remount-ro", "/dev",
+		"--size", tmpSize, "--tmpfs", "/dev/shm",
+		"--proc", "/proc",
+		"--size", tmpSize, "--tmpfs", "/tmp",
+		"--bind", ws, s.Dir,
+		"--chdir", s.Dir,
+		"--json-status-fd", "3",
+		"--clearenv",
+	}
+	for _, kv := range mergeEnv(defaultEnv, s.Image.Env, s.Env) {
+		args = append(args, "--setenv", kv[0], kv[1])
+	}
+	// sh waits for the program and exits with its status (128+N when a
+	// signal killed it); when sh exits, the kernel kills everything else
+	// in the pid namespace. The program itself is not pid 1, so signals
+	// behave as usual for it.
+	args = append(args, "--", "/bin/sh", "-c", `"$@"`, "sh")
+	return append(args, s.Argv...)
+}
