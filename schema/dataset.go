@@ -204,10 +204,7 @@ func (w *DatasetWriter) AddTrajectory(tr Trajectory) error {
 	if err != nil {
 		return err
 	}
-	payload, err := json.Marshal(row)
-	if err != nil {
-		return fmt.Errorf("trajectory %s: %w", tr.TrajectoryID, err)
-	}
+	payload := encodeTrajectoryRow(&row)
 	key := SplitOf(tr.InstanceID, w.opts.TestFraction) + "\x00" + tr.InstanceID + "\x00" + tr.TrajectoryID
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -382,8 +379,8 @@ func (w *DatasetWriter) writeTrajectories(m *DatasetManifest) ([]DatasetFile, er
 			split = s
 			shards = newShardSet[TrajectoryRow](w.staging, "data/"+split, w.opts.TargetShardBytes, w.opts.RowGroupBytes)
 		}
-		var row TrajectoryRow
-		if err := json.Unmarshal(payload, &row); err != nil {
+		row, err := decodeTrajectoryRow(payload)
+		if err != nil {
 			return fmt.Errorf("trajectory %s: decode sorted row: %w", key, err)
 		}
 		m.Trajectories++

@@ -13,7 +13,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/compress/s2"
 )
 
 // sortRecord is one row waiting to be sorted: its sort key and its encoded
@@ -32,9 +32,10 @@ func compareRecords(a, b sortRecord) int {
 }
 
 // externalSorter sorts records that may not fit in memory: it buffers up to
-// limit bytes, spills each full buffer as a sorted, zstd-compressed run file
+// limit bytes, spills each full buffer as a sorted, S2-compressed run file
 // in dir, and merges the runs (plus the last buffer) on iteration. Memory is
-// bounded by limit plus one buffered reader per run.
+// bounded by limit plus one small reader per open run (at most
+// maxMergeFanIn are open; more runs are first merged in groups).
 type externalSorter struct {
 	dir      string
 	limit    int
@@ -59,49 +60,28 @@ func (s *externalSorter) add(key string, payload []byte) error {
 	return nil
 }
 
-// runEncoderOptions keep run files cheap to write and to hold open: a small
-// window bounds each merge reader's memory.
-var runEncoderOptions = []zstd.EOption{
-	zstd.WithEncoderLevel(zstd.SpeedFastest),
-	zstd.WithEncoderConcurrency(1),
-	zstd.WithWindowSize(1 << 20),
-	zstd.WithEncoderCRC(false),
-}
+// runBlockSize is the S2 block size of run files; each open run holds
+// about two blocks, so merging many runs stays cheap.
+const runBlockSize = 256 << 10
+
+// maxMergeFanIn bounds how many runs are open at once; with more runs the
+// merge first combines groups of runs into bigger ones.
+const maxMergeFanIn = 64
 
 func (s *externalSorter) spill() error {
 	if len(s.buf) == 0 {
 		return nil
 	}
 	slices.SortFunc(s.buf, compareRecords)
-	f, err := os.CreateTemp(s.dir, "run-*.zst")
+	rw, err := s.createRun()
 	if err != nil {
-		return fmt.Errorf("sort spill: %w", err)
+		return err
 	}
-	name := f.Name()
-	s.runs = append(s.runs, name)
-	zw, err := zstd.NewWriter(f, runEncoderOptions...)
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("sort spill %s: %w", name, err)
-	}
-	bw := bufio.NewWriterSize(zw, 256<<10)
-	var hdr [2 * binary.MaxVarintLen64]byte
 	for _, r := range s.buf {
-		n := binary.PutUvarint(hdr[:], uint64(len(r.key)))
-		n += binary.PutUvarint(hdr[n:], uint64(len(r.payload)))
-		bw.Write(hdr[:n])
-		bw.WriteString(r.key)
-		bw.Write(r.payload)
+		rw.write(r)
 	}
-	err = bw.Flush()
-	if cerr := zw.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sort spill %s: %w", name, err)
+	if err := rw.close(); err != nil {
+		return err
 	}
 	clear(s.buf)
 	s.buf = s.buf[:0]
@@ -109,11 +89,49 @@ func (s *externalSorter) spill() error {
 	return nil
 }
 
+// runWriter writes one sorted run: S2-compressed records, each
+// uvarint(len key) uvarint(len payload) key payload.
+type runWriter struct {
+	name string
+	f    *os.File
+	zw   *s2.Writer
+	hdr  [2 * binary.MaxVarintLen64]byte
+}
+
+func (s *externalSorter) createRun() (*runWriter, error) {
+	f, err := os.CreateTemp(s.dir, "run-*.s2")
+	if err != nil {
+		return nil, fmt.Errorf("sort spill: %w", err)
+	}
+	s.runs = append(s.runs, f.Name())
+	zw := s2.NewWriter(f, s2.WriterBlockSize(runBlockSize), s2.WriterConcurrency(1))
+	return &runWriter{name: f.Name(), f: f, zw: zw}, nil
+}
+
+// write buffers r; errors are sticky in the S2 writer and reported by close.
+func (w *runWriter) write(r sortRecord) {
+	n := binary.PutUvarint(w.hdr[:], uint64(len(r.key)))
+	n += binary.PutUvarint(w.hdr[n:], uint64(len(r.payload)))
+	w.zw.Write(w.hdr[:n])
+	w.zw.Write([]byte(r.key))
+	w.zw.Write(r.payload)
+}
+
+func (w *runWriter) close() error {
+	err := w.zw.Close()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sort spill %s: %w", w.name, err)
+	}
+	return nil
+}
+
 // runReader reads back one run file in order.
 type runReader struct {
 	name string
 	f    *os.File
-	zr   *zstd.Decoder
 	br   *bufio.Reader
 	cur  sortRecord
 }
@@ -123,12 +141,8 @@ func openRun(name string) (*runReader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sort merge: %w", err)
 	}
-	zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true), zstd.WithDecoderMaxWindow(1<<20))
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("sort merge %s: %w", name, err)
-	}
-	return &runReader{name: name, f: f, zr: zr, br: bufio.NewReaderSize(zr, 64<<10)}, nil
+	zr := s2.NewReader(f, s2.ReaderMaxBlockSize(runBlockSize))
+	return &runReader{name: name, f: f, br: bufio.NewReaderSize(zr, 16<<10)}, nil
 }
 
 // next loads the next record into r.cur; it returns io.EOF at the end.
@@ -152,10 +166,7 @@ func (r *runReader) next() error {
 	return nil
 }
 
-func (r *runReader) close() {
-	r.zr.Close()
-	r.f.Close()
-}
+func (r *runReader) close() { r.f.Close() }
 
 // mergeHeap orders run readers by their current record.
 type mergeHeap []*runReader
@@ -193,13 +204,45 @@ func (s *externalSorter) each(fn func(key string, payload []byte) error) (err er
 	}
 	s.buf = nil
 	defer s.removeRuns()
-	h := make(mergeHeap, 0, len(s.runs))
+	for len(s.runs) > maxMergeFanIn {
+		if err := s.combineRuns(); err != nil {
+			return err
+		}
+	}
+	return mergeRuns(s.runs, fn)
+}
+
+// combineRuns merges the first maxMergeFanIn runs into one new run.
+func (s *externalSorter) combineRuns() error {
+	group := s.runs[:maxMergeFanIn]
+	rest := slices.Clone(s.runs[maxMergeFanIn:])
+	s.runs = rest
+	rw, err := s.createRun()
+	if err != nil {
+		return err
+	}
+	err = mergeRuns(group, func(key string, payload []byte) error {
+		rw.write(sortRecord{key: key, payload: payload})
+		return nil
+	})
+	if cerr := rw.close(); err == nil {
+		err = cerr
+	}
+	for _, name := range group {
+		os.Remove(name)
+	}
+	return err
+}
+
+// mergeRuns calls fn with the records of the given runs in sorted order.
+func mergeRuns(runs []string, fn func(key string, payload []byte) error) error {
+	h := make(mergeHeap, 0, len(runs))
 	defer func() {
 		for _, r := range h {
 			r.close()
 		}
 	}()
-	for _, name := range s.runs {
+	for _, name := range runs {
 		r, err := openRun(name)
 		if err != nil {
 			return err

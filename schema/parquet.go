@@ -5,10 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
 	"hash"
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 
 	"github.com/parquet-go/parquet-go"
 	pqzstd "github.com/parquet-go/parquet-go/compress/zstd"
@@ -18,10 +21,46 @@ import (
 // is pinned so file bytes do not change with the library's version.
 const CreatedBy = "dsbuild"
 
-// zstdCodec is the one compression codec of every shard. parquet-go
-// compresses each page with EncodeAll at this level, which gives the same
-// bytes on every run.
-var zstdCodec = &pqzstd.Codec{Level: pqzstd.SpeedDefault, Concurrency: 1}
+// pageCodec is the zstd codec of every shard. It compresses each page with
+// EncodeAll at the default level and a 1 MiB window (pages are at most
+// about that size), which gives the same bytes on every run. parquet-go's
+// own zstd codec keeps pooled encoders with the 8 MiB default window, about
+// 16 MiB of history each; one small-window encoder keeps the writer's
+// memory bounded.
+type pageCodec struct {
+	mu  sync.Mutex
+	enc *zstd.Encoder
+	dec pqzstd.Codec
+}
+
+var zstdCodec = &pageCodec{}
+
+func (c *pageCodec) String() string { return "ZSTD" }
+
+func (c *pageCodec) CompressionCodec() format.CompressionCodec { return format.Zstd }
+
+func (c *pageCodec) Encode(dst, src []byte) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.enc == nil {
+		enc, err := zstd.NewWriter(nil,
+			zstd.WithEncoderLevel(zstd.SpeedDefault),
+			zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(pageWindow),
+			zstd.WithZeroFrames(true),
+			zstd.WithEncoderCRC(false),
+		)
+		if err != nil {
+			return nil, err
+		}
+		c.enc = enc
+	}
+	return c.enc.EncodeAll(src, dst[:0]), nil
+}
+
+func (c *pageCodec) Decode(dst, src []byte) ([]byte, error) { return c.dec.Decode(dst, src) }
+
+const pageWindow = 1 << 20
 
 // pinnedCreatedBy sets the footer's created_by verbatim (parquet.CreatedBy
 // would append " version ... (build ...)").
@@ -37,7 +76,7 @@ func writerOptions() []parquet.WriterOption {
 	return []parquet.WriterOption{
 		parquet.Compression(zstdCodec),
 		parquet.DataPageVersion(1),
-		parquet.PageBufferSize(1 << 20),
+		parquet.PageBufferSize(pageWindow),
 		parquet.WriteBufferSize(0), // hashingFile buffers, and counts what is written
 		pinnedCreatedBy(CreatedBy),
 	}
