@@ -26,7 +26,6 @@ Standard library only; Python 3.11.
 
 import argparse
 import ast
-import copy
 import io
 import json
 import os
@@ -416,10 +415,17 @@ def t_swap_operands(unit, where):
     return out
 
 
+def int_node(value):
+    """Return the expression node for an int as the parser builds it (-1 is a unary minus)."""
+    if value < 0:
+        return ast.UnaryOp(op=ast.USub(), operand=ast.Constant(-value))
+    return ast.Constant(value)
+
+
 def _shift(expr, delta):
     """Return expr + delta, folding into a trailing integer constant when there is one."""
     if isinstance(expr, ast.Constant) and type(expr.value) is int:
-        return ast.Constant(expr.value + delta)
+        return int_node(expr.value + delta)
     if (
         isinstance(expr, ast.BinOp)
         and isinstance(expr.op, (ast.Add, ast.Sub))
@@ -627,36 +633,56 @@ TRANSFORMS = [
 
 
 class FileContext:
-    """A parsed source file and what is needed to verify splices against it."""
+    """A parsed source file."""
 
     def __init__(self, relpath, text):
         self.relpath = relpath
         self.text = text
         self.src = SourceText(text)
         self.tree = ast.parse(text, filename=relpath)
-        self.original_dump = ast.dump(self.tree)
         self.module = module_name(relpath)
 
-    def expected_dump(self, unit, replacement):
-        """Return the AST dump of this module with unit's node replaced."""
-        unit.container[unit.index] = replacement
-        try:
-            return ast.dump(self.tree)
-        finally:
-            unit.container[unit.index] = unit.node
+    def units(self):
+        """Return the units whose text (decorators included) fills whole lines, with their spans set."""
+        out = []
+        for unit in collect_units(self.tree):
+            node = unit.node
+            first = node.decorator_list[0] if node.decorator_list else node
+            start = self.src.line_start(first.lineno)
+            head = self.text[start: self.src.offset(first.lineno, first.col_offset)]
+            if head.strip() != ("@" if node.decorator_list else ""):
+                continue
+            tail = self.text[self.src.offset(node.end_lineno, node.end_col_offset): self.src.line_end(node.end_lineno)].strip()
+            if tail and not tail.startswith("#"):
+                continue
+            unit.span = (start, self.src.line_end(node.end_lineno))
+            unit.indent = head[: len(head) - len(head.lstrip())]
+            unit.dump = ast.dump(node)
+            out.append(unit)
+        return out
 
 
-def _copy_with_map(node):
-    clone = copy.deepcopy(node)
-    mapping = {}
-    for a, b in zip(ast.walk(node), ast.walk(clone)):
-        mapping[id(a)] = b
-    return clone, mapping
+def clone_tree(node, mapping):
+    """Return a deep copy of an AST; mapping gets id(original) -> copy for every node."""
+    new = node.__class__()
+    for field in node._fields:
+        value = getattr(node, field, None)
+        if isinstance(value, list):
+            value = [clone_tree(v, mapping) if isinstance(v, ast.AST) else v for v in value]
+        elif isinstance(value, ast.AST):
+            value = clone_tree(value, mapping)
+        setattr(new, field, value)
+    for attr in node._attributes:
+        if hasattr(node, attr):
+            setattr(new, attr, getattr(node, attr))
+    mapping[id(node)] = new
+    return new
 
 
 def apply_mutation(unit, mutation):
-    """Return (mutated copy of the unit's node, id map, new value placed in the slot)."""
-    clone, mapping = _copy_with_map(unit.node)
+    """Return (mutated copy of the unit's node, id map, what was placed in the slot)."""
+    mapping = {}
+    clone = clone_tree(unit.node, mapping)
     parent = mapping[id(mutation.parent)]
     value = getattr(parent, mutation.field)
     if mutation.kind == "expr":
@@ -682,71 +708,70 @@ def apply_mutation(unit, mutation):
 
 
 def _splice_attempts(ctx, unit, mutation, clone, mapping, placed):
-    """Yield candidate new texts, the most local first."""
+    """Yield (start, end, replacement) text splices inside the unit, the most local first."""
     src = ctx.src
-    text = ctx.text
     if mutation.kind == "expr":
         node = mutation.node
-        start = src.offset(node.lineno, node.col_offset)
-        end = src.offset(node.end_lineno, node.end_col_offset)
         if isinstance(placed, ast.stmt):
             lines = src.whole_lines(node)
             if lines:
                 s, e, indent = lines
-                yield text[:s] + indent_code(ast.unparse(placed), indent, src.newline(node.end_lineno)) + text[e:]
+                yield s, e, indent_code(ast.unparse(placed), indent, src.newline(node.end_lineno))
         else:
+            start = src.offset(node.lineno, node.col_offset)
+            end = src.offset(node.end_lineno, node.end_col_offset)
             rendered = ast.unparse(placed)
-            yield text[:start] + rendered + text[end:]
-            yield text[:start] + "(" + rendered + ")" + text[end:]
+            yield start, end, rendered
+            yield start, end, "(" + rendered + ")"
     elif mutation.kind == "list":
         lines = src.whole_lines(mutation.node)
         if lines:
             s, e, indent = lines
             nl = src.newline(mutation.node.end_lineno)
-            body = "".join(indent_code(ast.unparse(stmt), indent, nl) for stmt in placed)
-            yield text[:s] + body + text[e:]
+            yield s, e, "".join(indent_code(ast.unparse(stmt), indent, nl) for stmt in placed)
     for stmt in reversed(mutation.stmts):
         lines = src.whole_lines(stmt)
         if lines:
             s, e, indent = lines
-            yield text[:s] + indent_code(ast.unparse(mapping[id(stmt)]), indent, src.newline(stmt.end_lineno)) + text[e:]
-    whole = _whole_function(ctx, unit.node, clone)
-    if whole is not None:
-        yield whole
+            yield s, e, indent_code(ast.unparse(mapping[id(stmt)]), indent, src.newline(stmt.end_lineno))
+    yield _whole_function(ctx, unit, clone)
 
 
-def _whole_function(ctx, node, clone):
-    """Return the text with node (and its decorators) replaced by ast.unparse(clone), or None."""
-    src = ctx.src
-    first = node.decorator_list[0] if node.decorator_list else node
-    s = src.line_start(first.lineno)
-    head = ctx.text[s: src.offset(first.lineno, first.col_offset)]
-    if head.strip() not in ("", "@") or (head.strip() == "@" and not node.decorator_list):
-        return None
-    indent = head[: len(head) - len(head.lstrip())]
-    e = src.line_end(node.end_lineno)
-    return ctx.text[:s] + indent_code(ast.unparse(clone), indent, src.newline(node.end_lineno)) + ctx.text[e:]
+def _whole_function(ctx, unit, clone):
+    """Return the splice replacing the unit (decorators included) by ast.unparse(clone)."""
+    start, end = unit.span
+    return start, end, indent_code(ast.unparse(clone), unit.indent, ctx.src.newline(unit.node.end_lineno))
 
 
 def render(ctx, unit, clone, attempts):
-    """Return the first attempt that re-parses to the intended module, or None."""
-    expected = ctx.expected_dump(unit, clone)
-    if expected == ctx.original_dump:
+    """Return the new file text of the first splice that yields exactly clone, or None.
+
+    Only the unit's own text changes, and the unit is a complete statement on
+    whole lines, so it is enough to check that the new unit text parses, on
+    its own, to one statement equal to clone and compiles.
+    """
+    expected = ast.dump(clone)
+    if expected == unit.dump:
         return None
-    for new_text in attempts:
-        if new_text == ctx.text:
-            continue
+    text = ctx.text
+    fs, fe = unit.span
+    for s, e, replacement in attempts:
+        segment = text[fs:s] + replacement + text[e:fe]
+        wrapped = "if 1:\n" + segment if unit.indent else segment
         try:
-            tree = ast.parse(new_text, filename=ctx.relpath)
+            tree = ast.parse(wrapped, filename=ctx.relpath)
         except (SyntaxError, ValueError):
             continue
-        if ast.dump(tree) != expected:
+        body = tree.body[0].body if unit.indent else tree.body
+        if len(tree.body) != 1 or len(body) != 1 or ast.dump(body[0]) != expected:
             continue
         try:
-            compile(new_text, ctx.relpath, "exec")
+            compile(tree, ctx.relpath, "exec")
         except (SyntaxError, ValueError):
             continue
-        return new_text
+        new_text = text[:fs] + segment + text[fe:]
+        if new_text != text:
+            return new_text
     return None
 
 
@@ -774,7 +799,7 @@ def bug_candidates(root, includes, transforms):
         ctx = load(root, relpath)
         if ctx is None:
             continue
-        for unit in collect_units(ctx.tree):
+        for unit in ctx.units():
             where = "%s.%s" % (ctx.module, unit.qualname)
             counters = {}
             for name, transform in TRANSFORMS:
@@ -827,7 +852,7 @@ def _is_trivial(body):
         return True
     if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
         return True
-    if isinstance(stmt, ast.Return) and (stmt.value is None or isinstance(stmt.value, (ast.Constant, ast.Name))):
+    if isinstance(stmt, ast.Return) and (stmt.value is None or isinstance(stmt.value, (ast.Constant, ast.Name, ast.Attribute))):
         return True
     if isinstance(stmt, ast.Raise) and stmt.exc is not None:
         exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
@@ -843,7 +868,7 @@ def stub_candidates(root, includes):
         ctx = load(root, relpath)
         if ctx is None:
             continue
-        for unit in collect_units(ctx.tree):
+        for unit in ctx.units():
             node = unit.node
             if node.name == "__init__":
                 continue
@@ -853,7 +878,7 @@ def stub_candidates(root, includes):
             rest = node.body[1:] if has_doc else node.body
             if _is_trivial(rest):
                 continue
-            clone = copy.deepcopy(node)
+            clone = clone_tree(node, {})
             raise_stmt = ast.Raise(exc=ast.Name(id="NotImplementedError", ctx=ast.Load()), cause=None)
             clone.body = (clone.body[:1] if has_doc else []) + [raise_stmt]
             attempts = []
@@ -862,13 +887,8 @@ def stub_candidates(root, includes):
             head = src.whole_lines(first)
             tail = src.whole_lines(last)
             if head and tail:
-                s, _, indent = head
-                e = tail[1]
-                nl = src.newline(last.end_lineno)
-                attempts.append(ctx.text[:s] + indent + "raise NotImplementedError" + nl + ctx.text[e:])
-            whole = _whole_function(ctx, node, clone)
-            if whole is not None:
-                attempts.append(whole)
+                attempts.append((head[0], tail[1], head[2] + "raise NotImplementedError" + src.newline(last.end_lineno)))
+            attempts.append(_whole_function(ctx, unit, clone))
             new_source = render(ctx, unit, clone, attempts)
             if new_source is None:
                 continue

@@ -288,7 +288,7 @@ def test_swap_bool_op(tmp_path):
             return a and (b or c)
     """)
     assert only_hunks(root, "swap_bool_op") == [
-        [(["    return a and (b or c)"], ["    return a or b or c"])],
+        [(["    return a and (b or c)"], ["    return a or (b or c)"])],
         [(["    return a and (b or c)"], ["    return a and (b and c)"])],
     ]
 
@@ -364,7 +364,7 @@ def test_methods_nested_classes_and_locality(tmp_path):
         assert c["id"].startswith("%s-src/pkg/mod.py-%s-%d-" % (c["transform"], c["function"], c["line"]))
         assert "pkg.mod." + c["function"] in c["description"]
         if c["function"] == "Outer.method":
-            assert "    # a comment that must survive" in new_lines
+            assert "        # a comment that must survive" in new_lines
             assert ast.get_docstring(ast.parse(c["new_source"]).body[1].body[3]) == "Multi-line\ndocstring."
     assert len({c["id"] for c in cands}) == len(cands)
     assert len({c["new_source"] for c in cands}) == len(cands)
