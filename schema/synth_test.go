@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"sync"
 )
 
 // Synthetic, deterministic data for tests and benchmarks: trajectories that
@@ -53,27 +54,93 @@ var synthTaskTypes = []TaskType{TaskFix, TaskReproduce, TaskImplement, TaskTestg
 // synthInstanceID names instance i (instances have several trajectories).
 func synthInstanceID(i int) string { return fmt.Sprintf("proj%03d__bug-%05d", i%97, i) }
 
-// synthTrajectory builds trajectory n; turns scales its length.
+// synthRepoFile is file f of project p: deterministic Python-like source,
+// what an agent sees when it views a file. Agents look at the same files
+// of a repository over and over, within and across trajectories.
+func synthRepoFile(p, f int) string {
+	key := [2]int{p, f}
+	if s, ok := synthFiles.Load(key); ok {
+		return s.(string)
+	}
+	s := makeSynthRepoFile(p, f)
+	synthFiles.Store(key, s)
+	return s
+}
+
+var synthFiles sync.Map
+
+func makeSynthRepoFile(p, f int) string {
+	r := rand.New(rand.NewPCG(uint64(p), uint64(f)+1000))
+	var b strings.Builder
+	for line := 1; line <= 40; line++ {
+		fmt.Fprintf(&b, "%6d\t", line)
+		switch line % 8 {
+		case 1:
+			fmt.Fprintf(&b, "def %s_%s(%s, %s):\n", synthWords[r.IntN(len(synthWords))], synthWords[r.IntN(len(synthWords))], synthWords[r.IntN(len(synthWords))], synthWords[r.IntN(len(synthWords))])
+		case 7:
+			fmt.Fprintf(&b, "    return %s\n", synthWords[r.IntN(len(synthWords))])
+		default:
+			fmt.Fprintf(&b, "    %s = %s(%s)\n", synthWords[r.IntN(len(synthWords))], synthWords[r.IntN(len(synthWords))], synthWords[r.IntN(len(synthWords))])
+		}
+	}
+	return b.String()
+}
+
+// synthTestRun is the pytest output of project p with some tests failing.
+func synthTestRun(p int, r *rand.Rand) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "============================= test session starts ==============================\ncollected 24 items\n\n")
+	failed := 0
+	for i := 0; i < 24; i++ {
+		status := "PASSED"
+		if r.IntN(8) == 0 {
+			status = "FAILED"
+			failed++
+		}
+		fmt.Fprintf(&b, "tests/test_%s.py::test_%s_%d %s\n", synthWords[(p+i/6)%len(synthWords)], synthWords[(p*7+i)%len(synthWords)], i, status)
+	}
+	fmt.Fprintf(&b, "\n========================= %d failed, %d passed in 0.%02ds =========================\n", failed, 24-failed, r.IntN(100))
+	return b.String()
+}
+
+// synthTrajectory builds trajectory n; turns is the number of tool calls.
+// Tool outputs come from the project's files and test runs, as in real
+// rollouts; the assistant's reasoning is random text.
 func synthTrajectory(n, turns int) Trajectory {
 	r := rand.New(rand.NewPCG(uint64(n), 7))
 	inst := n / 3
+	proj := inst % 97
 	msgs := []Message{
 		{Role: "system", Content: synthSystemPrompt},
 		{Role: "user", Content: "Fix this issue:\n" + synthText(r, 40)},
 	}
 	for t := 0; t < turns; t++ {
 		id := fmt.Sprintf("call_%d_%d", n, t)
-		call := ToolCall{ID: id, Type: "function", Function: FunctionCall{Name: "bash",
-			Arguments: fmt.Sprintf(`{"command":"grep -rn %s src/ | head"}`, synthWords[r.IntN(len(synthWords))])}}
+		var call FunctionCall
+		var output string
+		switch t % 3 {
+		case 0:
+			f := r.IntN(6)
+			call = FunctionCall{Name: "str_replace_editor", Arguments: fmt.Sprintf(`{"command":"view","path":"/testbed/src/mod%d.py"}`, f)}
+			output = synthRepoFile(proj, f)
+		case 1:
+			call = FunctionCall{Name: "bash", Arguments: `{"command":"cd /testbed && python3 -m pytest -q"}`}
+			output = synthTestRun(proj, r)
+		default:
+			w := synthWords[r.IntN(len(synthWords))]
+			call = FunctionCall{Name: "bash", Arguments: fmt.Sprintf(`{"command":"grep -rn %s src/ | head"}`, w)}
+			lines := strings.Split(synthRepoFile(proj, r.IntN(6)), "\n")
+			output = strings.Join(lines[r.IntN(20):][:10], "\n")
+		}
 		msgs = append(msgs,
-			Message{Role: "assistant", Content: synthText(r, 10), ToolCalls: []ToolCall{call}},
-			Message{Role: "tool", ToolCallID: id, Name: "bash", Content: synthText(r, 30)})
+			Message{Role: "assistant", Content: synthText(r, 12), ToolCalls: []ToolCall{{ID: id, Type: "function", Function: call}}},
+			Message{Role: "tool", ToolCallID: id, Name: call.Name, Content: output})
 	}
 	msgs = append(msgs, Message{Role: "assistant", Content: "Done. " + synthText(r, 8)})
 	return Trajectory{
 		TrajectoryID:     fmt.Sprintf("traj-%07d", n),
 		InstanceID:       synthInstanceID(inst),
-		Repo:             fmt.Sprintf("dsbuild/proj%03d", inst%97),
+		Repo:             fmt.Sprintf("dsbuild/proj%03d", proj),
 		TaskType:         synthTaskTypes[inst%len(synthTaskTypes)],
 		Model:            "teacher-model",
 		Policy:           "agent",
