@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/schema"
@@ -38,6 +39,7 @@ type Builder struct {
 	offline  bool
 	keychain authn.Keychain
 	flight   singleflight.Group
+	bases    sync.Map // base memo key -> schema.Image, for this Builder's life
 }
 
 // NewBuilder returns a Builder that keeps images in store.
@@ -50,7 +52,9 @@ func NewBuilder(store *cache.Store, opts Options) *Builder {
 }
 
 // Base returns the base image spec describes, building or importing it on
-// the first call and answering from the store's memo table afterwards.
+// the first call and answering from the store's memo table afterwards. A
+// registry tag is resolved again by each new Builder (see Options.Offline);
+// within one Builder every base is resolved once.
 func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error) {
 	if err := spec.Validate(); err != nil {
 		return schema.Image{}, err
@@ -64,8 +68,15 @@ func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error)
 	if err != nil {
 		return schema.Image{}, err
 	}
+	if v, ok := b.bases.Load(key); ok {
+		return v.(schema.Image), nil
+	}
 	v, err, _ := b.flight.Do(key.String(), func() (any, error) {
-		return b.base(ctx, key, spec)
+		img, err := b.base(ctx, key, spec)
+		if err == nil {
+			b.bases.Store(key, img)
+		}
+		return img, err
 	})
 	if err != nil {
 		return schema.Image{}, err

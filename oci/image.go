@@ -195,6 +195,17 @@ func load(store *cache.Store, digest string) (*stored, error) {
 	return &stored{store: store, digest: md, rawManifest: rawManifest, manifest: m, rawConfig: rawConfig, config: cfg}, nil
 }
 
+// Lookup returns the description of the image whose manifest digest is
+// digest, read from store. It fails if any of the image's blobs (manifest,
+// config, compressed or uncompressed layers) is missing.
+func Lookup(store *cache.Store, digest string) (schema.Image, error) {
+	s, err := load(store, digest)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	return s.image(), nil
+}
+
 // image returns the schema description of s.
 func (s *stored) image() schema.Image { return imageOf(s.digest, s.config) }
 

@@ -98,6 +98,9 @@ func TestWithTreeReproducible(t *testing.T) {
 			t.Fatal(err)
 		}
 		got = append(got, img)
+		if l, err := Lookup(s, img.Digest); err != nil || l.Digest != img.Digest || !slices.Equal(l.Layers, img.Layers) || l.WorkingDir != img.WorkingDir {
+			t.Errorf("Lookup gave %+v, %v; want %+v", l, err, img)
+		}
 	}
 	if got[0].Digest != got[1].Digest || !slices.Equal(got[0].Layers, got[1].Layers) {
 		t.Fatalf("two stores gave %+v and %+v", got[0], got[1])
@@ -204,6 +207,9 @@ func TestWithTreeBadInput(t *testing.T) {
 		t.Error("env entry without = accepted")
 	}
 	missing := schema.Image{Digest: "sha256:" + strings.Repeat("0", 64)}
+	if err := WriteLayout(context.Background(), s, t.TempDir(), map[string]schema.Image{"gone": missing}); err == nil || !strings.Contains(err.Error(), "gone") {
+		t.Errorf("layout of a missing image: %v", err)
+	}
 	if _, err := b.WithTree(context.Background(), missing, tree, "/testbed", ConfigOptions{}); err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("missing base: %v", err)
 	}
