@@ -170,10 +170,18 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, trajFiles []DatasetFil
 		fmt.Fprintf(&b, "Resolved trajectories: %d of %d. Tokens: %d prompt, %d completion.\n\n",
 			m.Resolved, m.Trajectories, m.PromptTokens, m.CompletionTokens)
 	}
-	b.WriteString("## Loading\n\n```python\nfrom datasets import load_dataset\n" +
-		"trajectories = load_dataset(\"parquet\", data_files={\"train\": \"data/train-*.parquet\"})\n" +
-		"tasks = load_dataset(\"json\", data_files=\"tasks/instances.jsonl\")\n```\n\n" +
-		"`manifest.json` lists every file with its sha256, size and row count.\n")
+	b.WriteString("## Loading\n\n```python\nfrom datasets import load_dataset\n")
+	if len(splits) > 0 {
+		var files []string
+		for _, s := range splits {
+			files = append(files, fmt.Sprintf("%q: %q", s, "data/"+s+"-*.parquet"))
+		}
+		fmt.Fprintf(&b, "trajectories = load_dataset(\"parquet\", data_files={%s})\n", strings.Join(files, ", "))
+	}
+	if m.Tasks > 0 {
+		b.WriteString("tasks = load_dataset(\"json\", data_files=\"tasks/instances.jsonl\", split=\"train\")\n")
+	}
+	b.WriteString("```\n\n`manifest.json` lists every file with its sha256, size and row count.\n")
 	return []byte(b.String()), nil
 }
 

@@ -40,6 +40,31 @@ func arrowShard(t testing.TB, path string) (*arrow.Schema, string, []json.RawMes
 	}
 	defer pr.Close()
 	createdBy := pr.MetaData().GetCreatedBy()
+	// Every page is a v1 data page or a dictionary page, zstd-compressed.
+	for rg := 0; rg < pr.NumRowGroups(); rg++ {
+		rgr := pr.RowGroup(rg)
+		for c := 0; c < rgr.NumColumns(); c++ {
+			cc, err := rgr.MetaData().ColumnChunk(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cc.Compression().String() != "ZSTD" {
+				t.Errorf("%s: column %d compressed with %s", path, c, cc.Compression())
+			}
+			pages, err := rgr.GetColumnPageReader(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for pages.Next() {
+				if typ := pages.Page().Type(); typ != file.PageTypeDataPage && typ != file.PageTypeDictionaryPage {
+					t.Errorf("%s: column %d has a %v page, want data page v1", path, c, typ)
+				}
+			}
+			if err := pages.Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	fr, err := pqarrow.NewFileReader(pr, pqarrow.ArrowReadProperties{BatchSize: 1024}, memory.DefaultAllocator)
 	if err != nil {
 		t.Fatal(err)
