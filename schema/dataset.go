@@ -124,7 +124,8 @@ type DatasetManifest struct {
 // so dir holds either the previous dataset or the complete new one. dir is
 // replaced wholesale: give the writer a directory of its own.
 //
-// Add methods are safe for concurrent use.
+// Add methods are safe for concurrent use. Every writer must end with Close
+// or Abort, or its staging directory stays behind.
 type DatasetWriter struct {
 	mu      sync.Mutex
 	dir     string

@@ -51,3 +51,30 @@ func TestInspect(t *testing.T) {
 		t.Error("missing file accepted")
 	}
 }
+
+func TestWriteParquetReadsBackThroughArrow(t *testing.T) {
+	var rows []TaskRow
+	for i := 0; i < 5; i++ {
+		r, err := synthTask(i).Row()
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, r)
+	}
+	path := filepath.Join(t.TempDir(), "tasks.parquet")
+	var buf bytes.Buffer
+	if err := WriteParquet(&buf, rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, createdBy, got := arrowShard(t, path)
+	if createdBy != CreatedBy || len(got) != 5 {
+		t.Fatalf("created_by %q, %d rows", createdBy, len(got))
+	}
+	back, err := ParseSWEBenchJSON(got[3])
+	if err != nil || back.InstanceID != synthTask(3).InstanceID || back.PassToPass[1] != "tests/test_y.py::test_b[1-2]" {
+		t.Errorf("row 3: %+v %v", back, err)
+	}
+}
