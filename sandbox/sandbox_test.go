@@ -105,7 +105,7 @@ def test_div_zero():
         div(1, 0)
 
 def test_writes_file(tmp_path):
-    open("/testbed/written_by_test.txt", "w").write("hello from the sandbox\n")
+    open("written_by_test.txt", "w").write("hello from the sandbox\n")
 `)},
 	"conftest.py": {Data: []byte("import sys, os\nsys.path.insert(0, os.path.dirname(__file__))\n")},
 }
@@ -399,5 +399,59 @@ func TestCancelledContextIsAnErrorAndNotMemoised(t *testing.T) {
 	}
 	if _, ok, _ := r.store.MemoGet(context.Background(), k); ok {
 		t.Fatal("a cancelled run was memoised")
+	}
+}
+
+func TestConcurrentRunsKeepTheirWorkspaces(t *testing.T) {
+	r, img := setup(t)
+	var wg sync.WaitGroup
+	outs := make([]*Result, 6)
+	errs := make([]error, 6)
+	for i := range outs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			outs[i], errs[i] = r.Run(context.Background(), Spec{Image: img, Argv: []string{"sh", "-c", fmt.Sprintf("echo %d > n.txt; sleep 0.2; cat n.txt", i)}})
+		}()
+	}
+	wg.Wait()
+	for i, res := range outs {
+		if errs[i] != nil {
+			t.Fatalf("run %d: %v", i, errs[i])
+		}
+		if want := fmt.Sprintf("%d\n", i); string(res.Stdout) != want {
+			t.Errorf("run %d: stdout %q, want %q", i, res.Stdout, want)
+		}
+		if b, err := r.store.ReadFile(res.Output, "n.txt"); err != nil || string(b) != fmt.Sprintf("%d\n", i) {
+			t.Errorf("run %d: n.txt in output = %q, %v", i, b, err)
+		}
+	}
+}
+
+func TestWorkDirFallsBackWhenStoreIsPrivate(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Log("not root: the sandbox runs as this user and needs no fallback")
+	}
+	private := filepath.Join(t.TempDir(), "private")
+	if err := os.MkdirAll(filepath.Join(private, "store"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(private, 0o700)
+	st, err := cache.Open(filepath.Join(private, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := New(st, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() == 0 {
+		if strings.HasPrefix(r.workDir, private) || !searchableByOthers(r.workDir) {
+			t.Fatalf("work dir %s: want a reachable directory outside %s", r.workDir, private)
+		}
+		defer os.RemoveAll(r.workDir)
+	} else if r.workDir != st.Root() {
+		t.Fatalf("work dir %s, want the store root", r.workDir)
 	}
 }
