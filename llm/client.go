@@ -110,6 +110,7 @@ type Client struct {
 	rpm     *bucket
 	tpm     *bucket
 	flights singleflight.Group
+	replies replyCache
 }
 
 // New returns a Client for the profile called name. It validates the
@@ -311,6 +312,9 @@ func (c *Client) lookup(ctx context.Context, key cache.Key) (stored, bool, error
 	if err != nil || !ok {
 		return stored{}, false, err
 	}
+	if st, ok := c.replies.get(d); ok {
+		return st, true, nil
+	}
 	data, err := c.store.Get(d)
 	if err != nil {
 		var ce *cache.CorruptError
@@ -323,12 +327,15 @@ func (c *Client) lookup(ctx context.Context, key cache.Key) (stored, bool, error
 	if err := json.Unmarshal(data, &st); err != nil {
 		return stored{}, false, nil
 	}
+	c.replies.put(d, st, len(data))
 	return st, true, nil
 }
 
 // finish builds the Response and the soft errors a stage may act on.
 func (c *Client) finish(st stored, key cache.Key, cached bool, r Request) (*Response, error) {
-	resp := &Response{Message: st.Message, FinishReason: st.FinishReason, Usage: st.Usage, Cached: cached, Key: key}
+	msg := st.Message
+	msg.ToolCalls = append([]schema.ToolCall(nil), msg.ToolCalls...) // the stored copy is shared
+	resp := &Response{Message: msg, FinishReason: st.FinishReason, Usage: st.Usage, Cached: cached, Key: key}
 	if st.FinishReason == "length" {
 		return resp, &TruncatedError{MaxTokens: c.maxTokens(r), CompletionTokens: st.Usage.CompletionTokens}
 	}
@@ -379,13 +386,11 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: encoding reply: %w", c.name, err)
 			}
-			d, err := c.store.Put(blob)
-			if err == nil {
-				err = c.store.MemoPut(ctx, key, d)
-			}
+			d, err := c.storeReply(ctx, key, blob)
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: storing reply for key %s: %w", c.name, key, err)
 			}
+			c.replies.put(d, st, len(blob))
 			return &fetched{st: st, retries: attempt}, nil
 		}
 		if ctx.Err() != nil {
@@ -403,6 +408,15 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 			return nil, fmt.Errorf("llm: profile %q: %w (while waiting to retry after: %v)", c.name, err, last)
 		}
 	}
+}
+
+// storeReply writes the reply blob and its memo entry.
+func (c *Client) storeReply(ctx context.Context, key cache.Key, blob []byte) (cache.Digest, error) {
+	d, err := c.store.Put(blob)
+	if err == nil {
+		err = c.store.MemoPut(ctx, key, d)
+	}
+	return d, err
 }
 
 // attemptError is a failed attempt that is worth retrying: a timeout, a
