@@ -1,0 +1,45 @@
+# dsbuild — see README.md. `make demo` and `make test` are the two commands a
+# newcomer needs; both install what is missing first.
+
+GO       ?= go
+BIN      := bin/dsbuild
+APT_DEPS := bubblewrap mmdebstrap python3 python3-pytest docker-registry skopeo ca-certificates
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTHON   := /usr/bin/python3
+
+.PHONY: all build deps test test-go test-py bench lint demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/dsbuild
+
+# Installs the system packages the sandbox, images and tests use (Debian/Ubuntu).
+deps:
+	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+test: deps test-go test-py
+
+test-go:
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-py:
+	$(PYTHON) -m pytest -q -p no:cacheprovider stages/py
+
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Builds the quickstart recipe offline: no model, real sandboxes and images.
+demo: deps build
+	./$(BIN) --offline recipes/quickstart.yaml
+
+clean:
+	rm -rf bin out
