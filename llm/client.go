@@ -285,13 +285,22 @@ func (c *Client) complete(ctx context.Context, r Request, info *CallInfo) (*Resp
 		return c.fetch(ctx, key, r)
 	})
 	shared := !leader
-	if shared && err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	var exhausted *RetriesExhaustedError
+	if shared && err != nil && ctx.Err() == nil && !errors.As(err, &exhausted) &&
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// The caller we shared with gave up; our own context is alive.
 		v, err = c.fetch(ctx, key, r)
 		shared = false
 	}
 	if err != nil {
 		return nil, err
+	}
+	if shared {
+		// The leader's context recorded the key; record it in ours too, so
+		// this caller's build also names the memo entry it used.
+		if _, _, err := c.store.MemoGet(ctx, key); err != nil {
+			return nil, err
+		}
 	}
 	f := v.(*fetched)
 	if shared {

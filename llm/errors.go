@@ -15,6 +15,7 @@ type OfflineMissError struct {
 	Key     cache.Key
 }
 
+// Error describes the failure.
 func (e *OfflineMissError) Error() string {
 	return fmt.Sprintf("llm: offline and no cached response for model %q (profile %q), key %s", e.Model, e.Profile, e.Key)
 }
@@ -33,6 +34,7 @@ type APIError struct {
 	Retryable bool
 }
 
+// Error describes the failure.
 func (e *APIError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "llm: profile %q: endpoint answered HTTP %d", e.Profile, e.StatusCode)
@@ -56,6 +58,7 @@ type RetriesExhaustedError struct {
 	Last     error
 }
 
+// Error describes the failure.
 func (e *RetriesExhaustedError) Error() string {
 	return fmt.Sprintf("llm: profile %q: giving up after %d attempts: %v", e.Profile, e.Attempts, e.Last)
 }
@@ -71,6 +74,7 @@ type TruncatedError struct {
 	CompletionTokens int64
 }
 
+// Error describes the failure.
 func (e *TruncatedError) Error() string {
 	if e.MaxTokens > 0 {
 		return fmt.Sprintf("llm: reply truncated at the token limit (max_tokens %d, %d completion tokens)", e.MaxTokens, e.CompletionTokens)
@@ -92,6 +96,7 @@ type ToolArgumentsError struct {
 	Calls []BadToolCall
 }
 
+// Error describes the failure.
 func (e *ToolArgumentsError) Error() string {
 	var b strings.Builder
 	b.WriteString("llm: model wrote tool calls with invalid arguments: ")
@@ -114,6 +119,7 @@ type InvalidOutputError struct {
 	Err error
 }
 
+// Error describes the failure.
 func (e *InvalidOutputError) Error() string {
 	return fmt.Sprintf("llm: no valid structured output after %d attempts: %v (last reply begins %q)", e.Attempts, e.Err, prefix(e.Content, 120))
 }

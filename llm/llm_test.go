@@ -910,3 +910,40 @@ func TestBadRequestsAreRejectedBeforeTheNetwork(t *testing.T) {
 		t.Fatalf("%d requests reached the server", srv.Requests())
 	}
 }
+
+func TestMemoKeysAreRecordedForTheBuild(t *testing.T) {
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		return llmtest.Reply{Content: "x", Delay: 50 * time.Millisecond}
+	})
+	c := newClient(t, openStore(t, t.TempDir()), profile(srv), fastOpts())
+	want, _ := c.Key(ask("q"))
+	check := func(what string, rec *cache.Recorder) {
+		t.Helper()
+		if keys := rec.Keys(); len(keys) != 1 || keys[0] != want {
+			t.Errorf("%s: recorded %v, want [%s]", what, keys, want)
+		}
+	}
+	// Two identical calls at once share one request; both builds record the key.
+	recs := []*cache.Recorder{{}, {}}
+	var wg sync.WaitGroup
+	for _, rec := range recs {
+		wg.Go(func() {
+			if _, err := c.Complete(cache.WithRecorder(context.Background(), rec), ask("q")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	check("first caller", recs[0])
+	check("second caller", recs[1])
+	hit := &cache.Recorder{}
+	if r, err := c.Complete(cache.WithRecorder(context.Background(), hit), ask("q")); err != nil || !r.Cached {
+		t.Fatal(r, err)
+	}
+	check("cache hit", hit)
+	if srv.Requests() != 1 {
+		t.Fatalf("%d requests", srv.Requests())
+	}
+}
