@@ -351,7 +351,7 @@ func TestFaultsAreRetriedAndTheCallCompletes(t *testing.T) {
 			defer srv.Close()
 			srv.Script(tc.fault, llmtest.Text("finally"))
 			p := profile(srv)
-			p.Timeout = "200ms"
+			p.Timeout = "500ms"
 			var infos []llm.CallInfo
 			o := fastOpts()
 			o.Observer = func(_ context.Context, c llm.CallInfo) { infos = append(infos, c) }
@@ -395,9 +395,9 @@ func TestAllFaultsInOneCall(t *testing.T) {
 	defer srv.Close()
 	srv.Script(llmtest.RateLimited(time.Millisecond), llmtest.Status(500), llmtest.Reply{Malformed: true},
 		llmtest.Reply{Content: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", CutBody: true},
-		llmtest.Reply{Delay: time.Second}, llmtest.Status(503), llmtest.Text("survived"))
+		llmtest.Reply{Delay: 3 * time.Second}, llmtest.Status(503), llmtest.Text("survived"))
 	p := profile(srv)
-	p.Timeout = "100ms"
+	p.Timeout = "400ms"
 	var info llm.CallInfo
 	o := fastOpts()
 	o.Observer = func(_ context.Context, c llm.CallInfo) { info = c }
@@ -876,6 +876,10 @@ func TestNewRejectsMissingKeyVariable(t *testing.T) {
 	_, err := llm.New(openStore(t, t.TempDir()), "teacher", profile(srv), llm.Options{})
 	if err == nil || !strings.Contains(err.Error(), "DSBUILD_TEST_LLM_KEY") || !strings.Contains(err.Error(), "teacher") {
 		t.Fatalf("got %v", err)
+	}
+	_, err = llm.New(openStore(t, t.TempDir()), "teacher", llm.Profile{Model: "m"}, llm.Options{})
+	if err == nil || !strings.Contains(err.Error(), `profile "teacher"`) || !strings.Contains(err.Error(), "base_url:") {
+		t.Fatalf("invalid profile: got %v", err)
 	}
 	// A profile with no api_key_env (a local server) needs none.
 	p := profile(srv)
