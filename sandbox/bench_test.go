@@ -2,14 +2,13 @@ package sandbox
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
 	"time"
-
-	"github.com/dsbuild/dsbuild/cache"
 )
 
 // reportMedian runs fn b.N times and reports the median as "median-ms".
@@ -109,5 +108,51 @@ func BenchmarkPytestBare(b *testing.B) {
 		}
 		os.RemoveAll(dir)
 	})
-	_ = cache.Digest{}
+}
+
+// BenchmarkPytestOverhead alternates a sandboxed and a bare run of the same
+// suite, so both see the same machine load, and reports the medians and
+// their ratio (the target is at most 1.15).
+func BenchmarkPytestOverhead(b *testing.B) {
+	r := noCacheRunner(b)
+	_, img := setup(b)
+	ws, err := r.store.PutFiles(pytestProject)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := Spec{Image: img, Workspace: ws, Argv: pytestArgv}
+	base := b.TempDir()
+	var boxed, bare []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		res, err := r.Run(context.Background(), s)
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("pytest: %v", err)
+		}
+		boxed = append(boxed, time.Since(t0))
+
+		dir := filepath.Join(base, fmt.Sprint(i))
+		if err := r.store.Materialize(ws, dir); err != nil {
+			b.Fatal(err)
+		}
+		t0 = time.Now()
+		cmd := exec.Command("/usr/bin/python3", pytestArgv[1:]...)
+		cmd.Dir = dir
+		cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + base}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("bare pytest: %v\n%s", err, out)
+		}
+		bare = append(bare, time.Since(t0))
+		os.RemoveAll(dir)
+	}
+	b.StopTimer()
+	med := func(d []time.Duration) float64 {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return float64(d[len(d)/2].Microseconds()) / 1000
+	}
+	mb, mr := med(boxed), med(bare)
+	b.ReportMetric(mb, "sandbox-ms")
+	b.ReportMetric(mr, "bare-ms")
+	b.ReportMetric(mb/mr, "ratio")
 }
