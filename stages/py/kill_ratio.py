@@ -37,7 +37,7 @@ def run_candidate(workdir, original, candidate):
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=8,
+            timeout=5,
         )
         return proc.returncode
     except subprocess.TimeoutExpired:
