@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/goccy/go-yaml"
 )
@@ -45,16 +46,13 @@ func makeTar(t *testing.T, entries ...tarEntry) []byte {
 
 func testRunner(t *testing.T) *Runner {
 	t.Helper()
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	st, err := cache.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := testenv.Store(t)
 	r, err := New(st, Options{Jobs: 1})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if r.workDir != st.Root() {
+		t.Fatalf("work dir %s is not the store root %s", r.workDir, st.Root())
 	}
 	return r
 }

@@ -159,3 +159,42 @@ func Image(tb testing.TB, store *cache.Store) schema.Image {
 		Ref:        "dsbuild-test/debian-" + DebianSuite + "-python3",
 	}
 }
+
+// Store opens a fresh store in a new temporary directory that, unlike
+// t.TempDir(), every uid can reach (the sandbox runs programs as an
+// unprivileged uid, which must reach unpacked images and workspaces below
+// the store). It is closed and removed when the test ends.
+func Store(tb testing.TB) *cache.Store {
+	tb.Helper()
+	dir, err := os.MkdirTemp("", "dsbuild-store-")
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	st, err := cache.Open(dir)
+	if err != nil {
+		tb.Fatalf("testenv: %v", err)
+	}
+	tb.Cleanup(func() {
+		st.Close()
+		removeAll(dir)
+	})
+	return st
+}
+
+// removeAll removes dir even where a sandboxed program left directories
+// without write permission.
+func removeAll(dir string) {
+	if os.RemoveAll(dir) == nil {
+		return
+	}
+	filepath.WalkDir(dir, func(p string, de os.DirEntry, err error) error {
+		if de != nil && de.IsDir() {
+			os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	os.RemoveAll(dir)
+}
