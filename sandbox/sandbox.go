@@ -16,15 +16,26 @@
 // capabilities, uid and gid 1000 inside, --die-with-parent and a session of
 // its own.
 //
+// The program runs as a child of the image's /bin/sh (which must exist),
+// itself pid 1 of the namespace, so the program's signals behave as usual
+// and, when it ends, the kernel kills whatever it left running.
+//
 // Limits: rlimits set with prlimit(1) on bubblewrap (CPU, address space,
-// processes, file size), a wall-clock timeout that kills bubblewrap (the
-// kernel then kills the whole pid namespace), captured output cut at a bound
-// (the run is killed), and a workspace size watched while the run goes. When
-// dsbuild runs as root, bubblewrap runs as a dedicated unprivileged host uid
-// per job slot, so RLIMIT_NPROC is enforced by the kernel (it is not for
-// uid 0) and counts only that run's processes. As an ordinary user the
-// user's own uid is used, and RLIMIT_NPROC counts all of the user's
-// processes.
+// processes, file size); a wall-clock timeout that kills the sandbox's pid 1
+// (and with it the whole pid namespace); captured output cut at a bound (the
+// run is killed); the workspace size, watched while the run goes and checked
+// after it. When dsbuild runs as root, bubblewrap runs as a dedicated
+// unprivileged host uid per job slot, so RLIMIT_NPROC is enforced by the
+// kernel (it is not for uid 0) and counts only that run's processes; a
+// watcher also counts them and stops the run at the limit. As an ordinary
+// user the user's own uid is used, and RLIMIT_NPROC counts all of the
+// user's processes.
+//
+// Which limit a run hit is known for timeout, output and workspace. For cpu
+// it is read from the exit status (SIGXCPU, or SIGKILL after the CPU time was
+// used). Rlimit failures of memory and processes leave no record, so they are
+// inferred from the usual messages in stderr (MemoryError, "Cannot fork",
+// EAGAIN) and, as root, from the process count.
 package sandbox
 
 import (
