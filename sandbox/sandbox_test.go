@@ -112,7 +112,11 @@ def test_writes_file(tmp_path):
 
 func TestPytestRunsInImageAndIsMemoised(t *testing.T) {
 	r, img := setup(t)
-	ws, err := r.store.PutFiles(pytestProject)
+	files := map[string]cache.File{"nonce.txt": {Data: []byte(time.Now().String())}} // a fresh key for each test run
+	for p, f := range pytestProject {
+		files[p] = f
+	}
+	ws, err := r.store.PutFiles(files)
 	if err != nil {
 		t.Fatal(err)
 	}
