@@ -101,14 +101,23 @@ def test_swap_arith_keeps_precedence(tmp_path):
     assert [(["    return a - b * c"], ["    return a + b * c"])] in hunks
     # b * c -> b // c; a - b + c would also be wrong, so the splice must keep the grouping.
     assert [(["    return a - b * c"], ["    return a - b // c"])] in hunks
+    # ** -> * lowers the precedence: the splice must add parentheses to keep the tree
     root2 = make_repo(tmp_path / "two", """
         def g(a, b, c):
-            return a - b * c + (a * b)
+            return a - b ** c
     """)
-    for hunk, cand in run_transform(root2, "swap_arith"):
-        tree = ast.parse(cand["new_source"])
-        assert isinstance(tree.body[0].body[0].value, ast.BinOp)
-    assert [(["    return a - b * c + (a * b)"], ["    return a - (b + c) + (a * b)"])] not in only_hunks(root2, "swap_arith")
+    assert only_hunks(root2, "swap_arith") == [
+        [(["    return a - b ** c"], ["    return a + b ** c"])],
+        [(["    return a - b ** c"], ["    return a - b * c"])],
+    ]
+    root3 = make_repo(tmp_path / "three", """
+        def g(a, b, c):
+            return a * b ** c
+    """)
+    assert only_hunks(root3, "swap_arith") == [
+        [(["    return a * b ** c"], ["    return a // b ** c"])],
+        [(["    return a * b ** c"], ["    return a * (b * c)"])],
+    ]
 
 
 def test_swap_operands(tmp_path):
@@ -493,3 +502,14 @@ def test_projects_yield_enough_candidates(project):
     assert len(transforms) >= 10
     assert len({c["function"] for c in cands}) >= 8
     assert len(mutate.stub_candidates(root, [])) >= 8
+
+
+def test_crlf_line_endings_are_kept(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_bytes(b"def f(xs):\r\n    out = []\r\n    for x in xs:\r\n        out.append(x + 1)\r\n    return out\r\n")
+    cands = mutate.bug_candidates(str(tmp_path), [], ALL)
+    assert len(cands) >= 5
+    for c in cands:
+        assert "\n" not in c["new_source"].replace("\r\n", ""), c["id"]
+    loop = [c for c in cands if c["transform"] == "remove_loop"]
+    assert [c["new_source"] for c in loop] == ["def f(xs):\r\n    out = []\r\n    return out\r\n"]
