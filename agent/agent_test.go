@@ -1,0 +1,354 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dsbuild/dsbuild/llm/llmtest"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+const runTests = "python3 -m pytest -q -p no:cacheprovider"
+
+// solvingModel explores, reproduces, fixes, re-runs the tests and finishes.
+var solvingModel = []llmtest.Reply{
+	call("c1", ToolBash, jsonArgs(map[string]any{"command": "ls -R && " + runTests})),
+	call("c2", ToolEditor, jsonArgs(map[string]any{"command": "view", "path": "/testbed/calc.py"})),
+	{Content: "The loop stops one element early.", ToolCalls: []schema.ToolCall{{ID: "c3", Type: "function", Function: schema.FunctionCall{
+		Name: ToolEditor, Arguments: jsonArgs(map[string]any{"command": "str_replace", "path": "/testbed/calc.py", "old_str": "range(len(xs) - 1)", "new_str": "range(len(xs))"})}}}},
+	call("c4", ToolBash, jsonArgs(map[string]any{"command": runTests})),
+	call("c5", ToolFinish, jsonArgs(map[string]any{"message": "Fixed the off-by-one in total()."})),
+}
+
+const wantFixPatch = `diff --git a/calc.py b/calc.py
+--- a/calc.py
++++ b/calc.py
+@@ -5,6 +5,6 @@
+ def total(xs):
+     """Return the sum of xs."""
+     s = 0
+-    for i in range(len(xs) - 1):
++    for i in range(len(xs)):
+         s += xs[i]
+     return s
+`
+
+func TestSolvingModelIsResolvedAndReplaysWithoutCalls(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(byStep(solvingModel))
+	pol := ModelPolicy{Client: newClient(t, env.Store, srv)}
+	ctx := context.Background()
+
+	r, err := Run(ctx, env, task, pol, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitFinished || r.Steps != 5 || r.InvalidCalls != 0 {
+		t.Fatalf("exit %q after %d steps, %d invalid calls", r.ExitStatus, r.Steps, r.InvalidCalls)
+	}
+	if srv.Requests() != 5 || r.ModelCalls != 5 || r.CachedCalls != 0 {
+		t.Fatalf("server saw %d requests; rollout counted %d model and %d cached calls", srv.Requests(), r.ModelCalls, r.CachedCalls)
+	}
+	var roles []string
+	for _, m := range r.Messages {
+		roles = append(roles, m.Role)
+	}
+	if got := strings.Join(roles, " "); got != "system user assistant tool assistant tool assistant tool assistant tool assistant tool" {
+		t.Fatalf("roles: %s", got)
+	}
+	obs := func(i int) string { return r.Messages[3+2*i].Content }
+	for _, c := range []struct {
+		step int
+		want string
+	}{
+		{0, "tests/test_calc.py"},                         // ls -R
+		{0, "1 failed, 2 passed"},                         // the bug reproduced
+		{1, "     8\t    for i in range(len(xs) - 1):\n"}, // numbered view
+		{2, "     8\t    for i in range(len(xs)):\n"},     // edit snippet
+		{3, "3 passed"},                                   // fixed
+		{4, "Finished."},
+	} {
+		if !strings.Contains(obs(c.step), c.want) {
+			t.Errorf("observation %d lacks %q:\n%s", c.step+1, c.want, obs(c.step))
+		}
+	}
+	if !strings.HasSuffix(obs(0), "[Exit code: 1]") || !strings.HasSuffix(obs(3), "[Exit code: 0]") {
+		t.Errorf("exit codes not reported:\n%s\n---\n%s", obs(0), obs(3))
+	}
+	if r.Messages[6].Content != "The loop stops one element early." || r.Messages[7].ToolCallID != "c3" || r.Messages[7].Name != ToolEditor {
+		t.Errorf("assistant text or tool-call linkage lost: %+v %+v", r.Messages[6], r.Messages[7])
+	}
+	if r.Patch != wantFixPatch {
+		t.Fatalf("patch:\n%s\nwant:\n%s", r.Patch, wantFixPatch)
+	}
+	if r.PromptTokens == 0 || r.CompletionTokens == 0 || r.Dollars <= 0 {
+		t.Errorf("no accounting: %d/%d tokens, $%v", r.PromptTokens, r.CompletionTokens, r.Dollars)
+	}
+	g, err := Grade(ctx, env, task, r.Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Resolved || g.Reward != 1 || g.Patch != wantFixPatch {
+		t.Fatalf("grade: resolved=%v reward=%v status=%v\n%s", g.Resolved, g.Reward, g.Status, g.Report.Output)
+	}
+	tr := Trajectory(task, pol, r, g, "calc-1/agent/0")
+	if err := tr.Validate(); err != nil {
+		t.Fatalf("trajectory invalid: %v", err)
+	}
+	if !tr.Resolved || tr.Model != "test-model" || tr.Policy != "agent" || tr.NumTurns != 5 || tr.ExitStatus != ExitFinished {
+		t.Fatalf("trajectory fields: %+v", tr)
+	}
+	first := mustJSON(t, tr)
+
+	// The same rollout again, with a new client on the same store: no model
+	// call, identical bytes.
+	srv.ResetCounters()
+	pol2 := ModelPolicy{Client: newClient(t, env.Store, srv)}
+	r2, err := Run(ctx, env, task, pol2, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Requests() != 0 || r2.ModelCalls != 0 || r2.CachedCalls != 5 {
+		t.Fatalf("replay made %d requests (%d model, %d cached calls)", srv.Requests(), r2.ModelCalls, r2.CachedCalls)
+	}
+	g2, err := Grade(ctx, env, task, r2.Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again := mustJSON(t, Trajectory(task, pol2, r2, g2, "calc-1/agent/0")); !bytes.Equal(first, again) {
+		t.Fatalf("replayed trajectory differs:\n%s\n%s", first, again)
+	}
+}
+
+func TestInterruptedRolloutResumesWithoutRepeatingCalls(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	srv := llmtest.New()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	answer := byStep(solvingModel)
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		rep := answer(r)
+		if r.Index == 3 { // the 4th call: the process "dies" while it waits
+			cancel()
+			rep.Delay = 5e9
+		}
+		return rep
+	})
+	// Sample 1: a rollout of its own, not served by other tests' entries.
+	pol := ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 1}
+	_, err := Run(ctx, env, task, pol, Limits{})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: err = %v, want context.Canceled", err)
+	}
+	if srv.Requests() != 4 {
+		t.Fatalf("first run made %d requests, want 4", srv.Requests())
+	}
+	srv.ResetCounters()
+	srv.Handle(answer)
+	r, err := Run(context.Background(), env, task, ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 1}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if srv.Requests() != 2 || r.CachedCalls != 3 || r.ModelCalls != 2 {
+		t.Fatalf("resumed run made %d requests (%d cached calls), want 2 (3 cached)", srv.Requests(), r.CachedCalls)
+	}
+	if first := srv.Log()[0]; len(first.Messages) != 2+3*2 {
+		t.Fatalf("resumed run's first request has %d messages, want 8 (three finished steps)", len(first.Messages))
+	}
+	if r.ExitStatus != ExitFinished || r.Patch != wantFixPatch {
+		t.Fatalf("resumed rollout: %s\n%s", r.ExitStatus, r.Patch)
+	}
+}
+
+func TestEditingTheTestsIsGradedUnresolved(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	cheat := ScriptedPolicy{Label: "cheater", Calls: []schema.ToolCall{
+		Call(ToolEditor, map[string]any{"command": "str_replace", "path": "/testbed/tests/test_calc.py", "old_str": "== 6", "new_str": "== 3"}),
+		Call(ToolBash, map[string]any{"command": "echo 'def test_extra(): pass' > tests/test_extra.py && " + runTests}),
+	}}
+	r, err := Run(context.Background(), env, task, cheat, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(r.Messages[5].Content, "4 passed") {
+		t.Fatalf("the cheat should pass in the workspace:\n%s", r.Messages[5].Content)
+	}
+	if r.ExitStatus != ExitFinished || r.Steps != 3 || r.ModelCalls != 0 {
+		t.Fatalf("exit %q, %d steps, %d model calls", r.ExitStatus, r.Steps, r.ModelCalls)
+	}
+	if !strings.Contains(r.Patch, "diff --git a/tests/test_calc.py b/tests/test_calc.py") || !strings.Contains(r.Patch, "new file mode 100644") {
+		t.Fatalf("patch should show the test edits:\n%s", r.Patch)
+	}
+	g, err := Grade(context.Background(), env, task, r.Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Resolved || g.Reward != 2.0/3 || g.Status["tests/test_calc.py::test_total"] != StatusFailed {
+		t.Fatalf("cheater graded resolved=%v reward=%v status=%v", g.Resolved, g.Reward, g.Status)
+	}
+	if g.Patch != r.Patch {
+		t.Fatal("grade patch differs from rollout patch")
+	}
+	tr := Trajectory(task, cheat, r, g, "calc-1/cheater/0")
+	if tr.Model != "scripted:cheater" || tr.Policy != "cheater" || tr.Resolved {
+		t.Fatalf("trajectory: model %q policy %q resolved %v", tr.Model, tr.Policy, tr.Resolved)
+	}
+}
+
+func TestModelThatNeverFinishesStopsAtMaxSteps(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		return call("t", ToolThink, `{"thought":"hmm"}`)
+	})
+	r, err := Run(context.Background(), env, task, ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 3}, Limits{MaxSteps: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitMaxSteps || r.Steps != 4 || srv.Requests() != 4 || r.Patch != "" || r.Final != task.Workspace {
+		t.Fatalf("exit %q after %d steps and %d requests; patch %q", r.ExitStatus, r.Steps, srv.Requests(), r.Patch)
+	}
+	if got := r.Messages[len(r.Messages)-1]; got.Role != "tool" || got.Content != "Your thought has been logged." {
+		t.Fatalf("last message %+v", got)
+	}
+}
+
+func TestTokenAndDollarLimits(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		rep := call("t", ToolThink, `{"thought":"costly"}`)
+		rep.PromptTokens, rep.CompletionTokens = 900_000, 100_000 // $0.90 + $0.20 per call
+		return rep
+	})
+	pol := ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 2}
+	r, err := Run(context.Background(), env, task, pol, Limits{MaxTokens: 2_500_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitMaxTokens || r.Steps != 3 || r.PromptTokens != 2_700_000 {
+		t.Fatalf("token limit: exit %q after %d steps, %d prompt tokens", r.ExitStatus, r.Steps, r.PromptTokens)
+	}
+	r, err = Run(context.Background(), env, task, pol, Limits{MaxDollars: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitMaxDollars || r.Steps != 2 || r.Dollars < 2.19 || r.Dollars > 2.21 {
+		t.Fatalf("dollar limit: exit %q after %d steps, $%v", r.ExitStatus, r.Steps, r.Dollars)
+	}
+}
+
+func TestInvalidToolCallsAreAnsweredAndCounted(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(byStep([]llmtest.Reply{
+		call("u", "rm_rf", `{}`),
+		call("b", ToolBash, `{"cmd":"ls"}`),
+		call("j", ToolEditor, `{"command": "view", "path": `),
+		call("e", ToolEditor, `{"command": "explode", "path": "/testbed/calc.py"}`),
+		call("n", ToolEditor, `{"command": "insert", "path": "/testbed/calc.py", "insert_line": "3", "new_str": "x"}`),
+		llmtest.Text("I think I am done."),
+		call("f", ToolFinish, `{}`),
+	}))
+	// Sample 4: each test's rollouts are their own samples of the same task.
+	r, err := Run(context.Background(), env, task, ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 4}, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitFinished || r.InvalidCalls != 6 || r.Steps != 7 {
+		t.Fatalf("exit %q, %d invalid calls, %d steps", r.ExitStatus, r.InvalidCalls, r.Steps)
+	}
+	answers := map[string]string{}
+	for _, m := range r.Messages {
+		if m.Role == "tool" {
+			answers[m.ToolCallID] = m.Content
+		}
+	}
+	for id, want := range map[string]string{
+		"u": `ERROR: unknown tool "rm_rf"; available tools: execute_bash, str_replace_editor, think, finish`,
+		"b": `ERROR: execute_bash has no parameter "cmd"`,
+		"j": "ERROR: the arguments of str_replace_editor are not a valid JSON object",
+		"e": `ERROR: unknown str_replace_editor command "explode"`,
+		"n": `ERROR: parameter "insert_line" of str_replace_editor has the wrong type: got a JSON string, want int`,
+	} {
+		if !strings.HasPrefix(answers[id], want) {
+			t.Errorf("answer to %s = %q, want prefix %q", id, answers[id], want)
+		}
+	}
+	if m := r.Messages[2+5*2+1]; m.Role != "user" || m.Content != noToolCallText {
+		t.Errorf("a turn without a tool call should be answered by a user nudge, got %+v", m)
+	}
+	if err := Trajectory(task, ModelPolicy{Client: newClient(t, env.Store, srv)}, r, nil, "x").Validate(); err != nil {
+		t.Fatalf("trajectory with invalid calls does not validate: %v", err)
+	}
+}
+
+func TestCommandTimeoutAndObservationTruncation(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	pol := ScriptedPolicy{Label: "limits", Calls: []schema.ToolCall{
+		Call(ToolBash, map[string]any{"command": "sleep 30", "timeout": 1}),
+		Call(ToolBash, map[string]any{"command": "seq 1 5000"}),
+	}}
+	r, err := Run(context.Background(), env, task, pol, Limits{ObservationChars: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Messages[3].Content; !strings.Contains(got, "killed after the 1s timeout") || !strings.HasSuffix(got, "[Exit code: 137]") {
+		t.Fatalf("timeout observation: %q", got)
+	}
+	got := r.Messages[5].Content
+	if !strings.HasPrefix(got, "1\n2\n3\n") || !strings.HasSuffix(got, "4999\n5000\n[Exit code: 0]") || !strings.Contains(got, "[... observation truncated:") || len(got) > 300 {
+		t.Fatalf("truncated observation (%d chars): %q", len(got), got)
+	}
+}
+
+func TestFitContextElidesOldObservations(t *testing.T) {
+	big := strings.Repeat("x", 1000)
+	msgs := []schema.Message{
+		{Role: "system", Content: "sys"},
+		{Role: "user", Content: "task"},
+		{Role: "assistant", ToolCalls: []schema.ToolCall{{ID: "1", Type: "function", Function: schema.FunctionCall{Name: ToolBash, Arguments: "{}"}}}},
+		{Role: "tool", ToolCallID: "1", Content: big},
+		{Role: "assistant", ToolCalls: []schema.ToolCall{{ID: "2", Type: "function", Function: schema.FunctionCall{Name: ToolBash, Arguments: "{}"}}}},
+		{Role: "tool", ToolCallID: "2", Content: big},
+	}
+	view, ok := fitContext(msgs, 5000)
+	if !ok || &view[0] != &msgs[0] {
+		t.Fatal("messages that fit should be sent as they are")
+	}
+	view, ok = fitContext(msgs, 1500)
+	if !ok || !strings.HasPrefix(view[3].Content, "[observation elided") || view[5].Content != big || msgs[3].Content != big {
+		t.Fatalf("ok=%v, view[3]=%q; the newest observation must stay and msgs must not change", ok, view[3].Content)
+	}
+	if _, ok := fitContext(msgs, 900); ok {
+		t.Fatal("a budget smaller than the newest observation cannot be met")
+	}
+	// Run stops with "context" when even elision cannot fit the budget.
+	env := setup(t)
+	task := calcTask(t, env)
+	r, err := Run(context.Background(), env, task, ScriptedPolicy{Label: "ctx", Calls: []schema.ToolCall{
+		Call(ToolBash, map[string]any{"command": "seq 1 2000"}),
+	}}, Limits{ContextChars: len(task.System) + len(task.Prompt) + 2000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ExitStatus != ExitContext || r.Steps != 1 {
+		t.Fatalf("exit %q after %d steps", r.ExitStatus, r.Steps)
+	}
+}
