@@ -142,26 +142,26 @@ func ParsePytest(output string) (map[string]string, []string) {
 	return status, collect
 }
 
-// nodeID cuts the node id from the rest of a summary line: the id ends at
-// " - " (the message), but a parametrised id's brackets may hold spaces.
+// nodeID cuts the node id from the rest of a summary line ("id - message",
+// "id reason" for XPASS): it ends at the first space outside the brackets
+// of a parametrised id, whose parameters may hold spaces.
 func nodeID(rest string) string {
-	if i := strings.Index(rest, "["); i >= 0 {
-		if j := strings.Index(rest, " - "); j < 0 || i < j {
-			// Find the "]" that ends the id: followed by the end or a space.
-			for k := len(rest) - 1; k > i; k-- {
-				if rest[k] == ']' && (k == len(rest)-1 || rest[k+1] == ' ') {
-					cand := rest[:k+1]
-					if k == len(rest)-1 || strings.HasPrefix(rest[k+1:], " - ") {
-						return cand
-					}
-				}
+	depth := 0
+	for i, c := range rest {
+		switch c {
+		case '[':
+			depth++
+		case ']':
+			if depth > 0 {
+				depth--
+			}
+		case ' ':
+			if depth == 0 {
+				return rest[:i]
 			}
 		}
 	}
-	if j := strings.Index(rest, " - "); j >= 0 {
-		rest = rest[:j]
-	}
-	return strings.TrimSpace(rest)
+	return rest
 }
 
 // Grading is the verdict on a rollout's final workspace, as Grade returns
