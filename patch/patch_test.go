@@ -491,3 +491,28 @@ func BenchmarkMyersWorstCase2000(b *testing.B) {
 		diffLines(x, y)
 	}
 }
+
+func TestHunksReplaceToNewText(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for iter := 0; iter < 500; iter++ {
+		a := randText(rng, rng.IntN(30))
+		b := mutate(rng, a)
+		cur := a
+		// Applying the hunks from the last to the first at their lines
+		// rebuilds b.
+		hs := Hunks([]byte(a), []byte(b), iter%3)
+		lines := splitLines([]byte(cur))
+		for k := len(hs) - 1; k >= 0; k-- {
+			h := hs[k]
+			at := max(h.OldLine-1, 0)
+			n := len(splitLines([]byte(h.Old)))
+			if got := strings.Join(lines[at:at+n], ""); got != h.Old {
+				t.Fatalf("hunk %d old text %q not at line %d (found %q)", k, h.Old, h.OldLine, got)
+			}
+			lines = append(append(append([]string(nil), lines[:at]...), splitLines([]byte(h.New))...), lines[at+n:]...)
+		}
+		if got := strings.Join(lines, ""); got != b {
+			t.Fatalf("hunks of %q -> %q rebuild %q", a, b, got)
+		}
+	}
+}
