@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -350,5 +351,41 @@ func TestFitContextElidesOldObservations(t *testing.T) {
 	}
 	if r.ExitStatus != ExitContext || r.Steps != 1 {
 		t.Fatalf("exit %q after %d steps", r.ExitStatus, r.Steps)
+	}
+}
+
+func TestOracleReplaysAKnownSolution(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	fixed := strings.Replace(calcPy, "range(len(xs) - 1)", "range(len(xs))", 1)
+	gold, err := env.Store.PutFiles(map[string]cache.File{
+		"calc.py":            {Data: []byte(fixed + "\n\ndef mean(xs):\n    return total(xs) / len(xs)\n")},
+		"tests/test_calc.py": {Data: []byte(testCalcPy)},
+		"NOTES.md":           {Data: []byte("total() fixed\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls, err := OracleCalls(env.Store, task.Workspace, gold)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) != 2 || !strings.Contains(calls[0].Function.Arguments, `"command":"create"`) || !strings.Contains(calls[1].Function.Arguments, `"command":"str_replace"`) {
+		t.Fatalf("oracle script: %+v", calls)
+	}
+	oracle := ScriptedPolicy{Label: "oracle", Calls: calls}
+	r, err := Run(context.Background(), env, task, oracle, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Final != gold || r.InvalidCalls != 0 || r.ExitStatus != ExitFinished || r.Steps != 3 {
+		t.Fatalf("oracle rollout: exit %q, %d invalid, %d steps, patch:\n%s", r.ExitStatus, r.InvalidCalls, r.Steps, r.Patch)
+	}
+	g, err := Grade(context.Background(), env, task, r.Final)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Resolved {
+		t.Fatalf("oracle not resolved: %v", g.Status)
 	}
 }
