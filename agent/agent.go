@@ -77,7 +77,8 @@ type Task struct {
 
 // Limits bound one rollout. Zero fields of MaxSteps, CommandTimeout,
 // ObservationChars and ContextChars take DefaultLimits; zero MaxTokens and
-// MaxDollars mean no limit.
+// MaxDollars mean no limit. In YAML command_timeout is a duration ("45s");
+// in JSON it is an integer of nanoseconds (time.Duration's encoding).
 type Limits struct {
 	// MaxSteps is the most assistant turns.
 	MaxSteps int `yaml:"max_steps,omitempty" json:"max_steps,omitempty"`
@@ -224,6 +225,18 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 		msg := reply.Message
 		msg.Role = "assistant"
 		msg.ToolCallID, msg.Name = "", ""
+		if len(msg.ToolCalls) > 0 {
+			// Every call needs an id for its answer to refer to.
+			msg.ToolCalls = append([]schema.ToolCall(nil), msg.ToolCalls...)
+			for i := range msg.ToolCalls {
+				if msg.ToolCalls[i].ID == "" {
+					msg.ToolCalls[i].ID = fmt.Sprintf("call_%d_%d", step, i)
+				}
+				if msg.ToolCalls[i].Type == "" {
+					msg.ToolCalls[i].Type = "function"
+				}
+			}
+		}
 		r.Messages = append(r.Messages, msg)
 		if len(msg.ToolCalls) == 0 {
 			r.InvalidCalls++
