@@ -361,7 +361,7 @@ stages:
 	blocked = map[string]bool{"item-00004": true, "item-00005": true, "item-00006": true, "item-00007": true}
 	blockedMu.Unlock()
 	obs := &stopAfter{n: 5, cancel: cancel}
-	rec, err := build.Build(ctx, e.recipe(r), e.store, build.Options{Jobs: 2, OutDir: filepath.Join(e.dir, "out"), Observer: obs})
+	rec, err := build.Build(ctx, e.recipe(r), e.store, build.Options{Jobs: 8, OutDir: filepath.Join(e.dir, "out"), Observer: obs})
 	blockedMu.Lock()
 	blocked = map[string]bool{}
 	blockedMu.Unlock()

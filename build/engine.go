@@ -46,6 +46,8 @@ type KeyInputs struct {
 	Params  json.RawMessage      `json:"params"`
 	Item    *Item                `json:"item,omitempty"`
 	Inputs  map[string]cache.Key `json:"inputs,omitempty"`
+	// Sections holds the digest of each recipe section the kind reads.
+	Sections map[string]cache.Key `json:"sections,omitempty"`
 }
 
 // nodeResult is the memoised value of a node key.
@@ -314,7 +316,7 @@ func sortedItems(items []pathItem) []pathItem {
 
 func (e *engine) startNode(sr *stageRun, item *Item, path []int, from map[string][]Item) {
 	n := &node{stage: sr, item: item, path: path, from: from, id: nodeID(sr.st, item)}
-	n.inputs, n.key = nodeKey(sr.st, item, from)
+	n.inputs, n.key = nodeKey(e.sess.Recipe, sr.st, item, from)
 	sr.nodes = append(sr.nodes, n)
 	sr.open++
 	e.running++
@@ -330,8 +332,14 @@ func nodeID(st *Stage, item *Item) string {
 
 // nodeKey returns the key inputs and key of a node: kind name and version,
 // canonical params, the foreach item and a digest of each from-input.
-func nodeKey(st *Stage, item *Item, from map[string][]Item) (KeyInputs, cache.Key) {
+func nodeKey(r *Recipe, st *Stage, item *Item, from map[string][]Item) (KeyInputs, cache.Key) {
 	in := KeyInputs{Kind: st.Kind.Name, Version: st.Kind.Version, Params: st.params, Item: item}
+	for _, name := range st.Kind.Sections {
+		if in.Sections == nil {
+			in.Sections = map[string]cache.Key{}
+		}
+		in.Sections[name] = r.sectionKeys[name]
+	}
 	if len(from) > 0 {
 		in.Inputs = map[string]cache.Key{}
 		for dep, items := range from {

@@ -41,6 +41,11 @@ type Kind struct {
 	// Pool is the resource pool a running node holds a slot of: "cpu" (the
 	// default), "sandbox", "llm" or any name a recipe gives a limit to.
 	Pool string
+	// Sections names the recipe sections (see RegisterSection) the kind
+	// reads, such as "models" or "environments": their canonical contents
+	// are part of its node keys, so editing a model profile re-runs the
+	// stages that use models (their model calls stay cached).
+	Sections []string
 	// Volatile marks kinds whose output depends on more than their key
 	// inputs (sources reading local files): they run in every build, and
 	// early cutoff keeps their dependents cached when the output is the same.

@@ -87,7 +87,7 @@ func Plan(r *Recipe, store *cache.Store) ([]PlanEntry, error) {
 		}
 		allCached := allKnown
 		for _, t := range targets {
-			in, key := nodeKey(st, t.item, from)
+			in, key := nodeKey(r, st, t.item, from)
 			id := nodeID(st, t.item)
 			e := PlanEntry{Node: id, Stage: st.ID, Key: key, Inputs: in, Previous: prev[id]}
 			if t.item != nil {
@@ -167,6 +167,23 @@ func diffInputs(a, b KeyInputs) []string {
 		out = append(out, "foreach item changed")
 	case a.Item != nil && *a.Item != *b.Item:
 		out = append(out, fmt.Sprintf("input item %s changed: %s -> %s", b.Item.Name, a.Item.Value.Short(), b.Item.Value.Short()))
+	}
+	secs := map[string]bool{}
+	for n := range a.Sections {
+		secs[n] = true
+	}
+	for n := range b.Sections {
+		secs[n] = true
+	}
+	var secNames []string
+	for n := range secs {
+		secNames = append(secNames, n)
+	}
+	sort.Strings(secNames)
+	for _, n := range secNames {
+		if a.Sections[n] != b.Sections[n] {
+			out = append(out, fmt.Sprintf("recipe section %s changed", n))
+		}
 	}
 	deps := map[string]bool{}
 	for d := range a.Inputs {

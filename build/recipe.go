@@ -28,8 +28,9 @@ type Recipe struct {
 	Stages []*Stage
 	// Digest is the digest of the recipe text after interpolation.
 	Digest   cache.Digest
-	text     []byte
-	sections map[string]any
+	text        []byte
+	sections    map[string]any
+	sectionKeys map[string]cache.Key
 }
 
 // Section returns the decoded value of a registered top-level section, or
@@ -134,6 +135,18 @@ func ParseRecipe(path string, raw []byte, getenv func(string) string) (*Recipe, 
 	r.Path = path
 	r.Dir = dirOf(path)
 	r.text = []byte(text)
+	r.sectionKeys = map[string]cache.Key{}
+	for _, name := range sectionNames() {
+		v, ok := r.sections[name]
+		if !ok {
+			v = nil // an absent section has a key too
+		}
+		k, err := cache.KeyOf(v)
+		if err != nil {
+			return nil, &RecipeError{File: path, Msg: fmt.Sprintf("section %s cannot be encoded: %v", name, err)}
+		}
+		r.sectionKeys[name] = k
+	}
 	r.Digest = cache.DigestOf(r.text)
 	return r, nil
 }

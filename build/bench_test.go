@@ -1,0 +1,71 @@
+package build_test
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+)
+
+// BenchmarkNoopBuild rebuilds, with nothing to do, a recipe that fans out
+// to 10,000 nodes (plus the list and an aggregate). Target: under 1 s per
+// no-op build and under 200 MB resident.
+func BenchmarkNoopBuild(b *testing.B) {
+	dir := b.TempDir()
+	path := filepath.Join(dir, "recipe.yaml")
+	os.WriteFile(path, []byte(`name: noop
+stages:
+  words: {uses: list, with: {count: 10000}}
+  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
+  all:   {uses: test.join, from: [greet]}
+`), 0o644)
+	r, err := build.LoadRecipe(path, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	store, err := cache.Open(filepath.Join(dir, "cache"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	opts := build.Options{OutDir: filepath.Join(dir, "out")}
+	if _, err := build.Build(context.Background(), r, store, opts); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		rec, err := build.Build(context.Background(), r, store, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rec.Stages[1].Cached != 10000 {
+			b.Fatalf("no-op build ran nodes: %+v", rec.Stages[1])
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/build")
+	b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+}
+
+// peakRSSMiB reads the process's resident high-water mark.
+func peakRSSMiB() float64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return -1
+}
