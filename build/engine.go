@@ -390,6 +390,10 @@ func (e *engine) exec(n *node) {
 		return
 	}
 	defer func() { <-pool }()
+	if e.stopped() {
+		n.state, n.err = StateSkipped, e.ctx.Err()
+		return
+	}
 	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: itemName_(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
 	start = time.Now()
 
