@@ -302,9 +302,7 @@ stages:
 	if err == nil {
 		t.Fatal("want an error")
 	}
-	// One more node may take the slot the failed one released before the
-	// engine sees the failure; none after that.
-	if len(runs) > 2 {
+	if len(runs) != 1 {
 		t.Fatalf("after the first failure %d nodes ran; want the build to stop", len(runs))
 	}
 }

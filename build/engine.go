@@ -413,6 +413,11 @@ func (e *engine) exec(n *node) {
 	if err != nil {
 		n.state, n.err = StateFailed, err
 		n.result = &nodeResult{Counts: cnt.snapshot()}
+		if !e.opts.KeepGoing && !e.stopped() {
+			// Stop here, before this node's slot is released, so that no
+			// other node starts in the time the engine takes to notice.
+			e.cancel()
+		}
 		return
 	}
 	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot()}
@@ -469,7 +474,7 @@ func (e *engine) finish(n *node) {
 	if n.result != nil {
 		ev.Counts = n.result.Counts
 	}
-	if n.state == StateFailed && e.stopped() && errors.Is(n.err, context.Canceled) {
+	if n.state == StateFailed && errors.Is(n.err, context.Canceled) && e.stopped() {
 		n.state = StateSkipped // stopped by the build, not a failure of its own
 	}
 	switch n.state {
