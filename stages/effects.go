@@ -1,0 +1,179 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/llm"
+	"github.com/dsbuild/dsbuild/oci"
+	"github.com/dsbuild/dsbuild/sandbox"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+// Recipe sections the effect-using kinds read. A kind lists the ones it
+// reads in build.Kind.Sections so that editing them re-keys its nodes.
+const (
+	SectionModels       = "models"
+	SectionEnvironments = "environments"
+	SectionSandbox      = "sandbox"
+	SectionSalt         = "salt"
+)
+
+func init() {
+	build.RegisterSection(SectionModels, func() any { return &Models{} })
+	build.RegisterSection(SectionEnvironments, func() any { return &Environments{} })
+	build.RegisterSection(SectionSandbox, func() any { l := sandbox.Limits{}; return &l })
+	build.RegisterSection(SectionSalt, func() any { var s string; return &s })
+}
+
+// Models maps profile names to model profiles (recipe section "models").
+type Models map[string]llm.Profile
+
+// Validate checks every profile.
+func (m Models) Validate() error {
+	for _, name := range sortedKeys(m) {
+		if err := m[name].Validate(); err != nil {
+			return fmt.Errorf("model %s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// Environments maps environment names to base images (recipe section
+// "environments"), e.g. python: {debian: {packages: [python3, python3-pytest]}}.
+type Environments map[string]oci.BaseSpec
+
+// Validate checks every environment.
+func (e Environments) Validate() error {
+	for _, name := range sortedKeys(e) {
+		if err := e[name].Validate(); err != nil {
+			return fmt.Errorf("environment %s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// DefaultEnvironment is used by kinds when a recipe names no environment:
+// Debian bookworm with python3 and pytest, built offline-reproducibly.
+var DefaultEnvironment = oci.BaseSpec{Debian: &oci.DebianSpec{Suite: "bookworm", Packages: []string{"python3", "python3-pytest"}}}
+
+// Model returns the build's client for the model profile called name. All
+// nodes share one client per profile, so its in-flight and rate limits hold
+// build-wide; its calls are counted on the calling node (llm.calls,
+// llm.cache_hits, llm.prompt_tokens, llm.completion_tokens, llm.dollars).
+func Model(c *build.Call, name string) (*llm.Client, error) {
+	models, _ := c.Session.Section(SectionModels).(*Models)
+	if models == nil {
+		return nil, build.BadInput("stage %s uses model %q but the recipe has no models: section", c.Stage, name)
+	}
+	profile, ok := (*models)[name]
+	if !ok {
+		return nil, build.BadInput("stage %s uses model %q, which the recipe's models: section does not define (it has %v)", c.Stage, name, sortedKeys(*models))
+	}
+	salt := ""
+	if s, ok := c.Session.Section(SectionSalt).(*string); ok && s != nil {
+		salt = *s
+	}
+	return build.Service(c.Session, "llm:"+name, func() (*llm.Client, error) {
+		return llm.New(c.Store(), name, profile, llm.Options{
+			Offline:  c.Session.Offline,
+			Salt:     salt,
+			Observer: countLLM,
+		})
+	})
+}
+
+func countLLM(ctx context.Context, ci llm.CallInfo) {
+	build.Count(ctx, "llm.calls", 1)
+	if ci.Cached {
+		build.Count(ctx, "llm.cache_hits", 1)
+	}
+	build.Count(ctx, "llm.prompt_tokens", float64(ci.PromptTokens))
+	build.Count(ctx, "llm.completion_tokens", float64(ci.CompletionTokens))
+	build.Count(ctx, "llm.dollars", ci.Dollars)
+}
+
+// Sandbox returns the build's sandbox runner.
+func Sandbox(c *build.Call) (*sandbox.Runner, error) {
+	return build.Service(c.Session, "sandbox", func() (*sandbox.Runner, error) {
+		return sandbox.New(c.Store(), sandbox.Options{})
+	})
+}
+
+// SandboxLimits returns the recipe's sandbox limits (section "sandbox")
+// with defaults filled in.
+func SandboxLimits(c *build.Call) sandbox.Limits {
+	if l, ok := c.Session.Section(SectionSandbox).(*sandbox.Limits); ok && l != nil {
+		return l.WithDefaults()
+	}
+	return sandbox.DefaultLimits()
+}
+
+// Images returns the build's image builder.
+func Images(c *build.Call) (*oci.Builder, error) {
+	return build.Service(c.Session, "oci", func() (*oci.Builder, error) {
+		return oci.NewBuilder(c.Store(), oci.Options{Offline: c.Session.Offline}), nil
+	})
+}
+
+// Environment returns the base image of the recipe's environment called
+// name ("" means the recipe's only environment, or DefaultEnvironment when
+// it has none), building it on first use.
+func Environment(ctx context.Context, c *build.Call, name string) (schema.Image, error) {
+	spec, err := environmentSpec(c, name)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	b, err := Images(c)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	img, err := b.Base(ctx, spec)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("environment %q: %w", name, err)
+	}
+	return img, nil
+}
+
+func environmentSpec(c *build.Call, name string) (oci.BaseSpec, error) {
+	envs, _ := c.Session.Section(SectionEnvironments).(*Environments)
+	if envs == nil || len(*envs) == 0 {
+		if name != "" {
+			return oci.BaseSpec{}, build.BadInput("stage %s uses environment %q but the recipe has no environments: section", c.Stage, name)
+		}
+		return DefaultEnvironment, nil
+	}
+	if name == "" {
+		if len(*envs) != 1 {
+			return oci.BaseSpec{}, build.BadInput("stage %s must name an environment: the recipe has %v", c.Stage, sortedKeys(*envs))
+		}
+		name = sortedKeys(*envs)[0]
+	}
+	spec, ok := (*envs)[name]
+	if !ok {
+		return oci.BaseSpec{}, build.BadInput("stage %s uses environment %q, which the recipe does not define (it has %v)", c.Stage, name, sortedKeys(*envs))
+	}
+	return spec, nil
+}
+
+// AgentEnv returns what the agent loop and test runs need: the store, the
+// sandbox runner and the recipe's sandbox limits.
+func AgentEnv(c *build.Call) (agent.Env, error) {
+	r, err := Sandbox(c)
+	if err != nil {
+		return agent.Env{}, err
+	}
+	return agent.Env{Store: c.Store(), Sandbox: r, SandboxLimits: SandboxLimits(c)}, nil
+}

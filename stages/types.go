@@ -1,0 +1,46 @@
+package stages
+
+import (
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+// Item formats that stages hand to each other, stored as canonical JSON
+// blobs. A stage that rejects an input leaves it out of its output
+// collection and counts the reason as "rejected:<reason>"; whatever it
+// keeps it counts as "kept".
+
+// Validated is an item of the validate kind: a repository whose test
+// suite ran in its environment, with the per-test status that held on
+// every run.
+type Validated struct {
+	Repo        string            `json:"repo"`
+	Tree        cache.Digest      `json:"tree"`
+	Environment string            `json:"environment,omitempty"`
+	Base        schema.Image      `json:"base"`
+	Image       schema.Image      `json:"image"`
+	TestCmd     []string          `json:"test_cmd"`
+	TestPaths   []string          `json:"test_paths"`
+	Status      map[string]string `json:"status"`
+	Flaky       []string          `json:"flaky,omitempty"`
+}
+
+// TaskBundle is an item of a task-producing kind: a task instance with what
+// it takes to run, grade and package it.
+type TaskBundle struct {
+	Instance schema.TaskInstance `json:"instance"`
+	// Image is the task's environment image: its base plus the start tree
+	// at /testbed.
+	Image schema.Image `json:"image"`
+	// Start is the tree the agent starts from (buggy, stubbed, ...).
+	Start cache.Digest `json:"start"`
+	// Solution is the reference tree (the gold patch applied to Start).
+	Solution cache.Digest `json:"solution"`
+	TestCmd  []string     `json:"test_cmd"`
+	// Protected are path prefixes restored from Start before grading.
+	Protected []string `json:"protected"`
+}
+
+// DefaultTestCmd runs pytest with one result line per test and without
+// writing a cache into the workspace.
+var DefaultTestCmd = []string{"python3", "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-q"}
