@@ -64,6 +64,14 @@ func report(w io.Writer, err error) int {
 	return exitFailed
 }
 
+// extraCommands are subcommands defined in other files of this package
+// (push, inspect, ...), added by their init functions. A command writes to
+// cmd.Root().Writer and opens the store with openStore(cmd).
+var extraCommands []*cli.Command
+
+// openStore opens the store named by --cache (or the default).
+func openStore(cmd *cli.Command) (*cache.Store, error) { return cache.Open(cacheDir(cmd)) }
+
 func defaultCacheDir() string {
 	if d := os.Getenv("DSBUILD_CACHE"); d != "" {
 		return d
@@ -89,7 +97,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		}
 		return runBuild(ctx, cmd, stdout, stderr, cmd.Args().First())
 	}
-	return &cli.Command{
+	app := &cli.Command{
 		Name:      "dsbuild",
 		Usage:     "build datasets for coding agents from recipes, every step cached by content",
 		ArgsUsage: "RECIPE.yaml",
@@ -119,6 +127,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			}},
 		},
 	}
+	app.Commands = append(app.Commands, extraCommands...)
+	return app
 }
 
 func cacheDir(cmd *cli.Command) string {
