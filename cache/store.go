@@ -236,11 +236,11 @@ func WriteFileAtomic(tmpDir, path string, data []byte) error {
 // writes are made durable in batches by barrier.
 func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
 	if tmpDir == "" {
 		tmpDir = dir
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
 	}
 	f, err := os.CreateTemp(tmpDir, ".tmp-*")
 	if err != nil {
@@ -263,7 +263,16 @@ func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 	if err := os.Chmod(f.Name(), 0o644); err != nil {
 		return err
 	}
-	return os.Rename(f.Name(), path)
+	err = os.Rename(f.Name(), path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The shard directory does not exist yet: made on first use only,
+		// which saves a MkdirAll on every write.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		err = os.Rename(f.Name(), path)
+	}
+	return err
 }
 
 // Get returns the blob d, verified against its digest.

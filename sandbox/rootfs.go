@@ -31,15 +31,26 @@ var mountpoints = []string{"dev", "proc", "tmp", "testbed"}
 // place, under a file lock so that concurrent runs and processes share the
 // work. The result must be treated as read-only.
 func (r *Runner) Rootfs(img schema.Image) (string, error) {
-	d, err := cache.ParseDigest(img.Digest)
-	if err != nil {
+	if _, err := cache.ParseDigest(img.Digest); err != nil {
 		return "", fmt.Errorf("sandbox: image %q: bad digest: %w", img.Ref, err)
 	}
 	if len(img.Layers) == 0 {
 		return "", fmt.Errorf("sandbox: image %s has no layers", img.Digest)
 	}
+	// Layers that only fill /testbed are shadowed by the run's workspace, so
+	// they are left out and the root file system is keyed by the layers that
+	// remain: every task image of one environment shares one unpacked root.
+	layers, err := r.runtimeLayers(img.Layers)
+	if err != nil {
+		return "", fmt.Errorf("sandbox: image %s: %w", img.Digest, err)
+	}
+	key, err := cache.KeyOf(layers)
+	if err != nil {
+		return "", err
+	}
+	img.Layers = layers
 	base := filepath.Join(r.workDir, rootfsDir)
-	final := filepath.Join(base, d.Hex())
+	final := filepath.Join(base, key.String())
 	if _, err := os.Stat(final); err == nil {
 		return final, nil
 	}
@@ -300,4 +311,56 @@ func opaque(root *os.Root, dir string, created map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// runtimeLayers returns layers without those whose every entry lies under
+// testbed/ (the workspace mount point).
+func (r *Runner) runtimeLayers(layers []string) ([]string, error) {
+	out := make([]string, 0, len(layers))
+	for _, l := range layers {
+		only, err := r.testbedOnly(l)
+		if err != nil {
+			return nil, err
+		}
+		if !only {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// testbedOnly reports whether every entry of the layer blob l is /testbed
+// or below it. It reads tar headers only and stops at the first entry
+// elsewhere, so a large base layer costs one header.
+func (r *Runner) testbedOnly(l string) (bool, error) {
+	if v, ok := r.testbedLayers.Load(l); ok {
+		return v.(bool), nil
+	}
+	d, err := cache.ParseDigest(l)
+	if err != nil {
+		return false, fmt.Errorf("bad layer digest %q: %w", l, err)
+	}
+	rc, err := r.store.Open(d)
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	only := true
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return false, fmt.Errorf("layer %s: %w", d.Short(), err)
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if name != "" && name != DefaultDir[1:] && !strings.HasPrefix(name, DefaultDir[1:]+"/") {
+			only = false
+			break
+		}
+	}
+	r.testbedLayers.Store(l, only)
+	return only, nil
 }

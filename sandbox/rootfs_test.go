@@ -203,3 +203,35 @@ func TestLimitsText(t *testing.T) {
 		t.Errorf("WithDefaults: %+v", d)
 	}
 }
+
+func TestRootfsSharedAcrossTestbedLayers(t *testing.T) {
+	r := testRunner(t)
+	base := makeTar(t, tarEntry{name: "etc/", typ: tar.TypeDir, mode: 0o755}, tarEntry{name: "etc/os", typ: tar.TypeReg, body: "base"})
+	taskA := makeTar(t, tarEntry{name: "testbed/", typ: tar.TypeDir, mode: 0o755}, tarEntry{name: "testbed/a.py", typ: tar.TypeReg, body: "a"})
+	taskB := makeTar(t, tarEntry{name: "./testbed/b.py", typ: tar.TypeReg, body: "b"})
+	other := makeTar(t, tarEntry{name: "testbed/c.py", typ: tar.TypeReg, body: "c"}, tarEntry{name: "etc/extra", typ: tar.TypeReg, body: "x"})
+	dirA, err := r.Rootfs(imageOf(t, r, base, taskA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirB, err := r.Rootfs(imageOf(t, r, base, taskB))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirA != dirB {
+		t.Fatalf("task images of one base unpacked twice: %s and %s", dirA, dirB)
+	}
+	if _, err := os.Stat(filepath.Join(dirA, "testbed", "a.py")); err == nil {
+		t.Fatal("a layer confined to /testbed was unpacked into the shared root")
+	}
+	dirC, err := r.Rootfs(imageOf(t, r, base, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dirC == dirA {
+		t.Fatal("a layer that touches /etc must give its own root")
+	}
+	if b, err := os.ReadFile(filepath.Join(dirC, "etc", "extra")); err != nil || string(b) != "x" {
+		t.Fatalf("etc/extra = %q, %v", b, err)
+	}
+}

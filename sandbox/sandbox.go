@@ -50,6 +50,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
@@ -94,6 +95,9 @@ type Runner struct {
 	asRoot  bool
 	uidBase int
 	slots   chan int
+	// testbedLayers remembers, per layer digest, whether the layer only
+	// fills /testbed (see runtimeLayers).
+	testbedLayers sync.Map
 }
 
 // New returns a Runner that keeps its results in store. It fails if
