@@ -1,0 +1,272 @@
+package stages
+
+// Shared pieces of the SWE-Playground kinds (propose_projects, decompose,
+// scaffold, develop, develop_trajectories, derive_fix, derive_implement,
+// derive_reproduce): their item formats, prompt templates and small tree and
+// test-run helpers.
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"text/template"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/patch"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+//go:embed playground_prompts/*.md
+var playgroundPromptFS embed.FS
+
+// PlaygroundPlan is an item of the decompose kind: a project and its tasks
+// in dependency order.
+type PlaygroundPlan struct {
+	Project schema.Project `json:"project"`
+	// Package is the Python import name; the code lives in <package>/.
+	Package string            `json:"package"`
+	Tasks   []schema.TaskSpec `json:"tasks"`
+}
+
+// PlaygroundScaffold is an item of the scaffold kind: the plan, the verified
+// stub repository and the environment it was verified in.
+type PlaygroundScaffold struct {
+	Plan PlaygroundPlan `json:"plan"`
+	// Environment is the recipe environment name ("" for the default).
+	Environment string       `json:"environment,omitempty"`
+	Base        schema.Image `json:"base"`
+	Tree        cache.Digest `json:"tree"`
+	// Trajectory is the blob of the scaffolding agent's schema.Trajectory.
+	Trajectory cache.Digest `json:"trajectory"`
+}
+
+// Task outcomes recorded by the develop kind.
+const (
+	OutcomeDone    = "done"
+	OutcomeFailed  = "failed"
+	OutcomeSkipped = "skipped"
+)
+
+// PlaygroundTaskOutcome is what happened to one task of a project in the
+// develop kind.
+type PlaygroundTaskOutcome struct {
+	Task   string `json:"task"`
+	Status string `json:"status"`
+	// Reason says why a task failed or was skipped.
+	Reason string `json:"reason,omitempty"`
+	// TestTries and ImplTries count the agent attempts made.
+	TestTries int `json:"test_tries"`
+	ImplTries int `json:"impl_tries"`
+	// TestFile is the task's test file (relative to the repository root)
+	// and Tests its pytest node ids.
+	TestFile string   `json:"test_file,omitempty"`
+	Tests    []string `json:"tests,omitempty"`
+	// Tree is the repository after the task was done.
+	Tree cache.Digest `json:"tree,omitzero"`
+}
+
+// PlaygroundProject is an item of the develop kind: a finished project.
+type PlaygroundProject struct {
+	Plan        PlaygroundPlan `json:"plan"`
+	Environment string         `json:"environment,omitempty"`
+	Base        schema.Image   `json:"base"`
+	// Scaffold is the stub repository; Final the repository after every
+	// task that could be done.
+	Scaffold cache.Digest            `json:"scaffold"`
+	Final    cache.Digest            `json:"final"`
+	Outcomes []PlaygroundTaskOutcome `json:"outcomes"`
+	// Status is the status of every test on Final (all PASSED when the
+	// project was built right).
+	Status map[string]string `json:"status"`
+	// Trajectories are blobs of schema.Trajectory: the accepted test-writing
+	// ("testgen") and implementation ("implement") runs.
+	Trajectories []cache.Digest `json:"trajectories"`
+}
+
+// renderPlayground renders the embedded template name (e.g.
+// "decompose.system") with vars; a missing variable is an error.
+func renderPlayground(name string, vars map[string]string) (string, error) {
+	b, err := playgroundPromptFS.ReadFile("playground_prompts/" + name + ".md")
+	if err != nil {
+		return "", fmt.Errorf("playground prompt %s: %v", name, err)
+	}
+	data := map[string]string{"workdir": agent.Workdir}
+	for k, v := range vars {
+		data[k] = v
+	}
+	t, err := template.New(name).Option("missingkey=error").Parse(string(b))
+	if err != nil {
+		return "", fmt.Errorf("playground prompt %s: %v", name, err)
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, data); err != nil {
+		return "", fmt.Errorf("playground prompt %s: %v", name, err)
+	}
+	return buf.String(), nil
+}
+
+var pyIdent = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
+
+// packageName turns a project id into a Python package name.
+func packageName(id string) string {
+	s := strings.ToLower(id)
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	out := strings.Trim(b.String(), "_")
+	if out == "" || !(out[0] >= 'a' && out[0] <= 'z') {
+		out = "p" + out
+	}
+	if len(out) > 40 {
+		out = out[:40]
+	}
+	return out
+}
+
+// itemSafe turns s into a valid item name part.
+func itemSafe(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('_')
+		}
+	}
+	out := b.String()
+	if out == "" {
+		out = "_"
+	}
+	if len(out) > 150 {
+		out = out[:150]
+	}
+	return out
+}
+
+// pgEditTree returns root with files written (nil data deletes the path).
+func pgEditTree(store *cache.Store, root cache.Digest, files map[string][]byte) (cache.Digest, error) {
+	changes := map[string]*cache.TreeEntry{}
+	for p, data := range files {
+		if data == nil {
+			changes[p] = nil
+			continue
+		}
+		d, err := store.Put(data)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		changes[p] = &cache.TreeEntry{Type: cache.TypeFile, Digest: d, Size: int64(len(data))}
+	}
+	return patch.Edit(store, root, changes)
+}
+
+// pgCopyPaths returns dst with every file under the prefixes made as in src
+// (files only in dst under those prefixes are removed).
+func pgCopyPaths(store *cache.Store, src, dst cache.Digest, prefixes []string) (cache.Digest, error) {
+	return agent.RestoreProtected(store, src, dst, prefixes)
+}
+
+// pgFiles lists the file paths of tree, sorted.
+func pgFiles(store *cache.Store, tree cache.Digest) ([]string, map[string]cache.TreeEntry, error) {
+	files, err := store.Files(tree)
+	if err != nil {
+		return nil, nil, err
+	}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	return paths, files, nil
+}
+
+// isTestPath reports whether a repository path is test code.
+func isTestPath(p string) bool {
+	base := p[strings.LastIndex(p, "/")+1:]
+	return strings.HasPrefix(p, "tests/") || strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py") || base == "conftest.py"
+}
+
+// pgRunTests runs the test command (with extra args) on tree and returns
+// the report.
+func pgRunTests(ctx context.Context, c *build.Call, image schema.Image, tree cache.Digest, args ...string) (*agent.TestReport, error) {
+	env, err := AgentEnv(c)
+	if err != nil {
+		return nil, err
+	}
+	return agent.RunTests(ctx, env, image, tree, DefaultTestCmd, args)
+}
+
+// statusSplit returns the sorted node ids whose status is (or is not) PASSED.
+func passedIDs(status map[string]string) (passed, notPassed []string) {
+	for id, st := range status {
+		if st == agent.StatusPassed {
+			passed = append(passed, id)
+		} else {
+			notPassed = append(notPassed, id)
+		}
+	}
+	sort.Strings(passed)
+	sort.Strings(notPassed)
+	return passed, notPassed
+}
+
+// trimOutput keeps the tail of a test output for feedback messages.
+func trimOutput(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
+
+// pgSourceDump returns the non-test Python sources of tree as a prompt
+// section, each file under a header, up to limit bytes.
+func pgSourceDump(store *cache.Store, tree cache.Digest, limit int) (string, error) {
+	paths, _, err := pgFiles(store, tree)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, p := range paths {
+		if !strings.HasSuffix(p, ".py") || isTestPath(p) {
+			continue
+		}
+		data, err := store.ReadFile(tree, p)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "--- %s\n%s\n", p, data)
+		if b.Len() > limit {
+			break
+		}
+	}
+	out := b.String()
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// pinnedRef returns "ref@digest" for a task instance's image field.
+func pinnedRef(img schema.Image) string {
+	ref := img.Ref
+	if ref == "" {
+		ref = "dsbuild/playground"
+	}
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref + "@" + img.Digest
+}
