@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,6 +79,13 @@ func (r *Runner) Rootfs(img schema.Image) (string, error) {
 	}
 	if err := r.unpackLayers(img, tmp); err != nil {
 		return "", fmt.Errorf("sandbox: unpacking image %s: %w", img.Digest, err)
+	}
+	list, err := json.Marshal(layers)
+	if err != nil {
+		return "", err
+	}
+	if err := cache.WriteFileAtomic("", final+layersSuffix, list); err != nil {
+		return "", fmt.Errorf("sandbox: %w", err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
@@ -311,6 +319,66 @@ func opaque(root *os.Root, dir string, created map[string]bool) error {
 		}
 	}
 	return nil
+}
+
+// layersSuffix names the file beside an unpacked root that lists the
+// layers it was made from (for Prune).
+const layersSuffix = ".layers"
+
+// Prune removes the unpacked root file systems (and leftovers of killed
+// unpacks) that the store can no longer rebuild, because a layer they were
+// made from is gone, and returns how many it removed. Run it only while no
+// build uses the store (cache gc holds the store's exclusive lock).
+func Prune(store *cache.Store, opts Options) (int, error) {
+	wd, err := workDirFor(store, opts, os.Geteuid() == 0)
+	if err != nil {
+		return 0, err
+	}
+	base := filepath.Join(wd, rootfsDir)
+	des, err := os.ReadDir(base)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sandbox: %w", err)
+	}
+	removed := 0
+	for _, de := range des {
+		name := de.Name()
+		if !de.IsDir() {
+			continue
+		}
+		dir := filepath.Join(base, name)
+		if !strings.HasPrefix(name, "unpack-") && rootStillValid(store, dir) {
+			continue
+		}
+		removeAll(dir)
+		if _, err := os.Stat(dir); err == nil {
+			return removed, fmt.Errorf("sandbox: could not remove %s", dir)
+		}
+		os.Remove(dir + layersSuffix)
+		os.Remove(dir + ".lock")
+		removed++
+	}
+	return removed, nil
+}
+
+func rootStillValid(store *cache.Store, dir string) bool {
+	raw, err := os.ReadFile(dir + layersSuffix)
+	if err != nil {
+		return false
+	}
+	var layers []string
+	if json.Unmarshal(raw, &layers) != nil {
+		return false
+	}
+	for _, l := range layers {
+		d, err := cache.ParseDigest(l)
+		if err != nil || !store.Has(d) {
+			return false
+		}
+	}
+	return true
 }
 
 // runtimeLayers returns layers without those whose every entry lies under

@@ -127,8 +127,8 @@ func TestRootfsLayersAndWhiteouts(t *testing.T) {
 	if err != nil || again != dir {
 		t.Fatalf("second Rootfs: %s, %v", again, err)
 	}
-	if des, _ := os.ReadDir(filepath.Dir(dir)); len(des) != 2 { // <hex> and <hex>.lock
-		t.Errorf("rootfs dir holds %d entries, want the image and its lock", len(des))
+	if des, _ := os.ReadDir(filepath.Dir(dir)); len(des) != 3 { // <key>, <key>.lock, <key>.layers
+		t.Errorf("rootfs dir holds %d entries, want the root, its lock and its layer list", len(des))
 	}
 }
 
@@ -233,5 +233,32 @@ func TestRootfsSharedAcrossTestbedLayers(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dirC, "etc", "extra")); err != nil || string(b) != "x" {
 		t.Fatalf("etc/extra = %q, %v", b, err)
+	}
+}
+
+func TestPruneRemovesRootsWhoseLayersAreGone(t *testing.T) {
+	r := testRunner(t)
+	keep := makeTar(t, tarEntry{name: "etc/keep", typ: tar.TypeReg, body: "k"})
+	gone := makeTar(t, tarEntry{name: "etc/gone", typ: tar.TypeReg, body: "g"})
+	keepDir, err := r.Rootfs(imageOf(t, r, keep))
+	if err != nil {
+		t.Fatal(err)
+	}
+	goneImg := imageOf(t, r, gone)
+	goneDir, err := r.Rootfs(goneImg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := cache.ParseDigest(goneImg.Layers[0])
+	os.Remove(filepath.Join(r.store.Root(), "blobs", d.Hex()[:2], d.Hex()))
+	n, err := Prune(r.store, Options{})
+	if err != nil || n != 1 {
+		t.Fatalf("Prune removed %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(goneDir); err == nil {
+		t.Fatal("root of a gone layer survived")
+	}
+	if _, err := os.Stat(keepDir); err != nil {
+		t.Fatal("root of a present layer was removed")
 	}
 }

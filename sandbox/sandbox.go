@@ -100,6 +100,24 @@ type Runner struct {
 	testbedLayers sync.Map
 }
 
+// workDirFor is where a Runner on store keeps unpacked roots and
+// workspaces: Options.WorkDir, else the store's root when the sandbox's
+// unprivileged uid can reach it, else a directory under /var/tmp named
+// after the store.
+func workDirFor(store *cache.Store, opts Options, asRoot bool) (string, error) {
+	if opts.WorkDir != "" {
+		return opts.WorkDir, nil
+	}
+	if !asRoot || searchableByOthers(store.Root()) {
+		return store.Root(), nil
+	}
+	k, err := cache.KeyOf(store.Root())
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join("/var/tmp/dsbuild-sandbox", k.Short()), nil
+}
+
 // New returns a Runner that keeps its results in store. It fails if
 // bubblewrap or prlimit is not installed, saying what to install.
 func New(store *cache.Store, opts Options) (*Runner, error) {
@@ -122,17 +140,11 @@ func New(store *cache.Store, opts Options) (*Runner, error) {
 	}
 	r := &Runner{store: store, opts: opts, bwrap: bw, prlimit: pl, asRoot: os.Geteuid() == 0}
 	r.uidBase = hostUIDBase + (os.Getpid()%4096)*256
-	r.workDir = opts.WorkDir
-	if r.workDir == "" {
-		r.workDir = store.Root()
-		if r.asRoot && !searchableByOthers(r.workDir) {
-			k, err := cache.KeyOf(store.Root())
-			if err != nil {
-				return nil, err
-			}
-			r.workDir = filepath.Join("/var/tmp/dsbuild-sandbox", k.Short())
-		}
+	wd, err := workDirFor(store, opts, r.asRoot)
+	if err != nil {
+		return nil, err
 	}
+	r.workDir = wd
 	if err := os.MkdirAll(filepath.Join(r.workDir, "work"), 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/sandbox"
 	_ "github.com/dsbuild/dsbuild/stages"
 	"github.com/urfave/cli/v3"
 	"golang.org/x/term"
@@ -313,7 +314,12 @@ func runGC(cmd *cli.Command, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "removed %d build records, %d memo entries, %d blobs (%s)\n", rep.RecordsRemoved, rep.MemoRemoved, rep.BlobsRemoved, humanBytes(rep.BytesFreed))
+	roots, err := sandbox.Prune(store, sandbox.Options{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "removed %d build records, %d memo entries, %d blobs (%s), %d unpacked images\n",
+		rep.RecordsRemoved, rep.MemoRemoved, rep.BlobsRemoved, humanBytes(rep.BytesFreed), roots)
 	return nil
 }
 
