@@ -37,9 +37,10 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-# Builds the quickstart recipe offline: no model, real sandboxes and images.
+# Builds the quickstart recipe: no model, real sandboxes and images. (Not
+# --offline: the first run fetches Debian packages for the environment.)
 demo: deps build
-	./$(BIN) --offline recipes/quickstart.yaml
+	./$(BIN) recipes/quickstart.yaml
 
 clean:
 	rm -rf bin out

@@ -37,6 +37,7 @@ const (
 	StateFailed  = "failed"
 	StateSkipped = "skipped"
 	StateRunning = "running"
+	StateQueued  = "queued"
 )
 
 // KeyInputs is everything a node's key is made of.
@@ -320,6 +321,7 @@ func (e *engine) startNode(sr *stageRun, item *Item, path []int, from map[string
 	sr.nodes = append(sr.nodes, n)
 	sr.open++
 	e.running++
+	e.obs.Event(Event{Type: EventNode, Stage: sr.st.ID, Item: itemName_(n), Node: n.id, Status: StateQueued})
 	go e.exec(n)
 }
 

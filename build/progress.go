@@ -137,6 +137,7 @@ type TTYObserver struct {
 }
 
 type ttyRow struct {
+	queued                       int
 	ran, cached, running, failed int
 	status                       string
 	runSeconds                   float64
@@ -197,6 +198,8 @@ func (o *TTYObserver) Event(e Event) {
 		r := row(e.Stage)
 		r.pending = false
 		switch e.Status {
+		case StateQueued:
+			r.queued++
 		case StateRunning:
 			r.running++
 		case StateRan:
@@ -230,6 +233,22 @@ func (o *TTYObserver) Event(e Event) {
 	}
 }
 
+// eta estimates the time left for the nodes of the stage known so far: the
+// mean run time of its finished nodes, times the nodes left, spread over the
+// nodes running at once.
+func (r *ttyRow) eta() string {
+	left := r.queued - r.ran - r.cached - r.failed
+	if left <= 0 || r.status != "" {
+		return "-"
+	}
+	if r.ran == 0 {
+		return "?"
+	}
+	mean := r.runSeconds / float64(r.ran)
+	d := time.Duration(mean * float64(left) / float64(max(1, r.running)) * float64(time.Second))
+	return d.Round(time.Second).String()
+}
+
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		return s[:i]
@@ -247,7 +266,7 @@ func (o *TTYObserver) draw() {
 	}
 	o.logs = o.logs[:0]
 	elapsed := time.Since(o.start)
-	fmt.Fprintf(&b, "%-18s %7s %7s %7s %7s %9s %10s %9s\n", "STAGE", "DONE", "CACHED", "RUNNING", "FAILED", "ELAPSED", "TOKENS", "COST")
+	fmt.Fprintf(&b, "%-18s %7s %7s %7s %7s %7s %9s %10s %9s\n", "STAGE", "DONE", "CACHED", "RUNNING", "FAILED", "ETA", "ELAPSED", "TOKENS", "COST")
 	lines := 1
 	for _, id := range o.order {
 		r := o.rows[id]
@@ -260,8 +279,8 @@ func (o *TTYObserver) draw() {
 		case r.running > 0:
 			state = "running"
 		}
-		fmt.Fprintf(&b, "%-18s %7d %7d %7d %7d %9s %10.0f %9s  %s\n", truncate(id, 18), r.ran, r.cached, r.running, r.failed,
-			elapsed.Round(time.Second), r.tokens, fmt.Sprintf("$%.2f", r.dollars), state)
+		fmt.Fprintf(&b, "%-18s %7d %7d %7d %7d %7s %9s %10.0f %9s  %s\n", truncate(id, 18), r.ran, r.cached, r.running, r.failed,
+			r.eta(), elapsed.Round(time.Second), r.tokens, fmt.Sprintf("$%.2f", r.dollars), state)
 		lines++
 	}
 	o.lines = lines
