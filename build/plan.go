@@ -168,36 +168,12 @@ func diffInputs(a, b KeyInputs) []string {
 	case a.Item != nil && *a.Item != *b.Item:
 		out = append(out, fmt.Sprintf("input item %s changed: %s -> %s", b.Item.Name, a.Item.Value.Short(), b.Item.Value.Short()))
 	}
-	secs := map[string]bool{}
-	for n := range a.Sections {
-		secs[n] = true
-	}
-	for n := range b.Sections {
-		secs[n] = true
-	}
-	var secNames []string
-	for n := range secs {
-		secNames = append(secNames, n)
-	}
-	sort.Strings(secNames)
-	for _, n := range secNames {
+	for _, n := range unionKeys(a.Sections, b.Sections) {
 		if a.Sections[n] != b.Sections[n] {
 			out = append(out, fmt.Sprintf("recipe section %s changed", n))
 		}
 	}
-	deps := map[string]bool{}
-	for d := range a.Inputs {
-		deps[d] = true
-	}
-	for d := range b.Inputs {
-		deps[d] = true
-	}
-	var names []string
-	for d := range deps {
-		names = append(names, d)
-	}
-	sort.Strings(names)
-	for _, d := range names {
+	for _, d := range unionKeys(a.Inputs, b.Inputs) {
 		if a.Inputs[d] != b.Inputs[d] {
 			out = append(out, fmt.Sprintf("input stage %s changed (its items differ)", d))
 		}
@@ -205,6 +181,21 @@ func diffInputs(a, b KeyInputs) []string {
 	if len(out) == 0 {
 		out = append(out, "key inputs are identical")
 	}
+	return out
+}
+
+// unionKeys returns the keys of a and b, sorted.
+func unionKeys[V any](a, b map[string]V) []string {
+	var out []string
+	for k := range a {
+		out = append(out, k)
+	}
+	for k := range b {
+		if _, dup := a[k]; !dup {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
 	return out
 }
 
@@ -216,18 +207,7 @@ func diffParams(a, b json.RawMessage) []string {
 	if json.Unmarshal(a, &ma) != nil || json.Unmarshal(b, &mb) != nil {
 		return []string{"params changed"}
 	}
-	keys := map[string]bool{}
-	for k := range ma {
-		keys[k] = true
-	}
-	for k := range mb {
-		keys[k] = true
-	}
-	var names []string
-	for k := range keys {
-		names = append(names, k)
-	}
-	sort.Strings(names)
+	names := unionKeys(ma, mb)
 	var out []string
 	for _, k := range names {
 		va, oka := ma[k]

@@ -27,7 +27,7 @@ type Recipe struct {
 	// validation sorts them).
 	Stages []*Stage
 	// Digest is the digest of the recipe text after interpolation.
-	Digest   cache.Digest
+	Digest      cache.Digest
 	text        []byte
 	sections    map[string]any
 	sectionKeys map[string]cache.Key

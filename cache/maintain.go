@@ -167,11 +167,18 @@ func scanRefs(data []byte) []Digest {
 // reach marks every blob reachable from roots. Missing blobs are reported.
 func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
 	seen = map[Digest]bool{}
+	missing = s.walkRefs(roots, seen, nil)
+	return seen, missing
+}
+
+// walkRefs visits every blob reachable from roots that is in neither seen
+// nor known, adding it to seen, and returns those that could not be read.
+func (s *Store) walkRefs(roots []Digest, seen, known map[Digest]bool) (missing []Digest) {
 	stack := append([]Digest(nil), roots...)
 	for len(stack) > 0 {
 		d := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
-		if seen[d] {
+		if seen[d] || known[d] {
 			continue
 		}
 		seen[d] = true
@@ -182,36 +189,21 @@ func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
 		}
 		stack = append(stack, next...)
 	}
-	return seen, missing
+	return missing
 }
 
 // reachFrom walks from d, skipping blobs already known good in ok, and
-// returns what it visited and what was missing; visited blobs that were all
-// present are added to ok.
-func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (visited []Digest, missing []Digest) {
-	stack := []Digest{d}
+// returns what was missing; when nothing was, every blob visited is added
+// to ok.
+func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (missing []Digest) {
 	seen := map[Digest]bool{}
-	for len(stack) > 0 {
-		cur := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[cur] || ok[cur] {
-			continue
-		}
-		seen[cur] = true
-		visited = append(visited, cur)
-		next, err := s.refs(cur)
-		if err != nil {
-			missing = append(missing, cur)
-			continue
-		}
-		stack = append(stack, next...)
-	}
+	missing = s.walkRefs([]Digest{d}, seen, ok)
 	if len(missing) == 0 {
-		for _, v := range visited {
-			ok[v] = true
+		for k := range seen {
+			ok[k] = true
 		}
 	}
-	return visited, missing
+	return missing
 }
 
 // forEachBlob calls fn for every blob file in the store.
@@ -339,7 +331,7 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 			os.Remove(path)
 			return
 		}
-		_, missing := s.reachFrom(d, reachable)
+		missing := s.reachFrom(d, reachable)
 		if len(missing) > 0 {
 			add(Problem{"bad memo entry", k.String(), "result " + d.String() + " reaches missing blob " + missing[0].String() + "; removed, the next build redoes it"})
 			os.Remove(path)
