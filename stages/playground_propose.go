@@ -16,8 +16,10 @@ import (
 func init() {
 	build.Register(&build.Kind{
 		Name: "propose_projects", Version: "1", Pool: "llm",
-		Doc:      "asks a model for project proposals (one call per theme), validates them and drops near-duplicates: a collection of schema.Project",
-		Params:   func() any { return &ProposeParams{PerCall: 5, MinTasks: 10, Language: "python", MaxReasks: 2, Similarity: 0.6} },
+		Doc: "asks a model for project proposals (one call per theme), validates them and drops near-duplicates: a collection of schema.Project",
+		Params: func() any {
+			return &ProposeParams{PerCall: 5, MinTasks: 10, Language: "python", MaxReasks: 2, Similarity: 0.6}
+		},
 		Sections: []string{SectionModels, SectionSalt},
 		Run:      runPropose,
 	})

@@ -1,0 +1,334 @@
+package stages
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/patch"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "develop", Version: "1", Pool: "llm",
+		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass; failed tasks are recorded and their dependents skipped: a PlaygroundProject",
+		Params: func() any {
+			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3}
+		},
+		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
+		Run:      runDevelop,
+	})
+	build.Register(&build.Kind{
+		Name: "develop_trajectories", Version: "1",
+		Doc: "the accepted test-writing (testgen) and implementation (implement) trajectories of a developed project (foreach PlaygroundProject): a collection of schema.Trajectory",
+		Run: runDevelopTrajectories,
+	})
+}
+
+// DevelopParams are the params of the develop kind.
+type DevelopParams struct {
+	// Model is the profile both agents use; TestModel overrides it for the
+	// test-writing agent.
+	Model     string `yaml:"model" json:"model"`
+	TestModel string `yaml:"test_model" json:"test_model,omitempty"`
+	// MaxTestTries and MaxImplTries bound the attempts per task of each
+	// agent; a task out of tries is recorded as failed.
+	MaxTestTries int `yaml:"max_test_tries" json:"max_test_tries"`
+	MaxImplTries int `yaml:"max_impl_tries" json:"max_impl_tries"`
+	// Limits bound each agent run.
+	Limits agent.Limits `yaml:"limits" json:"limits"`
+}
+
+// Validate checks the params.
+func (p *DevelopParams) Validate() error {
+	if p.Model == "" {
+		return errors.New("model: name a profile of the models: section")
+	}
+	if p.MaxTestTries < 1 || p.MaxImplTries < 1 {
+		return errors.New("max_test_tries and max_impl_tries must be at least 1")
+	}
+	return nil
+}
+
+// taskTestFile is where the tests of task id go.
+func taskTestFile(id string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(id) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return "tests/test_task_" + b.String() + ".py"
+}
+
+type developer struct {
+	c          *build.Call
+	p          *DevelopParams
+	env        agent.Env
+	base       schema.Image
+	plan       PlaygroundPlan
+	testPolicy func(try int) agent.Policy
+	implPolicy func(try int) agent.Policy
+	trajs      []cache.Digest
+}
+
+func runDevelop(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*DevelopParams)
+	if c.Input == nil {
+		return build.Output{}, build.BadInput("stage %s: develop needs foreach: <scaffold stage>", c.Stage)
+	}
+	var sc PlaygroundScaffold
+	if err := c.GetJSON(c.Input.Value, &sc); err != nil || sc.Tree.IsZero() {
+		return build.Output{}, build.BadInput("stage %s: item %s is not a scaffold (%v)", c.Stage, c.Input.Name, err)
+	}
+	c.Count(ctx, "in", 1)
+	implClient, err := Model(c, p.Model)
+	if err != nil {
+		return build.Output{}, err
+	}
+	testClient := implClient
+	if p.TestModel != "" {
+		if testClient, err = Model(c, p.TestModel); err != nil {
+			return build.Output{}, err
+		}
+	}
+	env, err := AgentEnv(c)
+	if err != nil {
+		return build.Output{}, err
+	}
+	d := &developer{c: c, p: p, env: env, base: sc.Base, plan: sc.Plan,
+		testPolicy: func(try int) agent.Policy { return agent.ModelPolicy{Client: testClient, Sample: try} },
+		implPolicy: func(try int) agent.Policy { return agent.ModelPolicy{Client: implClient, Sample: try} },
+	}
+	tree := sc.Tree
+	status := map[string]string{} // task id -> outcome
+	var outcomes []PlaygroundTaskOutcome
+	var earlier []string // node ids of the tests of done tasks
+	for _, t := range sc.Plan.Tasks {
+		out := PlaygroundTaskOutcome{Task: t.ID}
+		for _, dep := range t.Dependencies {
+			if status[dep] != OutcomeDone {
+				out.Status, out.Reason = OutcomeSkipped, fmt.Sprintf("depends on task %s, which %s", dep, map[string]string{OutcomeFailed: "failed", OutcomeSkipped: "was skipped"}[status[dep]])
+				break
+			}
+		}
+		if out.Status == "" {
+			next, err := d.doTask(ctx, t, tree, earlier, &out)
+			if err != nil {
+				return build.Output{}, err
+			}
+			if out.Status == OutcomeDone {
+				tree = next
+				earlier = append(earlier, out.Tests...)
+			}
+		}
+		status[t.ID] = out.Status
+		c.Count(ctx, "tasks:"+out.Status, 1)
+		if out.Status != OutcomeDone {
+			c.Session.Logf(c.Stage, "%s: task %s %s: %s", sc.Plan.Project.ID, t.ID, out.Status, out.Reason)
+		}
+		outcomes = append(outcomes, out)
+	}
+	rep, err := pgRunTests(ctx, c, sc.Base, tree)
+	if err != nil {
+		return build.Output{}, err
+	}
+	res := PlaygroundProject{Plan: sc.Plan, Environment: sc.Environment, Base: sc.Base, Scaffold: sc.Tree, Final: tree,
+		Outcomes: outcomes, Status: rep.Status, Trajectories: d.trajs}
+	if len(earlier) == 0 {
+		c.Count(ctx, "rejected:no task completed", 1)
+		return build.Collection(nil), nil
+	}
+	od, err := c.PutJSON(res)
+	if err != nil {
+		return build.Output{}, err
+	}
+	c.Count(ctx, "kept", 1)
+	return build.Value(od), nil
+}
+
+func (d *developer) vars(t schema.TaskSpec, testFile, feedback string) map[string]string {
+	var checklist strings.Builder
+	for _, s := range t.Tests {
+		fmt.Fprintf(&checklist, "- %s\n", s)
+	}
+	return map[string]string{"name": d.plan.Project.Name, "specification": d.plan.Project.Specification,
+		"task_id": t.ID, "title": t.Title, "phase": t.Phase, "module": t.Module, "description": t.Description,
+		"checklist": checklist.String(), "test_file": testFile, "test_cmd": strings.Join(DefaultTestCmd, " "), "feedback": feedback}
+}
+
+// doTask runs the test agent and then the implementation agent on one task,
+// filling out; it returns the repository after the task when it is done.
+func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Digest, earlier []string, out *PlaygroundTaskOutcome) (cache.Digest, error) {
+	c, store := d.c, d.c.Store()
+	proj := d.plan.Project.ID
+	testFile := taskTestFile(t.ID)
+	out.TestFile = testFile
+
+	// 1. Tests, kept when collected and all failing on the current code.
+	var withTests cache.Digest
+	var tests []string
+	feedback := ""
+	for try := 0; try < d.p.MaxTestTries && tests == nil; try++ {
+		out.TestTries++
+		vars := d.vars(t, testFile, feedback)
+		system, err := renderPlayground("develop_tests.system", vars)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		user, err := renderPlayground("develop_tests.user", vars)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		task := agent.Task{InstanceID: proj + "." + t.ID + ".tests", Repo: proj, TaskType: string(schema.TaskTestgen),
+			Image: d.base, Workspace: tree, Prompt: user, System: system, TestCmd: DefaultTestCmd}
+		policy := d.testPolicy(try)
+		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		content, err := store.ReadFile(ro.Final, testFile)
+		if err != nil {
+			feedback = fmt.Sprintf("the test file %s was not written", testFile)
+			c.Count(ctx, "retry:tests missing", 1)
+			continue
+		}
+		// Only the test file is taken from the agent's workspace.
+		cand, err := pgEditTree(store, tree, map[string][]byte{testFile: content})
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		rep, err := pgRunTests(ctx, c, d.base, cand, testFile)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		var collected, passing []string
+		for id, st := range rep.Status {
+			if strings.HasPrefix(id, testFile+"::") {
+				collected = append(collected, id)
+				if st == agent.StatusPassed {
+					passing = append(passing, id)
+				}
+			}
+		}
+		sort.Strings(collected)
+		sort.Strings(passing)
+		switch {
+		case len(rep.CollectionErrors) > 0 || len(collected) == 0:
+			feedback = "no tests were collected from " + testFile + ": " + trimOutput(rep.Output, 1500)
+			c.Count(ctx, "retry:tests not collected", 1)
+		case len(passing) > 0:
+			feedback = "these tests already pass on the unimplemented code, so they check nothing of the task: " + strings.Join(passing, ", ")
+			c.Count(ctx, "retry:tests pass before implementation", 1)
+		default:
+			tests, withTests = collected, cand
+			traj := agent.Trajectory(task, policy, ro, &agent.Grading{Resolved: true, Reward: 1}, task.InstanceID)
+			td, err := c.PutJSON(traj)
+			if err != nil {
+				return cache.Digest{}, err
+			}
+			d.trajs = append(d.trajs, td)
+		}
+	}
+	if tests == nil {
+		out.Status, out.Reason = OutcomeFailed, "no acceptable tests: "+firstLineOf(feedback)
+		return cache.Digest{}, nil
+	}
+	out.Tests = tests
+
+	// 2. Implementation, graded in a fresh sandbox with the tests restored.
+	feedback = ""
+	for try := 0; try < d.p.MaxImplTries; try++ {
+		out.ImplTries++
+		vars := d.vars(t, testFile, feedback)
+		system, err := renderPlayground("develop_impl.system", vars)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		user, err := renderPlayground("develop_impl.user", vars)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		task := agent.Task{InstanceID: proj + "." + t.ID + ".impl", Repo: proj, TaskType: string(schema.TaskImplement),
+			Image: d.base, Workspace: withTests, Prompt: user, System: system, TestCmd: DefaultTestCmd,
+			Protected: []string{"tests/"}, FailToPass: tests, PassToPass: earlier}
+		policy := d.implPolicy(try)
+		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		testEdit, err := patch.Diff(store, withTests, ro.Final, "tests/")
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		if testEdit != "" {
+			paths, _ := patch.Paths(testEdit)
+			feedback = "the attempt changed the tests (" + strings.Join(paths, ", ") + "); tests must not be touched"
+			c.Count(ctx, "retry:implementation edited tests", 1)
+			continue
+		}
+		g, err := agent.Grade(ctx, d.env, task, ro.Final)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		if !g.Resolved {
+			var failing []string
+			for _, id := range append(append([]string(nil), tests...), earlier...) {
+				if g.Status[id] != agent.StatusPassed {
+					failing = append(failing, id)
+				}
+			}
+			feedback = "these tests do not pass: " + strings.Join(failing, ", ") + "\n" + trimOutput(g.Report.Output, 1500)
+			c.Count(ctx, "retry:tests fail after implementation", 1)
+			continue
+		}
+		traj := agent.Trajectory(task, policy, ro, g, task.InstanceID)
+		td, err := c.PutJSON(traj)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		d.trajs = append(d.trajs, td)
+		out.Status, out.Tree = OutcomeDone, g.Tree
+		return g.Tree, nil
+	}
+	out.Status, out.Reason = OutcomeFailed, "implementation: "+firstLineOf(feedback)
+	return cache.Digest{}, nil
+}
+
+func firstLineOf(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+func runDevelopTrajectories(ctx context.Context, c *build.Call) (build.Output, error) {
+	if c.Input == nil {
+		return build.Output{}, build.BadInput("stage %s: develop_trajectories needs foreach: <develop stage>", c.Stage)
+	}
+	var proj PlaygroundProject
+	if err := c.GetJSON(c.Input.Value, &proj); err != nil {
+		return build.Output{}, build.BadInput("stage %s: item %s is not a developed project: %v", c.Stage, c.Input.Name, err)
+	}
+	items := make([]build.Item, 0, len(proj.Trajectories))
+	for _, td := range proj.Trajectories {
+		var tr schema.Trajectory
+		if err := c.GetJSON(td, &tr); err != nil {
+			return build.Output{}, err
+		}
+		items = append(items, build.Item{Name: itemSafe(tr.TrajectoryID), Value: td})
+		c.Count(ctx, "kept", 1)
+	}
+	return build.Collection(items), nil
+}
