@@ -1,0 +1,909 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/oci"
+	"github.com/dsbuild/dsbuild/patch"
+	"github.com/dsbuild/dsbuild/sandbox"
+	"github.com/dsbuild/dsbuild/schema"
+	"golang.org/x/sync/errgroup"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "inject_bugs", Version: "1",
+		Doc:      "procedural (AST) bugs in a validated repository, kept when tests fail with the bug and pass without it",
+		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
+		Pool:     "sandbox",
+		Sections: []string{SectionSandbox},
+		Run:      runInjectBugs,
+	})
+}
+
+// InjectBugsParams are the params of the inject_bugs kind.
+//
+// The kind enumerates up to Candidates bugs with stages/py/mutate.py (run
+// in the sandbox on the validated tree, shuffled by Seed), runs the test
+// suite once per candidate, and keeps a candidate when at least one test
+// that passed in validation fails (FAIL_TO_PASS) and at least one still
+// passes (PASS_TO_PASS). Candidates that time out, break collection or
+// import, or duplicate another's patch are dropped, each counted as
+// "rejected:<reason>". Up to Combine instances join two kept bugs in
+// different functions. Up to PerRepo instances (combined ones first) are
+// re-verified from their packaged image and emitted.
+type InjectBugsParams struct {
+	// PerRepo is the most instances emitted per repository.
+	PerRepo int `yaml:"per_repo" json:"per_repo"`
+	// Candidates is the most candidate bugs tried per repository.
+	Candidates int `yaml:"candidates" json:"candidates"`
+	// Seed orders the candidates (mutate.py --seed).
+	Seed int64 `yaml:"seed" json:"seed"`
+	// Combine is how many instances combine two bugs.
+	Combine int `yaml:"combine" json:"combine"`
+	// Transforms restricts the AST transforms (default: all).
+	Transforms []string `yaml:"transforms" json:"transforms,omitempty"`
+	// Include restricts the source files (globs relative to the
+	// repository root, ** for any directories).
+	Include []string `yaml:"include" json:"include,omitempty"`
+	// TestTimeout bounds each test run ("10s"); a candidate that runs
+	// longer (an endless loop) is rejected as "timeout".
+	TestTimeout string `yaml:"test_timeout" json:"test_timeout"`
+
+	timeout time.Duration
+}
+
+// Validate checks the params.
+func (p *InjectBugsParams) Validate() error {
+	if p.PerRepo < 1 {
+		return fmt.Errorf("per_repo must be at least 1")
+	}
+	if p.Candidates < 1 {
+		return fmt.Errorf("candidates must be at least 1")
+	}
+	if p.Combine < 0 || p.Combine > p.PerRepo {
+		return fmt.Errorf("combine must be between 0 and per_repo (%d)", p.PerRepo)
+	}
+	for _, t := range p.Transforms {
+		if !transformName.MatchString(t) {
+			return fmt.Errorf("transforms: %q is not a transform name", t)
+		}
+	}
+	if err := checkIncludes(p.Include); err != nil {
+		return err
+	}
+	t, err := parseTestTimeout(p.TestTimeout)
+	p.timeout = t
+	return err
+}
+
+var transformName = regexp.MustCompile(`^[a-z_]+$`)
+
+func checkIncludes(globs []string) error {
+	for _, g := range globs {
+		if g == "" || g[0] == '/' || g[0] == '-' {
+			return fmt.Errorf("include: %q must be a glob relative to the repository root", g)
+		}
+	}
+	return nil
+}
+
+func parseTestTimeout(s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("test_timeout: %q is not a duration such as \"10s\"", s)
+	}
+	if d < time.Second || d > time.Hour {
+		return 0, fmt.Errorf("test_timeout: %s must be between 1s and 1h", d)
+	}
+	return d, nil
+}
+
+func runInjectBugs(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*InjectBugsParams)
+	t, err := newTaskMaker(c, p.timeout)
+	if err != nil {
+		return build.Output{}, err
+	}
+	args := []string{"--seed", strconv.FormatInt(p.Seed, 10), "--max", strconv.Itoa(p.Candidates)}
+	if len(p.Transforms) > 0 {
+		args = append(args, "--transforms", strings.Join(p.Transforms, ","))
+	}
+	for _, g := range p.Include {
+		args = append(args, "--include", g)
+	}
+	muts, err := t.mutate(ctx, "bugs", args...)
+	if err != nil {
+		return build.Output{}, err
+	}
+	cands := make([]*candidate, 0, len(muts))
+	for _, m := range muts {
+		cands = append(cands, &candidate{
+			transform: m.Transform,
+			sites:     []string{m.File + "::" + m.Function},
+			sources:   map[string][]byte{m.File: []byte(m.NewSource)},
+		})
+	}
+	t.evaluateAll(ctx, cands, true)
+	if err := t.err(); err != nil {
+		return build.Output{}, err
+	}
+	var kept []*candidate
+	seen := map[string]bool{}
+	for _, cd := range cands {
+		if cd.reason == "" && seen[cd.gold] {
+			cd.reason = "duplicate"
+		}
+		if cd.reason != "" {
+			c.Count(ctx, "rejected:"+cd.reason, 1)
+			continue
+		}
+		seen[cd.gold] = true
+		kept = append(kept, cd)
+	}
+
+	// Pairs of kept bugs in different functions, in candidate order.
+	var combos []*candidate
+	if p.Combine > 0 {
+		used := make([]bool, len(kept))
+		for i := range kept {
+			if used[i] || len(combos) >= 2*p.Combine {
+				continue
+			}
+			for j := i + 1; j < len(kept); j++ {
+				if used[j] || overlaps(kept[i].sites, kept[j].sites) {
+					continue
+				}
+				cd, err := combineCandidates(t.store, t.v.Tree, kept[i], kept[j])
+				if err != nil {
+					continue // the two edits touch the same lines
+				}
+				used[i], used[j] = true, true
+				combos = append(combos, cd)
+				break
+			}
+		}
+		t.evaluateAll(ctx, combos, true)
+		if err := t.err(); err != nil {
+			return build.Output{}, err
+		}
+		n := 0
+		for _, cd := range combos {
+			if cd.reason == "" && seen[cd.gold] {
+				cd.reason = "duplicate"
+			}
+			if cd.reason != "" || n >= p.Combine {
+				if cd.reason != "" {
+					c.Count(ctx, "rejected:combined "+cd.reason, 1)
+				}
+				cd.reason = "skip"
+				continue
+			}
+			seen[cd.gold] = true
+			n++
+		}
+		combos = slices.DeleteFunc(combos, func(cd *candidate) bool { return cd.reason != "" })
+	}
+
+	order := append(append([]*candidate(nil), combos...), kept...)
+	bundles, err := t.finalizeUpTo(ctx, order, p.PerRepo, schema.TaskFix, fixStatement)
+	if err != nil {
+		return build.Output{}, err
+	}
+	return t.output(ctx, bundles, "bug")
+}
+
+// candidate is one modified tree on its way to becoming a task instance.
+type candidate struct {
+	transform string
+	// sites are the changed functions as "file::qualname".
+	sites []string
+	// sources are the new texts of the changed files.
+	sources map[string][]byte
+
+	tree     cache.Digest // the modified tree
+	gold     string       // patch from tree back to the validated tree
+	reason   string       // why it was rejected ("" if kept)
+	f2p, p2p []string
+	output   string // test output of the full run on tree
+}
+
+func overlaps(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// combineCandidates joins the edits of a and b (in different functions)
+// into one candidate; edits of the same file are merged hunk by hunk.
+func combineCandidates(store *cache.Store, orig cache.Digest, a, b *candidate) (*candidate, error) {
+	sources := map[string][]byte{}
+	for f, s := range a.sources {
+		sources[f] = s
+	}
+	for f, s := range b.sources {
+		if prev, ok := sources[f]; ok {
+			old, err := store.ReadFile(orig, f)
+			if err != nil {
+				return nil, err
+			}
+			merged, err := mergeEdits(old, prev, s)
+			if err != nil {
+				return nil, err
+			}
+			s = merged
+		}
+		sources[f] = s
+	}
+	return &candidate{transform: "combine", sites: append(slices.Clone(a.sites), b.sites...), sources: sources}, nil
+}
+
+// mergeEdits applies to old the changes that turned it into each of
+// variants, which must touch disjoint lines.
+func mergeEdits(old []byte, variants ...[]byte) ([]byte, error) {
+	var hunks []patch.Hunk
+	for _, v := range variants {
+		hunks = append(hunks, patch.Hunks(old, v, 0)...)
+	}
+	sort.SliceStable(hunks, func(i, j int) bool { return hunks[i].OldLine < hunks[j].OldLine })
+	lines := strings.SplitAfter(string(old), "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	var out strings.Builder
+	pos, prevStart := 0, -1
+	for _, h := range hunks {
+		start := h.OldLine - 1
+		if h.Old == "" && start > 0 && h.OldLine > len(lines) {
+			start = len(lines)
+		}
+		n := strings.Count(h.Old, "\n")
+		if h.Old != "" && !strings.HasSuffix(h.Old, "\n") {
+			n++
+		}
+		if start < pos || start == prevStart || start+n > len(lines) {
+			return nil, fmt.Errorf("edits overlap at line %d", h.OldLine)
+		}
+		if strings.Join(lines[start:start+n], "") != h.Old {
+			return nil, fmt.Errorf("edit at line %d does not match", h.OldLine)
+		}
+		out.WriteString(strings.Join(lines[pos:start], ""))
+		out.WriteString(h.New)
+		pos, prevStart = start+n, start
+	}
+	out.WriteString(strings.Join(lines[pos:], ""))
+	return []byte(out.String()), nil
+}
+
+// taskMaker holds what the task kinds share while working on one
+// validated repository.
+type taskMaker struct {
+	c      *build.Call
+	store  *cache.Store
+	v      Validated
+	env    agent.Env // sandbox limits with the test timeout
+	images *oci.Builder
+	files  map[string]cache.TreeEntry // of the validated tree
+	// passing are the tests that passed in every validation run.
+	passing   []string
+	protected []string
+
+	jobs int
+
+	mu    sync.Mutex
+	first error // the first infrastructure error of a concurrent batch
+}
+
+func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
+	if c.Input == nil {
+		return nil, build.BadInput("stage %s needs foreach: <validate stage>", c.Stage)
+	}
+	t := &taskMaker{c: c, store: c.Store(), jobs: runtime.NumCPU()}
+	if err := c.GetJSON(c.Input.Value, &t.v); err != nil {
+		return nil, build.BadInput("stage %s: item %s is not a validated repository: %v", c.Stage, c.Input.Name, err)
+	}
+	if t.v.Repo == "" || t.v.Tree.IsZero() || t.v.Image.Digest == "" || len(t.v.TestCmd) == 0 {
+		return nil, build.BadInput("stage %s: item %s is not a validated repository (repo, tree, image or test_cmd missing)", c.Stage, c.Input.Name)
+	}
+	env, err := AgentEnv(c)
+	if err != nil {
+		return nil, err
+	}
+	env.SandboxLimits.Timeout = timeout
+	t.env = env
+	if t.images, err = Images(c); err != nil {
+		return nil, err
+	}
+	if t.files, err = t.store.Files(t.v.Tree); err != nil {
+		return nil, err
+	}
+	t.passing = passingTests(t.v.Status)
+	t.protected = protectedPaths(t.v.TestPaths, t.files)
+	return t, nil
+}
+
+// protectedPaths are the test paths plus every conftest.py outside them:
+// what grading restores so that editing tests cannot make them pass.
+func protectedPaths(testPaths []string, files map[string]cache.TreeEntry) []string {
+	out := slices.Clone(testPaths)
+	for f := range files {
+		if f == "conftest.py" || strings.HasSuffix(f, "/conftest.py") {
+			covered := false
+			for _, tp := range testPaths {
+				if strings.HasPrefix(f, strings.TrimSuffix(tp, "/")+"/") || f == tp {
+					covered = true
+				}
+			}
+			if !covered {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (t *taskMaker) fail(err error) {
+	t.mu.Lock()
+	if t.first == nil {
+		t.first = err
+	}
+	t.mu.Unlock()
+}
+
+func (t *taskMaker) err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.first
+}
+
+// mutation is one candidate as mutate.py prints it.
+type mutation struct {
+	ID          string `json:"id"`
+	Transform   string `json:"transform"`
+	File        string `json:"file"`
+	Function    string `json:"function"`
+	Line        int    `json:"line"`
+	Description string `json:"description"`
+	NewSource   string `json:"new_source"`
+}
+
+// mutate runs mutate.py MODE /testbed ARGS in the sandbox on the validated
+// tree, with the script on stdin.
+func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]mutation, error) {
+	limits := SandboxLimits(t.c)
+	res, err := t.env.Sandbox.Run(ctx, sandbox.Spec{
+		Image: t.v.Image, Workspace: t.v.Tree, Dir: agent.Workdir, Limits: limits,
+		Argv:  append([]string{"python3", "-", mode, agent.Workdir}, args...),
+		Env:   agent.BashEnv,
+		Stdin: mutateScript,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: mutate.py %s: %w", t.v.Repo, mode, err)
+	}
+	switch {
+	case res.ExitCode == 2:
+		return nil, build.BadInput("stage %s: mutate.py %s rejected its arguments: %s", t.c.Stage, mode, strings.TrimSpace(string(res.Stderr)))
+	case res.ExitCode != 0 || res.LimitHit != "":
+		return nil, fmt.Errorf("repository %s: mutate.py %s exited %d (limit %q): %s", t.v.Repo, mode, res.ExitCode, res.LimitHit, tailText(string(res.Stderr), 2000))
+	}
+	var out struct {
+		Candidates []mutation `json:"candidates"`
+	}
+	if err := json.Unmarshal(res.Stdout, &out); err != nil {
+		return nil, fmt.Errorf("repository %s: mutate.py %s printed no valid JSON: %v", t.v.Repo, mode, err)
+	}
+	return out.Candidates, nil
+}
+
+func tailText(s string, n int) string {
+	if len(s) > n {
+		return "..." + s[len(s)-n:]
+	}
+	return s
+}
+
+// treeOf stores the candidate's files over the validated tree.
+func (t *taskMaker) treeOf(cd *candidate) (cache.Digest, error) {
+	changes := map[string]*cache.TreeEntry{}
+	for f, src := range cd.sources {
+		old, ok := t.files[f]
+		if !ok || old.Type != cache.TypeFile {
+			return cache.Digest{}, fmt.Errorf("candidate changes %s, which is not a file of %s", f, t.v.Repo)
+		}
+		d, err := t.store.Put(src)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		changes[f] = &cache.TreeEntry{Type: cache.TypeFile, Exec: old.Exec, Size: int64(len(src)), Digest: d}
+	}
+	return patch.Edit(t.store, t.v.Tree, changes)
+}
+
+// changedFiles returns the sorted files a candidate changes.
+func (cd *candidate) changedFiles() []string {
+	files := make([]string, 0, len(cd.sources))
+	for f := range cd.sources {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// evaluateAll runs the full test suite on every candidate's tree,
+// concurrently, and sets its verdict. Infrastructure errors are kept for
+// t.err.
+func (t *taskMaker) evaluateAll(ctx context.Context, cands []*candidate, needP2P bool) {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(t.jobs)
+	for _, cd := range cands {
+		g.Go(func() error {
+			if err := t.evaluate(gctx, cd, needP2P); err != nil {
+				t.fail(err)
+				return err
+			}
+			return nil
+		})
+	}
+	g.Wait()
+}
+
+func (t *taskMaker) evaluate(ctx context.Context, cd *candidate, needP2P bool) error {
+	tree, err := t.treeOf(cd)
+	if err != nil {
+		return err
+	}
+	cd.tree = tree
+	if cd.gold, err = patch.Diff(t.store, tree, t.v.Tree, cd.changedFiles()...); err != nil {
+		return err
+	}
+	if cd.gold == "" {
+		cd.reason = "no change"
+		return nil
+	}
+	rep, err := agent.RunTests(ctx, t.env, t.v.Image, tree, t.v.TestCmd, t.v.TestPaths)
+	if err != nil {
+		return err
+	}
+	cd.output = rep.Output
+	cd.f2p, cd.p2p = nil, nil
+	switch {
+	case rep.LimitHit != "":
+		cd.reason = rep.LimitHit
+		return nil
+	case len(rep.CollectionErrors) > 0:
+		cd.reason = "breaks collection"
+		return nil
+	}
+	for _, id := range t.passing {
+		st, ok := rep.Status[id]
+		switch {
+		case !ok:
+			cd.reason = "breaks collection"
+			return nil
+		case st == agent.StatusPassed:
+			cd.p2p = append(cd.p2p, id)
+		default:
+			cd.f2p = append(cd.f2p, id)
+		}
+	}
+	switch {
+	case len(cd.f2p) == 0:
+		cd.reason = "no failing test"
+	case needP2P && len(cd.p2p) == 0:
+		cd.reason = "no passing test left"
+	}
+	return nil
+}
+
+// statementFunc writes the problem statement of a kept candidate.
+type statementFunc func(repo string, cd *candidate) string
+
+// finalizeUpTo turns candidates, in order, into re-verified task bundles
+// until want of them are made or the candidates run out.
+func (t *taskMaker) finalizeUpTo(ctx context.Context, order []*candidate, want int, taskType schema.TaskType, statement statementFunc) ([]*TaskBundle, error) {
+	var out []*TaskBundle
+	for len(order) > 0 && len(out) < want {
+		batch := order[:min(want-len(out), len(order))]
+		order = order[len(batch):]
+		bundles := make([]*TaskBundle, len(batch))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(t.jobs)
+		for i, cd := range batch {
+			g.Go(func() error {
+				b, err := t.finalize(gctx, cd, taskType, statement)
+				bundles[i] = b
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		for i, b := range bundles {
+			if b == nil {
+				t.c.Count(ctx, "rejected:"+batch[i].reason, 1)
+				continue
+			}
+			out = append(out, b)
+		}
+	}
+	if n := len(order); n > 0 {
+		t.c.Count(ctx, "surplus", float64(n))
+	}
+	return out, nil
+}
+
+// finalize packages a kept candidate: its image (base plus the start tree
+// at /testbed), its instance, and a re-verification from that image: the
+// FAIL_TO_PASS tests fail and PASS_TO_PASS pass on the start tree, and all
+// pass on the gold patch applied to it. A candidate failing that gets a nil
+// bundle and reason "reverify".
+func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema.TaskType, statement statementFunc) (*TaskBundle, error) {
+	key, err := cache.KeyOf(struct {
+		Repo  string `json:"repo"`
+		Patch string `json:"patch"`
+	}{t.v.Repo, cd.gold})
+	if err != nil {
+		return nil, err
+	}
+	id := t.v.Repo + "__" + cd.transform + "-" + key.String()[:8]
+	labels := provenanceLabels(t.c, t.v.Repo, cd.tree)
+	labels["org.dsbuild.instance"] = id
+	img, err := t.images.WithTree(ctx, t.v.Base, cd.tree, agent.Workdir, oci.ConfigOptions{Labels: labels, WorkingDir: agent.Workdir})
+	if err != nil {
+		return nil, fmt.Errorf("instance %s: image: %w", id, err)
+	}
+	img.Ref = imageRef(t.c.Session.Recipe.Name, id)
+
+	solution, err := patch.Apply(t.store, cd.tree, cd.gold)
+	if err != nil {
+		cd.reason = "reverify"
+		t.c.Session.Logf(t.c.Stage, "%s: gold patch does not apply: %v", id, err)
+		return nil, nil
+	}
+	tests := append(slices.Clone(cd.f2p), cd.p2p...)
+	start, err := agent.RunTests(ctx, t.env, img, cd.tree, t.v.TestCmd, tests)
+	if err != nil {
+		return nil, err
+	}
+	fixed, err := agent.RunTests(ctx, t.env, img, solution, t.v.TestCmd, tests)
+	if err != nil {
+		return nil, err
+	}
+	if why := reverifyProblem(start, fixed, cd.f2p, cd.p2p); why != "" {
+		cd.reason = "reverify"
+		t.c.Session.Logf(t.c.Stage, "%s: re-verification failed: %s", id, why)
+		return nil, nil
+	}
+
+	inst := schema.TaskInstance{
+		InstanceID:             id,
+		Repo:                   t.v.Repo,
+		BaseCommit:             cd.tree.Hex(),
+		Patch:                  cd.gold,
+		TestPatch:              "",
+		ProblemStatement:       statement(t.v.Repo, cd),
+		HintsText:              "",
+		CreatedAt:              "1970-01-01T00:00:00Z",
+		Version:                "1",
+		FailToPass:             cd.f2p,
+		PassToPass:             cd.p2p,
+		EnvironmentSetupCommit: t.v.Tree.Hex(),
+		TaskType:               taskType,
+		Image:                  img.Ref + "@" + img.Digest,
+		TestCmd:                taskShellCommand(t.v.TestCmd),
+		SourceProject:          t.v.Repo,
+		Difficulty:             difficulty(taskType, cd),
+	}
+	if err := inst.Validate(); err != nil {
+		return nil, err
+	}
+	return &TaskBundle{
+		Instance: inst, Image: img, Start: cd.tree, Solution: solution,
+		TestCmd: t.v.TestCmd, Protected: t.protected,
+	}, nil
+}
+
+// reverifyProblem says what is wrong with the runs from the packaged image,
+// or "".
+func reverifyProblem(start, fixed *agent.TestReport, f2p, p2p []string) string {
+	for _, r := range []*agent.TestReport{start, fixed} {
+		if r.LimitHit != "" {
+			return "hit the " + r.LimitHit + " limit"
+		}
+	}
+	for _, id := range f2p {
+		if start.Status[id] == agent.StatusPassed {
+			return id + " passes with the bug"
+		}
+		if fixed.Status[id] != agent.StatusPassed {
+			return id + " does not pass with the gold patch"
+		}
+	}
+	for _, id := range p2p {
+		if start.Status[id] != agent.StatusPassed {
+			return id + " does not pass on the start tree"
+		}
+		if fixed.Status[id] != agent.StatusPassed {
+			return id + " does not pass with the gold patch"
+		}
+	}
+	return ""
+}
+
+// output stores the bundles as items <repo>.<what>-<n>.
+func (t *taskMaker) output(ctx context.Context, bundles []*TaskBundle, what string) (build.Output, error) {
+	items := make([]build.Item, 0, len(bundles))
+	for i, b := range bundles {
+		d, err := t.c.PutJSON(b)
+		if err != nil {
+			return build.Output{}, err
+		}
+		items = append(items, build.Item{Name: fmt.Sprintf("%s.%s-%d", t.v.Repo, what, i), Value: d})
+		t.c.Count(ctx, "kept", 1)
+	}
+	return build.Collection(items), nil
+}
+
+// imageRef is the human-readable name of a task's image,
+// dsbuild/<recipe>:<instance id>.
+func imageRef(recipe, id string) string {
+	repo := []byte(recipe)
+	for i, ch := range repo {
+		switch {
+		case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '.', ch == '_', ch == '-':
+		case ch >= 'A' && ch <= 'Z':
+			repo[i] = ch + 'a' - 'A'
+		default:
+			repo[i] = '-'
+		}
+	}
+	if len(repo) == 0 {
+		repo = []byte("tasks")
+	}
+	tag := []byte(id)
+	for i, ch := range tag {
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
+			tag[i] = '-'
+		}
+	}
+	if len(tag) > 128 {
+		tag = tag[len(tag)-128:]
+	}
+	return "dsbuild/" + string(repo) + ":" + string(tag)
+}
+
+var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:=@%+,-]+$`)
+
+// taskShellCommand quotes argv as one POSIX shell command line.
+func taskShellCommand(argv []string) string {
+	parts := make([]string, len(argv))
+	for i, a := range argv {
+		if shellSafe.MatchString(a) {
+			parts[i] = a
+		} else {
+			parts[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// difficulty rates an instance from 1 to 5: for fixes, by how much the
+// gold patch changes, how many places it touches and how few tests point at
+// the bug; for implementations, by how many functions are stubbed.
+func difficulty(taskType schema.TaskType, cd *candidate) int {
+	if taskType == schema.TaskImplement {
+		n := len(cd.sites)
+		switch {
+		case n <= 1:
+			return 1
+		case n <= 3:
+			return 2
+		case n <= 6:
+			return 3
+		case n <= 10:
+			return 4
+		}
+		return 5
+	}
+	d := 1
+	removed := 0
+	for _, l := range strings.Split(cd.gold, "\n") {
+		if strings.HasPrefix(l, "-") && !strings.HasPrefix(l, "---") {
+			removed++
+		}
+	}
+	if removed > 1 {
+		d++
+	}
+	if len(cd.sites) > 1 {
+		d++
+	}
+	if len(cd.sources) > 1 {
+		d++
+	}
+	if len(cd.f2p) == 1 {
+		d++
+	}
+	return min(d, 5)
+}
+
+// Problem statements without a model: written from what the failing run
+// printed, like a user's bug report. They name the failing tests and quote
+// the assertion and exception lines; they never describe the transform or
+// show the patch.
+
+const (
+	statementTests = 5   // failing tests quoted in detail
+	statementLines = 6   // error lines quoted per test
+	statementWidth = 200 // longest quoted line
+)
+
+var (
+	sectionRule   = regexp.MustCompile(`^=+ (.*?) =+$`)
+	failureHeader = regexp.MustCompile(`^_{3,} (.+?) _{3,}$`)
+	assertEqual   = regexp.MustCompile(`^assert (.+) == (.+)$`)
+	whereCall     = regexp.MustCompile(`^\+\s+where (.+?) = (.+)$`)
+)
+
+// failureDetails maps the heading of every FAILURES and ERRORS section of
+// pytest output ("test_a", "TestX.test_b", "ERROR at setup of test_c") to
+// its "E" lines.
+func failureDetails(output string) map[string][]string {
+	details := map[string][]string{}
+	inside, current := false, ""
+	for _, line := range strings.Split(output, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if m := sectionRule.FindStringSubmatch(line); m != nil && !strings.HasPrefix(line, "_") {
+			inside = m[1] == "FAILURES" || m[1] == "ERRORS"
+			current = ""
+			continue
+		}
+		if !inside {
+			continue
+		}
+		if m := failureHeader.FindStringSubmatch(line); m != nil {
+			current = m[1]
+			for _, pre := range []string{"ERROR at setup of ", "ERROR at teardown of "} {
+				current = strings.TrimPrefix(current, pre)
+			}
+			continue
+		}
+		if current != "" && (line == "E" || strings.HasPrefix(line, "E ")) {
+			details[current] = append(details[current], strings.TrimSpace(line[1:]))
+		}
+	}
+	return details
+}
+
+// summaryMessages maps test ids to the message of their "FAILED id - msg"
+// or "ERROR id - msg" summary line.
+func summaryMessages(output string) map[string]string {
+	msgs := map[string]string{}
+	for _, line := range strings.Split(output, "\n") {
+		for _, pre := range []string{"FAILED ", "ERROR "} {
+			if rest, ok := strings.CutPrefix(strings.TrimRight(line, "\r"), pre); ok {
+				if id, msg, ok := strings.Cut(rest, " - "); ok {
+					msgs[id] = msg
+				}
+			}
+		}
+	}
+	return msgs
+}
+
+// headingOf is the failure-section heading pytest prints for a test id:
+// the part after the file, with "::" as ".".
+func headingOf(id string) string {
+	_, rest, ok := strings.Cut(id, "::")
+	if !ok {
+		return id
+	}
+	return strings.ReplaceAll(rest, "::", ".")
+}
+
+func clip(s string) string {
+	if len(s) > statementWidth {
+		return s[:statementWidth] + "..."
+	}
+	return s
+}
+
+// testEvidence writes the failing tests and what they reported.
+func testEvidence(b *strings.Builder, f2p []string, output string) {
+	details := failureDetails(output)
+	msgs := summaryMessages(output)
+	for i, id := range f2p {
+		if i == statementTests {
+			fmt.Fprintf(b, "\n(and %d more failing tests)\n", len(f2p)-i)
+			break
+		}
+		fmt.Fprintf(b, "\n`%s`\n", id)
+		lines := details[headingOf(id)]
+		if len(lines) == 0 && msgs[id] != "" {
+			lines = []string{msgs[id]}
+		}
+		if len(lines) == 0 {
+			b.WriteString("(no error message)\n")
+			continue
+		}
+		b.WriteString("```\n")
+		for j, l := range lines {
+			if j == statementLines {
+				b.WriteString("...\n")
+				break
+			}
+			b.WriteString(clip(l) + "\n")
+		}
+		b.WriteString("```\n")
+		if exp := expectation(lines); exp != "" {
+			b.WriteString(exp + "\n")
+		}
+	}
+}
+
+// expectation turns "assert X == Y" (with pytest's "+ where X = f(a)") into
+// an expected-versus-actual sentence.
+func expectation(lines []string) string {
+	m := assertEqual.FindStringSubmatch(lines[0])
+	if m == nil {
+		return ""
+	}
+	actual, expected := m[1], m[2]
+	for _, l := range lines[1:] {
+		if w := whereCall.FindStringSubmatch(l); w != nil && w[1] == actual {
+			return fmt.Sprintf("Expected `%s` to give `%s`, but it gave `%s`.", clip(w[2]), clip(expected), clip(actual))
+		}
+	}
+	return fmt.Sprintf("Expected `%s`, got `%s`.", clip(expected), clip(actual))
+}
+
+// testFiles lists the distinct files of test ids, sorted.
+func testFiles(ids []string) []string {
+	var files []string
+	for _, id := range ids {
+		f, _, _ := strings.Cut(id, "::")
+		if !slices.Contains(files, f) {
+			files = append(files, f)
+		}
+	}
+	sort.Strings(files)
+	return files
+}
+
+// fixStatement is the problem statement of a procedural bug: an issue
+// about the failing tests.
+func fixStatement(repo string, cd *candidate) string {
+	var b strings.Builder
+	files := testFiles(cd.f2p)
+	if len(cd.f2p) == 1 {
+		fmt.Fprintf(&b, "%s: %s fails\n\n", repo, headingOf(cd.f2p[0]))
+	} else {
+		fmt.Fprintf(&b, "%s: %d tests fail in %s\n\n", repo, len(cd.f2p), strings.Join(files, ", "))
+	}
+	fmt.Fprintf(&b, "Running the test suite of %s gives failures in code that should work. ", repo)
+	if len(cd.f2p) == 1 {
+		b.WriteString("This test fails:\n")
+	} else {
+		fmt.Fprintf(&b, "These %d tests fail:\n", len(cd.f2p))
+	}
+	testEvidence(&b, cd.f2p, cd.output)
+	b.WriteString("\nThe other tests pass. Please fix the library so that the failing tests pass again, without changing the tests.\n")
+	return b.String()
+}

@@ -1,0 +1,257 @@
+package stages
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/patch"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "repo", Version: "1",
+		Doc:    "snapshots Python projects (local directories or git path+commit) as trees, one item per repository",
+		Params: func() any { return &RepoParams{Exclude: DefaultRepoExclude} },
+		// Directories are re-read in every build; an unchanged snapshot
+		// keeps everything downstream cached (early cutoff). A git source
+		// at a commit is cheap to re-read, so the whole kind is volatile.
+		Volatile: true,
+		Run:      runRepo,
+	})
+}
+
+// DefaultRepoExclude are the names (path.Match patterns, matched against
+// every path component) that the repo kind leaves out of a snapshot: version
+// control, caches and byte code that would otherwise make equal sources
+// look different.
+var DefaultRepoExclude = []string{".git", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", ".tox", "*.egg-info"}
+
+// RepoParams are the params of the repo kind. Every directory matched by
+// Paths and every Git source becomes one item, named after the directory
+// (or GitRepo.Name); names must be unique.
+type RepoParams struct {
+	// Paths are globs of project directories, relative to the recipe.
+	Paths []string `yaml:"paths" json:"paths,omitempty"`
+	// Git are git repositories read at a commit with `git archive`.
+	Git []GitRepo `yaml:"git" json:"git,omitempty"`
+	// Exclude are path.Match patterns of file and directory names left
+	// out of the snapshot (default DefaultRepoExclude).
+	Exclude []string `yaml:"exclude" json:"exclude"`
+
+	sources []repoSource
+}
+
+// GitRepo is a git repository read at one commit.
+type GitRepo struct {
+	// Path is the repository's directory (relative to the recipe).
+	Path string `yaml:"path" json:"path"`
+	// Commit is anything `git rev-parse` resolves to a commit; a full
+	// hash pins the content.
+	Commit string `yaml:"commit" json:"commit"`
+	// Name is the item name; default the directory's base name.
+	Name string `yaml:"name" json:"name,omitempty"`
+}
+
+type repoSource struct {
+	name, dir, commit string // commit "" for a plain directory
+}
+
+var repoItemName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
+
+// Resolve expands the globs and checks the git sources.
+func (p *RepoParams) Resolve(dir string) error {
+	if len(p.Paths) == 0 && len(p.Git) == 0 {
+		return fmt.Errorf("give at least one directory in paths or repository in git")
+	}
+	for _, pat := range p.Exclude {
+		if _, err := path.Match(pat, ""); err != nil {
+			return fmt.Errorf("exclude: bad pattern %q: %v", pat, err)
+		}
+	}
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	seen := map[string]string{}
+	add := func(s repoSource) error {
+		if !repoItemName.MatchString(s.name) {
+			return fmt.Errorf("repository %s: name %q must be letters, digits, '.', '_' or '-' (set a name)", s.dir, s.name)
+		}
+		if other, dup := seen[s.name]; dup {
+			return fmt.Errorf("%s and %s would both be item %q", other, s.dir, s.name)
+		}
+		seen[s.name] = s.dir
+		p.sources = append(p.sources, s)
+		return nil
+	}
+	for _, g := range p.Paths {
+		matches, err := filepath.Glob(abs(g))
+		if err != nil {
+			return fmt.Errorf("paths: %q: %v", g, err)
+		}
+		if len(matches) == 0 {
+			return fmt.Errorf("paths: %q matches nothing (relative paths are resolved against %s)", g, dir)
+		}
+		sort.Strings(matches)
+		for _, m := range matches {
+			fi, err := os.Stat(m)
+			if err != nil {
+				return fmt.Errorf("paths: %v", err)
+			}
+			if !fi.IsDir() {
+				return fmt.Errorf("paths: %s is not a directory", m)
+			}
+			if err := add(repoSource{name: filepath.Base(m), dir: m}); err != nil {
+				return fmt.Errorf("paths: %v", err)
+			}
+		}
+	}
+	for i, g := range p.Git {
+		if g.Path == "" || g.Commit == "" {
+			return fmt.Errorf("git[%d]: give both path and commit", i)
+		}
+		if strings.HasPrefix(g.Commit, "-") {
+			return fmt.Errorf("git[%d]: commit %q must not start with '-'", i, g.Commit)
+		}
+		d := abs(g.Path)
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			return fmt.Errorf("git[%d]: %s is not a directory", i, d)
+		}
+		name := g.Name
+		if name == "" {
+			name = filepath.Base(d)
+		}
+		if err := add(repoSource{name: name, dir: d, commit: g.Commit}); err != nil {
+			return fmt.Errorf("git[%d]: %v", i, err)
+		}
+	}
+	return nil
+}
+
+func runRepo(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*RepoParams)
+	items := make([]build.Item, 0, len(p.sources))
+	for _, s := range p.sources {
+		var (
+			d   cache.Digest
+			err error
+		)
+		if s.commit == "" {
+			d, err = snapshotRepoDir(c.Store(), s.dir, p.Exclude)
+		} else {
+			d, err = snapshotGitCommit(ctx, c.Store(), s.dir, s.commit, p.Exclude)
+		}
+		if err != nil {
+			return build.Output{}, build.BadInput("repository %s: %v", s.name, err)
+		}
+		items = append(items, build.Item{Name: s.name, Value: d})
+	}
+	return build.Collection(items), nil
+}
+
+// excludedPath reports whether any component of the slash-separated rel
+// matches one of patterns.
+func excludedPath(rel string, patterns []string) bool {
+	for _, part := range strings.Split(rel, "/") {
+		for _, pat := range patterns {
+			if ok, _ := path.Match(pat, part); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// snapshotRepoDir stores dir as a tree without the excluded paths.
+func snapshotRepoDir(store *cache.Store, dir string, exclude []string) (cache.Digest, error) {
+	d, err := store.Snapshot(dir)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	files, err := store.Files(d)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	drop := map[string]*cache.TreeEntry{}
+	for rel := range files {
+		if excludedPath(rel, exclude) {
+			drop[rel] = nil
+		}
+	}
+	if len(drop) == 0 {
+		return d, nil
+	}
+	return patch.Edit(store, d, drop)
+}
+
+// snapshotGitCommit stores the tree of commit in the git repository at dir,
+// read with `git archive`, without the excluded paths.
+func snapshotGitCommit(ctx context.Context, store *cache.Store, dir, commit string, exclude []string) (cache.Digest, error) {
+	rev := exec.CommandContext(ctx, "git", "-C", dir, "rev-parse", "--verify", "--quiet", commit+"^{commit}")
+	var revOut bytes.Buffer
+	rev.Stdout = &revOut
+	if err := rev.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return cache.Digest{}, fmt.Errorf("%s: %q is not a commit of this git repository", dir, commit)
+		}
+		return cache.Digest{}, fmt.Errorf("running git (is it installed?): %v", err)
+	}
+	hash := strings.TrimSpace(revOut.String())
+	cmd := exec.CommandContext(ctx, "git", "-C", dir, "archive", "--format=tar", hash)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return cache.Digest{}, fmt.Errorf("git archive %s: %v: %s", hash, err, strings.TrimSpace(stderr.String()))
+	}
+	changes := map[string]*cache.TreeEntry{}
+	tr := tar.NewReader(&out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return cache.Digest{}, fmt.Errorf("reading git archive: %v", err)
+		}
+		rel := strings.TrimSuffix(h.Name, "/")
+		if rel == "" || rel == "." || excludedPath(rel, exclude) {
+			continue
+		}
+		switch h.Typeflag {
+		case tar.TypeReg:
+			data, err := io.ReadAll(tr)
+			if err != nil {
+				return cache.Digest{}, fmt.Errorf("reading git archive: %s: %v", rel, err)
+			}
+			d, err := store.Put(data)
+			if err != nil {
+				return cache.Digest{}, err
+			}
+			changes[rel] = &cache.TreeEntry{Type: cache.TypeFile, Exec: h.Mode&0o111 != 0, Size: int64(len(data)), Digest: d}
+		case tar.TypeSymlink:
+			changes[rel] = &cache.TreeEntry{Type: cache.TypeSymlink, Target: h.Linkname}
+		case tar.TypeDir, tar.TypeXGlobalHeader:
+			// directories are implied by their files; the global header
+			// carries the commit id.
+		default:
+			return cache.Digest{}, fmt.Errorf("git archive: %s has unsupported type %q", rel, h.Typeflag)
+		}
+	}
+	return patch.Edit(store, cache.Digest{}, changes)
+}

@@ -1,0 +1,205 @@
+package stages
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/oci"
+	"github.com/dsbuild/dsbuild/sandbox"
+	"golang.org/x/sync/errgroup"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "validate", Version: "1",
+		Doc:      "runs a repository's tests in its environment several times; keeps it (minus flaky tests) if a test passes",
+		Params:   func() any { return &ValidateParams{Runs: 3} },
+		Pool:     "sandbox",
+		Sections: []string{SectionEnvironments, SectionSandbox, SectionSalt},
+		Run:      runValidate,
+	})
+}
+
+// RunEnvVar is set to the run number (1, 2, ...) in the environment of each
+// of validate's test runs. Sandbox runs are memoised by their inputs, so
+// without it the second and third run would replay the first instead of
+// running again; with it each run has a key of its own and flaky tests can
+// show. A test suite may read it, but should not need to.
+const RunEnvVar = "DSBUILD_RUN"
+
+// ValidateParams are the params of the validate kind.
+type ValidateParams struct {
+	// Environment names the recipe environment (base image); "" takes the
+	// recipe's only one, or DefaultEnvironment.
+	Environment string `yaml:"environment" json:"environment,omitempty"`
+	// Runs is how many times the suite runs (default 3); a test whose
+	// status is not the same in every run is flaky.
+	Runs int `yaml:"runs" json:"runs"`
+	// TestCmd runs the tests (default DefaultTestCmd); test paths or ids
+	// are appended.
+	TestCmd []string `yaml:"test_cmd" json:"test_cmd"`
+	// TestPaths are the test files or directories, relative to the
+	// repository root (default ["tests/"]).
+	TestPaths []string `yaml:"test_paths" json:"test_paths"`
+}
+
+// Validate fills defaults and checks the params.
+func (p *ValidateParams) Validate() error {
+	if p.Runs < 1 || p.Runs > 20 {
+		return fmt.Errorf("runs must be between 1 and 20, not %d", p.Runs)
+	}
+	if len(p.TestCmd) == 0 {
+		p.TestCmd = append([]string(nil), DefaultTestCmd...)
+	}
+	if len(p.TestPaths) == 0 {
+		p.TestPaths = []string{"tests/"}
+	}
+	for _, tp := range p.TestPaths {
+		if tp == "" || tp[0] == '/' || tp[0] == '-' {
+			return fmt.Errorf("test_paths: %q must be a path relative to the repository root", tp)
+		}
+	}
+	return nil
+}
+
+func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*ValidateParams)
+	if c.Input == nil {
+		return build.Output{}, build.BadInput("stage %s: validate needs foreach: <repo stage>", c.Stage)
+	}
+	repo := c.Input.Name
+	tree := c.Input.Value
+	if _, err := c.Store().GetTree(tree); err != nil {
+		return build.Output{}, build.BadInput("stage %s: item %s is not a tree: %v", c.Stage, repo, err)
+	}
+	base, err := Environment(ctx, c, p.Environment)
+	if err != nil {
+		return build.Output{}, err
+	}
+	images, err := Images(c)
+	if err != nil {
+		return build.Output{}, err
+	}
+	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
+		Labels:     provenanceLabels(c, repo, tree),
+		WorkingDir: agent.Workdir,
+	})
+	if err != nil {
+		return build.Output{}, fmt.Errorf("repository %s: image: %w", repo, err)
+	}
+	runner, err := Sandbox(c)
+	if err != nil {
+		return build.Output{}, err
+	}
+	limits := SandboxLimits(c)
+	argv := append(append([]string(nil), p.TestCmd...), p.TestPaths...)
+
+	reports := make([]*agent.TestReport, p.Runs)
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range reports {
+		g.Go(func() error {
+			res, err := runner.Run(gctx, sandbox.Spec{
+				Image: img, Workspace: tree, Argv: argv, Dir: agent.Workdir, Limits: limits,
+				Env: append(append([]string(nil), agent.BashEnv...), RunEnvVar+"="+strconv.Itoa(i+1)),
+			})
+			if err != nil {
+				return fmt.Errorf("repository %s: test run %d: %w", repo, i+1, err)
+			}
+			out := string(res.Stdout) + string(res.Stderr)
+			status, collect := agent.ParsePytest(out)
+			reports[i] = &agent.TestReport{Status: status, CollectionErrors: collect, ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return build.Output{}, err
+	}
+	for i, r := range reports {
+		if r.LimitHit != "" {
+			c.Session.Logf(c.Stage, "%s: test run %d hit the %s limit", repo, i+1, r.LimitHit)
+			c.Count(ctx, "rejected:"+r.LimitHit, 1)
+			return build.Collection(nil), nil
+		}
+	}
+	status, flaky := stableStatus(reports)
+	passing := 0
+	for _, st := range status {
+		if st == agent.StatusPassed {
+			passing++
+		}
+	}
+	if passing == 0 {
+		c.Session.Logf(c.Stage, "%s: no test passed in every run (%d stable, %d flaky; exit %d)", repo, len(status), len(flaky), reports[0].ExitCode)
+		c.Count(ctx, "rejected:no passing test", 1)
+		return build.Collection(nil), nil
+	}
+	if len(flaky) > 0 {
+		c.Count(ctx, "flaky tests", float64(len(flaky)))
+	}
+	d, err := c.PutJSON(Validated{
+		Repo: repo, Tree: tree, Environment: p.Environment, Base: base, Image: img,
+		TestCmd: p.TestCmd, TestPaths: p.TestPaths, Status: status, Flaky: flaky,
+	})
+	if err != nil {
+		return build.Output{}, err
+	}
+	c.Count(ctx, "kept", 1)
+	return build.Collection([]build.Item{{Name: repo, Value: d}}), nil
+}
+
+// stableStatus returns the status of every test that every run reported
+// with the same status, and the sorted ids of the others (flaky).
+func stableStatus(reports []*agent.TestReport) (map[string]string, []string) {
+	all := map[string]bool{}
+	for _, r := range reports {
+		for id := range r.Status {
+			all[id] = true
+		}
+	}
+	status := map[string]string{}
+	var flaky []string
+	for id := range all {
+		st, ok := reports[0].Status[id]
+		for _, r := range reports[1:] {
+			if other, has := r.Status[id]; !has || other != st {
+				ok = false
+			}
+		}
+		if ok {
+			status[id] = st
+		} else {
+			flaky = append(flaky, id)
+		}
+	}
+	sort.Strings(flaky)
+	return status, flaky
+}
+
+// provenanceLabels are the image labels of the images the task kinds make:
+// which recipe, node and repository an image came from.
+func provenanceLabels(c *build.Call, repo string, tree cache.Digest) map[string]string {
+	return map[string]string{
+		"org.dsbuild.recipe": c.Session.Recipe.Name,
+		"org.dsbuild.stage":  c.Stage,
+		"org.dsbuild.node":   c.Key.String(),
+		"org.dsbuild.repo":   repo,
+		"org.dsbuild.tree":   tree.String(),
+	}
+}
+
+// passingTests returns the sorted ids of the tests whose status is PASSED.
+func passingTests(status map[string]string) []string {
+	var out []string
+	for id, st := range status {
+		if st == agent.StatusPassed {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
