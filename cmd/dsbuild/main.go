@@ -38,6 +38,11 @@ const (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		// The first Ctrl-C stops the build cleanly; a second one kills it.
+		<-ctx.Done()
+		stop()
+	}()
 	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
 	stop()
 	os.Exit(report(os.Stderr, err))

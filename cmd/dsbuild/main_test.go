@@ -234,3 +234,31 @@ func TestGCKeepsTheLatestBuild(t *testing.T) {
 		t.Fatalf("verify after gc: %s", v.stdout)
 	}
 }
+
+func TestCtrlCStopsCleanlyAndResumes(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, strings.Replace(bigRecipe, "count: 400", "count: 1500", 1))
+	cmd := exec.Command(binary, "--cache", "store", "--json", recipe)
+	cmd.Dir = dir
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(700 * time.Millisecond)
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v after Ctrl-C, want 130", err)
+	}
+	if !strings.Contains(out.String(), `"status":"interrupted"`) {
+		t.Fatalf("no interrupted done event in:\n%.2000s", out.String())
+	}
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 {
+		t.Fatalf("verify after Ctrl-C: %s", v.stdout)
+	}
+	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
+		t.Fatalf("resume: %s", r.stderr)
+	}
+}
