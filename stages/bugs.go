@@ -786,7 +786,11 @@ func failureDetails(output string) map[string][]string {
 			continue
 		}
 		if current != "" && (line == "E" || strings.HasPrefix(line, "E ")) {
-			details[current] = append(details[current], strings.TrimSpace(line[1:]))
+			text := strings.TrimSpace(line[1:])
+			if text == "" || strings.HasPrefix(text, "Use -v") {
+				continue // pytest's advice, not the failure
+			}
+			details[current] = append(details[current], text)
 		}
 	}
 	return details
