@@ -68,10 +68,7 @@ func runPush(ctx context.Context, cmd *cli.Command) error {
 	for _, res := range results {
 		fmt.Fprintf(w, "%s@%s\n", res.Ref, res.Digest)
 	}
-	if err != nil {
-		return fmt.Errorf("push to %s: %w", registry, err)
-	}
-	return nil
+	return err // oci's errors name the registry and the image
 }
 
 // exportedImages returns the images, by tag, written by the export stages

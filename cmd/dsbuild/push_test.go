@@ -206,6 +206,7 @@ func TestPushToARegistry(t *testing.T) {
 
 	// A registry that is not there: exit 1, no credentials in the error.
 	r := dsbuildEnv(t, dir, env, "--cache", storeDir, "push", recipe, "--registry", "127.0.0.1:1/ns", "--insecure")
+	t.Logf("push to nowhere: %s", r.stderr)
 	if r.code != 1 || strings.Contains(r.stderr, secret) || strings.Contains(r.stderr, auth) || !strings.Contains(r.stderr, "127.0.0.1:1") {
 		t.Fatalf("push to nowhere: exit %d: %s", r.code, r.stderr)
 	}
