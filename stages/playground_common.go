@@ -85,7 +85,8 @@ type PlaygroundProject struct {
 	// project was built right).
 	Status map[string]string `json:"status"`
 	// Trajectories are blobs of schema.Trajectory: the accepted test-writing
-	// ("testgen") and implementation ("implement") runs.
+	// ("testgen") and implementation ("implement") runs of the tasks that
+	// were done (tests are kept only once an implementation passed them).
 	Trajectories []cache.Digest `json:"trajectories"`
 }
 

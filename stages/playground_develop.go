@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "develop", Version: "1", Pool: "llm",
+		Name: "develop", Version: "2", Pool: "llm",
 		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass; failed tasks are recorded and their dependents skipped: a PlaygroundProject",
 		Params: func() any {
 			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3}
@@ -174,7 +174,7 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 	out.TestFile = testFile
 
 	// 1. Tests, kept when collected and all failing on the current code.
-	var withTests cache.Digest
+	var withTests, testTraj cache.Digest
 	var tests []string
 	feedback := ""
 	for try := 0; try < d.p.MaxTestTries && tests == nil; try++ {
@@ -231,11 +231,10 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		default:
 			tests, withTests = collected, cand
 			traj := agent.Trajectory(task, policy, ro, &agent.Grading{Resolved: true, Reward: 1}, task.InstanceID)
-			td, err := c.PutJSON(traj)
-			if err != nil {
+			// Kept only once an implementation has shown the tests can pass.
+			if testTraj, err = c.PutJSON(traj); err != nil {
 				return cache.Digest{}, err
 			}
-			d.trajs = append(d.trajs, td)
 		}
 	}
 	if tests == nil {
@@ -295,7 +294,7 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		d.trajs = append(d.trajs, td)
+		d.trajs = append(d.trajs, testTraj, td)
 		out.Status, out.Tree = OutcomeDone, g.Tree
 		return g.Tree, nil
 	}
