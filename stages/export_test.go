@@ -360,3 +360,68 @@ func arrowRows(t *testing.T, path string) []json.RawMessage {
 	}
 	return rows
 }
+
+// BenchmarkExport measures one export node: 1,000 trajectories of 20
+// messages (about 8 KB each) and three task images on a shared base, into
+// Parquet, JSONL, the card and an OCI layout, then stored as a tree.
+func BenchmarkExport(b *testing.B) {
+	store := testenv.Store(b)
+	tasks, _, _, err := exportFixture(store, exportBaseLayoutB(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var trajs []build.Item
+	for i := range 1000 {
+		id := []string{"proj-bug-1", "proj-bug-2", "proj-bug-3"}[i%3]
+		msgs := []schema.Message{{Role: "system", Content: "You fix bugs."}, {Role: "user", Content: "Fix " + id}}
+		for j := range 9 {
+			callID := fmt.Sprintf("c%d", j)
+			msgs = append(msgs,
+				schema.Message{Role: "assistant", ToolCalls: []schema.ToolCall{{ID: callID, Type: "function", Function: schema.FunctionCall{Name: "execute_bash", Arguments: fmt.Sprintf(`{"command": "grep -n total src/mod%d.py"}`, j)}}}},
+				schema.Message{Role: "tool", ToolCallID: callID, Name: "execute_bash", Content: strings.Repeat(fmt.Sprintf("line %d of output for step %d of trajectory %d\n", j, j, i), 20)})
+		}
+		d, err := build.PutJSON(store, schema.Trajectory{TrajectoryID: fmt.Sprintf("%s/agent/%d", id, i), InstanceID: id, Repo: "proj",
+			TaskType: schema.TaskFix, Model: "m", Policy: "agent", Messages: msgs, Resolved: true, Reward: 1, ExitStatus: "finished"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		trajs = append(trajs, build.Item{Name: fmt.Sprintf("t%d", i), Value: d})
+	}
+	rolloutTestSets.Store("bench-tasks", func(*cache.Store) ([]build.Item, error) { return tasks, nil })
+	rolloutTestSets.Store("bench-trajs", func(*cache.Store) ([]build.Item, error) { return trajs, nil })
+	dir := b.TempDir()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		// A new title each time, so the node runs instead of being cached.
+		text := fmt.Sprintf("name: bench\nstages:\n  tasks: {uses: rollouttest_items, with: {set: bench-tasks}}\n  trajs: {uses: rollouttest_items, with: {set: bench-trajs}}\n  dataset: {uses: export, from: [tasks, trajs], with: {name: bench %d}}\n", i)
+		p := filepath.Join(dir, "recipe.yaml")
+		os.WriteFile(p, []byte(text), 0o644)
+		r, err := build.LoadRecipe(p, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func exportBaseLayoutB(b *testing.B) string {
+	l, err := crane.Layer(map[string][]byte{"etc/os-release": []byte("ID=exportbench\n"), "usr/lib/big": bytes.Repeat([]byte("0123456789abcdef"), 1<<20)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, l)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := filepath.Join(b.TempDir(), "base")
+	p, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		b.Fatal(err)
+	}
+	return dir
+}

@@ -197,7 +197,7 @@ func loadTestRecipe(t *testing.T, dir, text string) *build.Recipe {
 	return r
 }
 
-func stageSummary(t *testing.T, rec *build.Record, stage string) build.StageSummary {
+func stageSummary(t testing.TB, rec *build.Record, stage string) build.StageSummary {
 	t.Helper()
 	for _, s := range rec.Stages {
 		if s.Stage == stage {
@@ -474,6 +474,47 @@ func sameFiles(t *testing.T, a, b map[string][]byte) {
 	for k, v := range a {
 		if !bytes.Equal(v, b[k]) {
 			t.Fatalf("%s differs between builds", k)
+		}
+	}
+}
+
+// BenchmarkRolloutOracleReplay measures a rollout node whose sandbox runs
+// are all memoised (a rebuild after a change that re-keys the node but
+// not its effects): the loop, the editor, grading and the trajectory.
+func BenchmarkRolloutOracleReplay(b *testing.B) {
+	store := testenv.Store(b)
+	image := testenv.Image(b, store)
+	rolloutTestSets.Store("bench-calc", func(s *cache.Store) ([]build.Item, error) {
+		bundle, err := calcBundle(s, image)
+		if err != nil {
+			return nil, err
+		}
+		d, err := build.PutJSON(s, bundle)
+		return []build.Item{{Name: "calc-1", Value: d}}, err
+	})
+	dir := b.TempDir()
+	buildOnce := func(i int) *build.Record {
+		// max_tokens does not affect the oracle but re-keys the node.
+		text := fmt.Sprintf("name: bench\nstages:\n  tasks: {uses: rollouttest_items, with: {set: bench-calc}}\n  run: {uses: rollout, foreach: tasks, with: {limits: {max_tokens: %d}}}\n", 1_000_000+i)
+		p := filepath.Join(dir, "recipe.yaml")
+		os.WriteFile(p, []byte(text), 0o644)
+		r, err := build.LoadRecipe(p, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return rec
+	}
+	buildOnce(0) // runs the sandbox
+	i := 1
+	for b.Loop() {
+		rec := buildOnce(i)
+		i++
+		if s := stageSummary(b, rec, "run"); s.Ran != 1 || s.Counts["kept"] != 1 {
+			b.Fatalf("replay: %+v", s)
 		}
 	}
 }
