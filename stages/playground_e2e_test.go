@@ -90,6 +90,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	expect("reproduce_tasks", "kept", 1)
 	expect("reproduce_tasks", "retry:reproduction fails on fixed code", 1)
 	expect("implement_tasks", "kept", 1)
+	expect("testgen_tasks", "kept", 2)
 	expect("fix_rollouts", "kept", 1)
 	expect("implement_rollouts", "kept", 1)
 	if sum["developed"].Spent["llm.calls"] == 0 || sum["projects"].Spent["llm.prompt_tokens"] == 0 {
@@ -138,8 +139,8 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 
 	// The export holds the derived tasks and the trajectories.
 	man := pgFindManifest(t, out1)
-	if man.Tasks != 3 || man.Trajectories != 6 {
-		t.Errorf("export: %d tasks, %d trajectories; want 3 and 6 (%+v)", man.Tasks, man.Trajectories, man)
+	if man.Tasks != 5 || man.Trajectories != 6 {
+		t.Errorf("export: %d tasks, %d trajectories; want 5 and 6 (%+v)", man.Tasks, man.Trajectories, man)
 	}
 	for _, typ := range []string{"testgen", "implement", "fix"} {
 		if man.TrajectoriesPerTaskType[typ] == 0 {

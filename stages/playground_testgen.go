@@ -1,0 +1,171 @@
+package stages
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dsbuild/dsbuild/agent"
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/patch"
+	"github.com/dsbuild/dsbuild/sandbox"
+	"github.com/dsbuild/dsbuild/schema"
+)
+
+func init() {
+	build.Register(&build.Kind{
+		Name: "derive_testgen", Version: "1",
+		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
+		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
+		Sections: []string{SectionEnvironments, SectionSandbox},
+		Run:      runDeriveTestgen,
+	})
+}
+
+// DeriveTestgenParams are the params of the derive_testgen kind.
+type DeriveTestgenParams struct {
+	// Mutants is the most procedural mutants (stages/py/mutate.py bugs) of
+	// the task's source files the reference tests are run against.
+	Mutants int `yaml:"mutants" json:"mutants"`
+	// MinKilled is the least mutants the reference tests must kill.
+	MinKilled int `yaml:"min_killed" json:"min_killed"`
+	// MutantTimeout bounds each mutant's test run (a mutant may loop).
+	MutantTimeout string `yaml:"mutant_timeout" json:"mutant_timeout"`
+	timeout       time.Duration
+}
+
+// Validate checks the params.
+func (p *DeriveTestgenParams) Validate() error {
+	if p.Mutants < 1 || p.MinKilled < 1 || p.MinKilled > p.Mutants {
+		return errors.New("need 1 <= min_killed <= mutants")
+	}
+	d, err := time.ParseDuration(p.MutantTimeout)
+	if err != nil || d <= 0 {
+		return fmt.Errorf("mutant_timeout: %q is not a positive duration", p.MutantTimeout)
+	}
+	p.timeout = d
+	return nil
+}
+
+type pgMutant struct {
+	ID        string `json:"id"`
+	File      string `json:"file"`
+	NewSource string `json:"new_source"`
+}
+
+func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) {
+	p := c.Params.(*DeriveTestgenParams)
+	proj, err := loadProject(c, "derive_testgen")
+	if err != nil {
+		return build.Output{}, err
+	}
+	store := c.Store()
+	runner, err := Sandbox(c)
+	if err != nil {
+		return build.Output{}, err
+	}
+	specs := map[string]schema.TaskSpec{}
+	for _, t := range proj.Plan.Tasks {
+		specs[t.ID] = t
+	}
+	prev := proj.Scaffold
+	var items []build.Item
+	for _, o := range proj.Outcomes {
+		if o.Status != OutcomeDone {
+			continue
+		}
+		before := prev
+		prev = o.Tree
+		c.Count(ctx, "in", 1)
+		// The source files this task wrote.
+		diff, err := patch.Diff(store, before, o.Tree)
+		if err != nil {
+			return build.Output{}, err
+		}
+		paths, err := patch.Paths(diff)
+		if err != nil {
+			return build.Output{}, err
+		}
+		args := []string{"bugs", agent.Workdir, "--seed", fmt.Sprint(c.Seed % 1000003), "--max", fmt.Sprint(p.Mutants)}
+		n := 0
+		for _, pth := range paths {
+			if strings.HasSuffix(pth, ".py") && !isTestPath(pth) {
+				args = append(args, "--include", pth)
+				n++
+			}
+		}
+		if n == 0 {
+			c.Count(ctx, "rejected:task wrote no source", 1)
+			continue
+		}
+		res, err := runner.Run(ctx, sandbox.Spec{Image: proj.Base, Workspace: proj.Final, Dir: agent.Workdir,
+			Argv: append([]string{"python3", "-"}, args...), Env: agent.BashEnv, Stdin: mutateScript, Limits: SandboxLimits(c)})
+		if err != nil {
+			return build.Output{}, err
+		}
+		var mut struct {
+			Candidates []pgMutant `json:"candidates"`
+		}
+		if res.ExitCode != 0 || json.Unmarshal(res.Stdout, &mut) != nil {
+			return build.Output{}, fmt.Errorf("project %s task %s: mutate.py exited %d: %s", proj.Plan.Project.ID, o.Task, res.ExitCode, trimOutput(string(res.Stderr), 1000))
+		}
+		limits := SandboxLimits(c)
+		limits.Timeout = p.timeout
+		env, err := AgentEnv(c)
+		if err != nil {
+			return build.Output{}, err
+		}
+		env.SandboxLimits = limits
+		killed := 0
+		for _, m := range mut.Candidates {
+			mt, err := pgEditTree(store, proj.Final, map[string][]byte{m.File: []byte(m.NewSource)})
+			if err != nil {
+				return build.Output{}, err
+			}
+			rep, err := agent.RunTests(ctx, env, proj.Base, mt, DefaultTestCmd, []string{o.TestFile})
+			if err != nil {
+				return build.Output{}, err
+			}
+			if rep.ExitCode != 0 || rep.LimitHit != "" {
+				killed++
+			}
+		}
+		c.Count(ctx, "mutants", float64(len(mut.Candidates)))
+		c.Count(ctx, "mutants_killed", float64(killed))
+		if killed < p.MinKilled {
+			c.Count(ctx, "rejected:reference tests kill too few mutants", 1)
+			continue
+		}
+		start, err := pgEditTree(store, proj.Final, map[string][]byte{o.TestFile: nil})
+		if err != nil {
+			return build.Output{}, err
+		}
+		testPatch, err := patch.Diff(store, start, proj.Final)
+		if err != nil {
+			return build.Output{}, err
+		}
+		t := specs[o.Task]
+		var b strings.Builder
+		fmt.Fprintf(&b, "Write unit tests with pytest in %s for this part of %s (module %s):\n\n%s: %s\n\nChecklist:\n", o.TestFile, proj.Plan.Project.Name, t.Module, t.Title, t.Description)
+		for _, s := range t.Tests {
+			fmt.Fprintf(&b, "- %s\n", s)
+		}
+		var p2p []string
+		for id, st := range proj.Status {
+			if st == agent.StatusPassed && !strings.HasPrefix(id, o.TestFile+"::") {
+				p2p = append(p2p, id)
+			}
+		}
+		id := fmt.Sprintf("%s.testgen.%s", proj.Plan.Project.ID, t.ID)
+		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, b.String(), testPatch, t.Difficulty)
+		if err != nil {
+			return build.Output{}, err
+		}
+		items = append(items, build.Item{Name: "testgen-" + itemSafe(t.ID), Value: d})
+		c.Count(ctx, "kept", 1)
+	}
+	return build.Collection(items), nil
+}
