@@ -1,0 +1,110 @@
+package stages
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestMergeEdits(t *testing.T) {
+	old := "def a():\n    return 1\n\n\ndef b():\n    return 2\n"
+	va := "def a():\n    return 0\n\n\ndef b():\n    return 2\n"
+	vb := "def a():\n    return 1\n\n\ndef b():\n    x = 1\n    return x + 2\n"
+	got, err := mergeEdits([]byte(old), []byte(va), []byte(vb))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "def a():\n    return 0\n\n\ndef b():\n    x = 1\n    return x + 2\n"
+	if string(got) != want {
+		t.Errorf("merged:\n%s\nwant:\n%s", got, want)
+	}
+	// Two edits of the same line conflict.
+	vc := "def a():\n    return 5\n\n\ndef b():\n    return 2\n"
+	if _, err := mergeEdits([]byte(old), []byte(va), []byte(vc)); err == nil {
+		t.Error("overlapping edits merged without error")
+	}
+	// No trailing newline, an edit on the last line.
+	got, err = mergeEdits([]byte("a\nb"), []byte("A\nb"), []byte("a\nB"))
+	if err != nil || string(got) != "A\nB" {
+		t.Errorf("merged %q, %v", got, err)
+	}
+}
+
+// A real pytest -rA failure report (pytest 7, Debian bookworm).
+const pytestOutput = `..F.F                                                                    [100%]
+=================================== FAILURES ===================================
+________________________________ test_to_roman _________________________________
+
+    def test_to_roman():
+>       assert to_roman(4) == "IV"
+E       AssertionError: assert 'IIII' == 'IV'
+E         - IV
+E         + IIII
+
+tests/test_roman.py:5: AssertionError
+____________________________ TestGcd.test_negative _____________________________
+
+self = <test_nt.TestGcd object at 0x7f>
+
+    def test_negative(self):
+>       assert gcd(-4, 6) == 2
+E       assert -2 == 2
+E        +  where -2 = gcd(-4, 6)
+
+tests/test_nt.py:9: AssertionError
+==================================== PASSES ====================================
+=========================== short test summary info ============================
+PASSED tests/test_nt.py::test_a
+FAILED tests/test_roman.py::test_to_roman - AssertionError: assert 'IIII' == 'IV'
+FAILED tests/test_nt.py::TestGcd::test_negative - assert -2 == 2
+========================= 2 failed, 3 passed in 0.05s ==========================
+`
+
+func TestFixStatement(t *testing.T) {
+	cd := &candidate{
+		transform: "swap_arith",
+		f2p:       []string{"tests/test_nt.py::TestGcd::test_negative", "tests/test_roman.py::test_to_roman"},
+		output:    pytestOutput,
+		gold:      "diff --git a/src/x.py b/src/x.py\n",
+	}
+	s := fixStatement("mathx", cd)
+	for _, want := range []string{
+		"mathx: 2 tests fail in tests/test_nt.py, tests/test_roman.py\n",
+		"`tests/test_nt.py::TestGcd::test_negative`",
+		"assert -2 == 2",
+		"Expected `gcd(-4, 6)` to give `2`, but it gave `-2`.",
+		"AssertionError: assert 'IIII' == 'IV'",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("statement lacks %q:\n%s", want, s)
+		}
+	}
+	for _, bad := range []string{"swap_arith", "diff --git", "0.05s", "0x7f"} {
+		if strings.Contains(s, bad) {
+			t.Errorf("statement reveals %q:\n%s", bad, s)
+		}
+	}
+}
+
+func TestTaskParamsValidate(t *testing.T) {
+	for _, p := range []*InjectBugsParams{
+		{PerRepo: 0, Candidates: 4, TestTimeout: "5s"},
+		{PerRepo: 2, Candidates: 4, Combine: 3, TestTimeout: "5s"},
+		{PerRepo: 2, Candidates: 4, TestTimeout: "soon"},
+		{PerRepo: 2, Candidates: 4, TestTimeout: "5s", Transforms: []string{"Bad-Name"}},
+		{PerRepo: 2, Candidates: 4, TestTimeout: "5s", Include: []string{"/abs/**"}},
+	} {
+		if err := p.Validate(); err == nil {
+			t.Errorf("%+v validated", p)
+		}
+	}
+	if err := (&StubTasksParams{Group: "class", TestTimeout: "5s"}).Validate(); err == nil {
+		t.Error("group class validated")
+	}
+	if err := (&ValidateParams{Runs: 0}).Validate(); err == nil {
+		t.Error("runs 0 validated")
+	}
+	v := &ValidateParams{Runs: 3}
+	if err := v.Validate(); err != nil || len(v.TestCmd) == 0 || v.TestPaths[0] != "tests/" {
+		t.Errorf("defaults %+v, %v", v, err)
+	}
+}

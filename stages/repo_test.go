@@ -1,0 +1,95 @@
+package stages_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/internal/testenv"
+)
+
+func gitRun(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-C", dir, "-c", "user.name=t", "-c", "user.email=t@example.com"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// TestRepoKind snapshots a directory (without caches) and a git repository
+// at a commit (not its working tree), and rejects bad sources.
+func TestRepoKind(t *testing.T) {
+	dir := t.TempDir()
+	writeProject(t, dir, "plain", map[string]string{
+		"src/p.py": "X = 1\n", "tests/test_p.py": "def test_x():\n    pass\n",
+		"src/__pycache__/p.cpython-311.pyc": "junk", ".pytest_cache/v/x": "junk", "src/q.pyc": "junk",
+	})
+	gitDir := filepath.Join(dir, "gitproj")
+	writeProject(t, dir, "gitproj", map[string]string{"lib.py": "V = 1\n", "tests/test_lib.py": "def test_v():\n    pass\n"})
+	gitRun(t, gitDir, "init", "-q")
+	gitRun(t, gitDir, "add", ".")
+	gitRun(t, gitDir, "commit", "-q", "-m", "one")
+	first := gitRun(t, gitDir, "rev-parse", "HEAD")
+	os.WriteFile(filepath.Join(gitDir, "lib.py"), []byte("V = 2\n"), 0o644)
+	gitRun(t, gitDir, "commit", "-q", "-am", "two")
+	os.WriteFile(filepath.Join(gitDir, "lib.py"), []byte("V = 3 # uncommitted\n"), 0o644)
+
+	recipe := "name: repotest\nstages:\n  repos:\n    uses: repo\n    with:\n      paths: [plain]\n      git: [{path: gitproj, commit: " + first + ", name: old}, {path: gitproj, commit: HEAD}]\n"
+	p := filepath.Join(dir, "recipe.yaml")
+	os.WriteFile(p, []byte(recipe), 0o644)
+	r, err := build.LoadRecipe(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := testenv.Store(t)
+	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Output build.Output `json:"output"`
+	}
+	if err := build.GetJSON(store, rec.Nodes[0].Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]map[string]string{}
+	for _, it := range res.Output.Items {
+		files, err := store.Files(it.Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[it.Name] = map[string]string{}
+		for f := range files {
+			b, _ := store.ReadFile(it.Value, f)
+			got[it.Name][f] = string(b)
+		}
+	}
+	if len(got) != 3 || len(got["plain"]) != 2 || got["plain"]["src/p.py"] != "X = 1\n" {
+		t.Errorf("plain snapshot %v (caches must be left out)", got["plain"])
+	}
+	if got["old"]["lib.py"] != "V = 1\n" || got["gitproj"]["lib.py"] != "V = 2\n" || len(got["gitproj"]) != 2 {
+		t.Errorf("git snapshots: old %v, HEAD %v", got["old"], got["gitproj"])
+	}
+
+	bad := func(with, want string) {
+		t.Helper()
+		os.WriteFile(p, []byte("name: repotest\nstages:\n  repos:\n    uses: repo\n    with: "+with+"\n"), 0o644)
+		r, err := build.LoadRecipe(p, func(string) string { return "" })
+		if err == nil {
+			_, err = build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+		}
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("with %s: error %v, want it to mention %q", with, err, want)
+		}
+	}
+	bad("{paths: [nosuch*]}", "matches nothing")
+	bad("{git: [{path: gitproj}]}", "give both path and commit")
+	bad("{git: [{path: gitproj, commit: deadbeef}]}", "is not a commit")
+	bad("{paths: [plain], git: [{path: gitproj, commit: HEAD, name: plain}]}", "would both be item")
+}
