@@ -55,6 +55,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/schema"
+	"golang.org/x/sync/singleflight"
 )
 
 // DefaultDir is where the workspace is mounted when Spec.Dir is empty.
@@ -95,6 +96,8 @@ type Runner struct {
 	asRoot  bool
 	uidBase int
 	slots   chan int
+	// flight merges identical runs under way at once.
+	flight singleflight.Group
 	// testbedLayers remembers, per layer digest, whether the layer only
 	// fills /testbed (see runtimeLayers).
 	testbedLayers sync.Map
@@ -316,17 +319,52 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 		return nil, err
 	}
 	if !r.opts.NoCache {
-		if d, ok, err := r.store.MemoGet(ctx, key); err != nil {
-			return nil, err
-		} else if ok {
-			res, err := r.load(d)
-			if err == nil {
-				res.Cached, res.Key = true, key
-				return res, nil
-			}
-			// An unreadable record is redone.
+		if res, ok, err := r.stored(ctx, key); err != nil || ok {
+			return res, err
 		}
 	}
+	for {
+		// Identical runs under way at once are run once: their outputs
+		// (timings, say) could differ, and every caller must see the result
+		// that is memoised.
+		ran := false
+		v, err, _ := r.flight.Do(key.String(), func() (any, error) {
+			ran = true
+			return r.runOnce(ctx, s, key)
+		})
+		if err != nil && !ran && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+			continue // the run we joined was cancelled by its own caller
+		}
+		if err != nil {
+			return nil, err
+		}
+		res := *v.(*Result)
+		if !ran {
+			res.Cached = true
+			r.store.MemoGet(ctx, key) // note the key in this caller's recorder
+		}
+		return &res, nil
+	}
+}
+
+// stored returns the memoised result of key, if there is a readable one.
+func (r *Runner) stored(ctx context.Context, key cache.Key) (*Result, bool, error) {
+	d, ok, err := r.store.MemoGet(ctx, key)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	res, err := r.load(d)
+	if err != nil {
+		return nil, false, nil // an unreadable record is redone
+	}
+	res.Cached, res.Key = true, key
+	return res, true, nil
+}
+
+// runOnce executes s and memoises the result, unless another process has
+// memoised one for key meanwhile: then that one is returned, so that the
+// first result stored is the one everybody sees.
+func (r *Runner) runOnce(ctx context.Context, s Spec, key cache.Key) (*Result, error) {
 	var slot int
 	select {
 	case slot = <-r.slots:
@@ -339,6 +377,11 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 		return nil, fmt.Errorf("sandbox: run %s %q: %w", key.Short(), s.Argv, err)
 	}
 	res.Key = key
+	if !r.opts.NoCache {
+		if prior, ok, err := r.stored(ctx, key); err == nil && ok {
+			return prior, nil
+		}
+	}
 	if err := r.save(ctx, key, res); err != nil {
 		return nil, err
 	}

@@ -459,3 +459,40 @@ func TestWorkDirFallsBackWhenStoreIsPrivate(t *testing.T) {
 		t.Fatalf("work dir %s, want the store root", r.workDir)
 	}
 }
+
+func TestConcurrentIdenticalRunsSeeOneResult(t *testing.T) {
+	r, img := setup(t)
+	// Output that differs on every execution: the nanosecond clock.
+	spec := Spec{Image: img, Argv: []string{"sh", "-c", "cat /proc/uptime; echo $$"}, Env: []string{"T=" + t.Name()}}
+	results := make([]*Result, 8)
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.Run(context.Background(), spec)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	stored := run(t, r, spec)
+	ran := 0
+	for i, res := range results {
+		if res == nil {
+			t.Fatal("a run failed")
+		}
+		if string(res.Stdout) != string(stored.Stdout) {
+			t.Fatalf("run %d saw %q but %q is memoised", i, res.Stdout, stored.Stdout)
+		}
+		if !res.Cached {
+			ran++
+		}
+	}
+	if ran > 1 {
+		t.Fatalf("%d of 8 identical concurrent runs executed; want one", ran)
+	}
+}
