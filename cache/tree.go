@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -180,6 +181,21 @@ func (s *Store) putFile(p string, size int64) (Digest, int64, error) {
 		return Digest{}, 0, fmt.Errorf("snapshot: %w", err)
 	}
 	defer f.Close()
+	// Hash first: a large file already stored (an image layer, say) costs
+	// one read instead of a compression.
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return Digest{}, 0, fmt.Errorf("snapshot: %w", err)
+	}
+	var d Digest
+	h.Sum(d[:0])
+	if s.Has(d) {
+		return d, n, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Digest{}, 0, fmt.Errorf("snapshot: %w", err)
+	}
 	return s.PutStream(f)
 }
 
