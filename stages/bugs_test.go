@@ -209,6 +209,8 @@ stages:
 `
 
 type taskBuild struct {
+	dir   string
+	text  []byte
 	store *cache.Store
 	rec   *build.Record
 	r     *build.Recipe
@@ -228,7 +230,8 @@ func buildTaskRecipe(t *testing.T) *taskBuild {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "recipe.yaml")
-	if err := os.WriteFile(p, []byte(fmt.Sprintf(taskRecipe, base, mathx)), 0o644); err != nil {
+	text := []byte(fmt.Sprintf(taskRecipe, base, mathx))
+	if err := os.WriteFile(p, text, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err := build.LoadRecipe(p, func(string) string { return "" })
@@ -240,7 +243,7 @@ func buildTaskRecipe(t *testing.T) *taskBuild {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &taskBuild{store: store, rec: rec, r: r}
+	return &taskBuild{dir: dir, text: text, store: store, rec: rec, r: r}
 }
 
 func (b *taskBuild) summary(t *testing.T, stage string) build.StageSummary {
@@ -314,6 +317,23 @@ func TestTaskKinds(t *testing.T) {
 	t.Run("inject_bugs", func(t *testing.T) { checkInjectBugs(t, b) })
 	t.Run("inject_bugs_rejections", func(t *testing.T) { checkBugRejections(t, b) })
 	t.Run("stub_tasks", func(t *testing.T) { checkStubTasks(t, b) })
+	t.Run("bad_transform", func(t *testing.T) {
+		// mutate.py refuses an unknown transform (exit 2): bad input,
+		// reported as such, not an infrastructure failure.
+		text := strings.Replace(string(b.text), "transforms: [swap_arith, remove_statement]", "transforms: [no_such_transform]", 1)
+		p := filepath.Join(b.dir, "bad-recipe.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r, err := build.LoadRecipe(p, func(string) string { return "" })
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = build.Build(context.Background(), r, b.store, build.Options{OutDir: t.TempDir(), KeepGoing: true})
+		if err == nil || !build.IsBadInput(err) || !strings.Contains(err.Error(), "no_such_transform") {
+			t.Errorf("unknown transform: error %v (bad input: %v)", err, build.IsBadInput(err))
+		}
+	})
 	t.Run("replay", func(t *testing.T) {
 		rec, err := build.Build(context.Background(), b.r, b.store, build.Options{OutDir: t.TempDir()})
 		if err != nil {
