@@ -34,7 +34,7 @@ func init() {
 		Run:      runDeriveImplement,
 	})
 	build.Register(&build.Kind{
-		Name: "derive_reproduce", Version: "1", Pool: "llm",
+		Name: "derive_reproduce", Version: "2", Pool: "llm",
 		Doc: "issue-reproduction tasks (SWT-Bench style) from a developed project (foreach PlaygroundProject): a proposed bug injected and its catching tests hidden; an agent's test is kept only if it fails on the buggy code and passes on the fixed code: TaskBundle items",
 		Params: func() any {
 			return &DeriveReproduceParams{DeriveFixParams: DeriveFixParams{Count: 5, MaxReasks: 2}, MaxTries: 2}
@@ -109,7 +109,7 @@ func loadProject(c *build.Call, kind string) (*PlaygroundProject, error) {
 // pgBundle makes the TaskBundle of a derived task, with its image (the
 // project's base plus start at /testbed).
 func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ schema.TaskType, id string, start, solution cache.Digest,
-	f2p, p2p []string, statement, testPatch string, difficulty int) (cache.Digest, error) {
+	f2p, p2p []string, statement, testPatch string, difficulty int, extra ...func(*TaskBundle)) (cache.Digest, error) {
 	b, err := Images(c)
 	if err != nil {
 		return cache.Digest{}, err
@@ -139,7 +139,11 @@ func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ s
 	if err := inst.Validate(); err != nil {
 		return cache.Digest{}, fmt.Errorf("derived task %s: %v", id, err)
 	}
-	return c.PutJSON(TaskBundle{Instance: inst, Image: img, Start: start, Solution: solution, TestCmd: DefaultTestCmd, Protected: []string{"tests/"}})
+	tb := TaskBundle{Instance: inst, Image: img, Start: start, Solution: solution, TestCmd: DefaultTestCmd, Protected: []string{"tests/"}}
+	for _, f := range extra {
+		f(&tb)
+	}
+	return c.PutJSON(tb)
 }
 
 // pgBug is a proposed bug as the model states it.
@@ -461,7 +465,8 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 					return build.Output{}, err
 				}
 				// The reference solution is the reproduction test on the buggy code.
-				d, err := pgBundle(ctx, c, proj, schema.TaskReproduce, id, start, onBuggy, failingOnBuggy, nil, b.Bug.Issue, testPatch, 2)
+				d, err := pgBundle(ctx, c, proj, schema.TaskReproduce, id, start, onBuggy, failingOnBuggy, nil, b.Bug.Issue, testPatch, 2,
+					func(tb *TaskBundle) { tb.Fixed = fixed })
 				if err != nil {
 					return build.Output{}, err
 				}

@@ -35,7 +35,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		"PLAYGROUND_API_KEY_ENV":   "PLAYGROUND_TEST_KEY",
 		"PLAYGROUND_MIN_TASKS":     "3",
 		"PLAYGROUND_BUGS":          "3",
-		"PLAYGROUND_SAMPLES":       "1",
+		"PLAYGROUND_SAMPLES":       "2",
 		"PLAYGROUND_EXPORT_IMAGES": "false",
 	}
 	getenv := func(k string) string { return vars[k] }
@@ -91,8 +91,13 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	expect("reproduce_tasks", "retry:reproduction fails on fixed code", 1)
 	expect("implement_tasks", "kept", 1)
 	expect("testgen_tasks", "kept", 2)
-	expect("fix_rollouts", "kept", 1)
-	expect("implement_rollouts", "kept", 1)
+	expect("fix_rollouts", "kept", 2)
+	expect("implement_rollouts", "kept", 2)
+	// Reproduce: sample 0 writes a test that also fails on the fixed code.
+	expect("reproduce_rollouts", "kept", 1)
+	expect("reproduce_rollouts", "rejected:unresolved", 1)
+	// Testgen: both samples of both tasks write tests that catch the mutants.
+	expect("testgen_rollouts", "kept", 4)
 	if sum["developed"].Spent["llm.calls"] == 0 || sum["projects"].Spent["llm.prompt_tokens"] == 0 {
 		t.Errorf("model calls are not counted: %v / %v", sum["developed"].Spent, sum["projects"].Spent)
 	}
@@ -139,10 +144,10 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 
 	// The export holds the derived tasks and the trajectories.
 	man := pgFindManifest(t, out1)
-	if man.Tasks != 5 || man.Trajectories != 6 {
-		t.Errorf("export: %d tasks, %d trajectories; want 5 and 6 (%+v)", man.Tasks, man.Trajectories, man)
+	if man.Tasks != 5 || man.Trajectories != 13 {
+		t.Errorf("export: %d tasks, %d trajectories; want 5 and 13 (%+v)", man.Tasks, man.Trajectories, man)
 	}
-	for _, typ := range []string{"testgen", "implement", "fix"} {
+	for _, typ := range []string{"testgen", "implement", "fix", "reproduce"} {
 		if man.TrajectoriesPerTaskType[typ] == 0 {
 			t.Errorf("export has no %s trajectories: %v", typ, man.TrajectoriesPerTaskType)
 		}

@@ -268,8 +268,10 @@ var playgroundRoles = []playgroundRole{
 		}})
 	}},
 	{"write a test that reproduces a reported bug", func(r *llmtest.Request) llmtest.Reply {
-		want := "4" // first attempt: fails on the buggy code and on the fixed code (rejected)
-		if strings.Contains(pgFirstUser(r), pgRetried) {
+		// A first attempt, and odd-seeded rollout samples, write a test that
+		// fails on the buggy code and on the fixed code (rejected).
+		want := "4"
+		if strings.Contains(pgFirstUser(r), pgRetried) || (r.Seed != nil && *r.Seed%2 == 0) {
 			want = "3"
 		}
 		return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_repro.py",
@@ -277,6 +279,16 @@ var playgroundRoles = []playgroundRole{
 	}},
 	{"resolve the issue the user reports", func(r *llmtest.Request) llmtest.Reply {
 		return pgByStep(r, []schema.ToolCall{pgReplace("calc/rpn.py", `"+": lambda a, b: a - b,`, `"+": lambda a, b: a + b,`)})
+	}},
+	{"write unit tests from a checklist", func(r *llmtest.Request) llmtest.Reply {
+		u := pgFirstUser(r)
+		for file, text := range map[string]string{"tests/test_task_1_1.py": tokenizerTests, "tests/test_task_1_2.py": rpnTests} {
+			if strings.Contains(u, "in "+file) {
+				return pgByStep(r, []schema.ToolCall{pgCreate(file, text)})
+			}
+		}
+		// Tests that assert nothing catch no mutant (unresolved).
+		return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_weak.py", "def test_nothing():\n    assert True\n")})
 	}},
 	{"implement functionality that is currently stubbed out", func(r *llmtest.Request) llmtest.Reply {
 		return pgByStep(r, []schema.ToolCall{pgReplace("calc/tokenizer.py", pgStub, tokenizerImpl), pgReplace("calc/rpn.py", pgStub, rpnImpl)})

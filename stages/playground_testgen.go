@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
@@ -17,7 +18,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "derive_testgen", Version: "1",
+		Name: "derive_testgen", Version: "2",
 		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
@@ -120,6 +121,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 		}
 		env.SandboxLimits = limits
 		killed := 0
+		var killers []cache.Digest
 		for _, m := range mut.Candidates {
 			mt, err := pgEditTree(store, proj.Final, map[string][]byte{m.File: []byte(m.NewSource)})
 			if err != nil {
@@ -131,6 +133,9 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			}
 			if rep.ExitCode != 0 || rep.LimitHit != "" {
 				killed++
+				if rep.LimitHit == "" { // a looping mutant makes a poor grading case
+					killers = append(killers, mt)
+				}
 			}
 		}
 		c.Count(ctx, "mutants", float64(len(mut.Candidates)))
@@ -160,7 +165,8 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			}
 		}
 		id := fmt.Sprintf("%s.testgen.%s", proj.Plan.Project.ID, t.ID)
-		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, b.String(), testPatch, t.Difficulty)
+		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, b.String(), testPatch, t.Difficulty,
+			func(tb *TaskBundle) { tb.Mutants = killers })
 		if err != nil {
 			return build.Output{}, err
 		}

@@ -23,7 +23,7 @@ const (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "rollout", Version: "1",
+		Name: "rollout", Version: "2",
 		Doc:      "runs an agent (a model, or the scripted oracle) on each task bundle, grades it and keeps the trajectories that pass the keep filter",
 		Params:   func() any { return NewRolloutParams() },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
@@ -206,7 +206,7 @@ func runRollout(ctx context.Context, c *build.Call) (build.Output, error) {
 		if err != nil {
 			return build.Output{}, fmt.Errorf("rollout %d of %s: %w", i, b.Instance.InstanceID, err)
 		}
-		grade, err := agent.Grade(ctx, env, task, r.Final)
+		grade, err := gradeRollout(ctx, env, b, task, r.Final)
 		if err != nil {
 			return build.Output{}, fmt.Errorf("grading rollout %d of %s: %w", i, b.Instance.InstanceID, err)
 		}

@@ -39,6 +39,13 @@ type TaskBundle struct {
 	TestCmd  []string     `json:"test_cmd"`
 	// Protected are path prefixes restored from Start before grading.
 	Protected []string `json:"protected"`
+	// Fixed is, for reproduce tasks, the code with the bug fixed: the
+	// agent's test must fail on Start and pass on Fixed.
+	Fixed cache.Digest `json:"fixed,omitzero"`
+	// Mutants are, for testgen tasks, trees of the implementation with one
+	// procedural bug each that the reference tests catch: the agent's tests
+	// must pass on Start and catch most of them.
+	Mutants []cache.Digest `json:"mutants,omitempty"`
 }
 
 // DefaultTestCmd runs pytest with one result line per test and without
