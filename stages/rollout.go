@@ -10,6 +10,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/schema"
+	"golang.org/x/sync/errgroup"
 )
 
 // Rollout policies.
@@ -194,26 +195,31 @@ func runRollout(ctx context.Context, c *build.Call) (build.Output, error) {
 		}
 	}
 
-	// Samples run one after the other. Tasks give the build its
-	// parallelism; samples of one task would often run the same command on
-	// the same tree at the same moment, and the sandbox does not merge such
-	// runs, so each would see its own timing in pytest's output while only
-	// one is memoised, and a replay of the other would miss its model calls.
+	// Samples run at once. They often run the same command on the same
+	// tree at the same moment; the sandbox runs such a command once and
+	// every sample sees the one memoised result, so replays stay exact.
 	trajs := make([]*schema.Trajectory, len(policies))
 	rejects := make([]string, len(policies))
+	g, gctx := errgroup.WithContext(ctx)
 	for i, pol := range policies {
-		r, err := agent.Run(ctx, env, task, pol, p.Limits)
-		if err != nil {
-			return build.Output{}, fmt.Errorf("rollout %d of %s: %w", i, b.Instance.InstanceID, err)
-		}
-		grade, err := gradeRollout(ctx, env, b, task, r.Final)
-		if err != nil {
-			return build.Output{}, fmt.Errorf("grading rollout %d of %s: %w", i, b.Instance.InstanceID, err)
-		}
-		id := fmt.Sprintf("%s/%s/%d", b.Instance.InstanceID, p.rolloutLabel(), i)
-		tr := agent.Trajectory(task, pol, r, grade, id)
-		c.Count(ctx, "rollout.steps", float64(r.Steps))
-		trajs[i], rejects[i] = &tr, p.Keep.reject(r, &tr)
+		g.Go(func() error {
+			r, err := agent.Run(gctx, env, task, pol, p.Limits)
+			if err != nil {
+				return fmt.Errorf("rollout %d of %s: %w", i, b.Instance.InstanceID, err)
+			}
+			grade, err := gradeRollout(gctx, env, b, task, r.Final)
+			if err != nil {
+				return fmt.Errorf("grading rollout %d of %s: %w", i, b.Instance.InstanceID, err)
+			}
+			id := fmt.Sprintf("%s/%s/%d", b.Instance.InstanceID, p.rolloutLabel(), i)
+			tr := agent.Trajectory(task, pol, r, grade, id)
+			c.Count(ctx, "rollout.steps", float64(r.Steps))
+			trajs[i], rejects[i] = &tr, p.Keep.reject(r, &tr)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return build.Output{}, err
 	}
 	var items []build.Item
 	for i, tr := range trajs {
