@@ -30,7 +30,7 @@ func TestBadRecipesAreLocated(t *testing.T) {
 		{"unset variable", "name: ${DSBUILD_TEST_UNSET}\nstages:\n  a: {uses: list}\n", `:1:7: environment variable DSBUILD_TEST_UNSET is not set`},
 		{"bad pool", "name: x\npools: {llm: 0}\nstages:\n  a: {uses: list}\n", `pool "llm" needs a limit of at least 1`},
 		{"unknown defaults kind", "name: x\ndefaults: {nope: {}}\nstages:\n  a: {uses: list}\n", `:2:12: defaults for unknown stage kind "nope"`},
-		{"missing files", "name: x\nstages:\n  a: {uses: files, with: {paths: [does-not-exist/*]}}\n", `stage "a" (files): paths: "does-not-exist/*" matches nothing`},
+		{"missing source", "name: x\nstages:\n  a: {uses: repo, with: {paths: [does-not-exist/*]}}\n", `stage "a" (repo): paths: "does-not-exist/*" matches nothing`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -8,9 +8,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sort"
 	"text/template"
 
 	"github.com/dsbuild/dsbuild/build"
@@ -27,11 +24,6 @@ func init() {
 		Name: "template", Version: "1", Doc: "renders a Go text/template for its input item (or once) into a text blob",
 		Params: func() any { return &TemplateParams{} },
 		Run:    runTemplate,
-	})
-	build.Register(&build.Kind{
-		Name: "files", Version: "1", Doc: "snapshots local directories (globs relative to the recipe) as trees, one item each",
-		Params: func() any { return &FilesParams{} }, Volatile: true,
-		Run: runFiles,
 	})
 }
 
@@ -111,67 +103,6 @@ func runTemplate(ctx context.Context, c *build.Call) (build.Output, error) {
 	}
 	d, err := c.Store().Put(buf.Bytes())
 	return build.Value(d), err
-}
-
-// FilesParams are the params of the files kind.
-type FilesParams struct {
-	// Paths are globs relative to the recipe's directory; each match must
-	// be a directory and becomes one item named after it.
-	Paths    []string `yaml:"paths" json:"paths"`
-	resolved []string
-	names    []string
-}
-
-// Resolve expands the globs against the recipe directory.
-func (p *FilesParams) Resolve(dir string) error {
-	if len(p.Paths) == 0 {
-		return fmt.Errorf("paths: give at least one directory or glob")
-	}
-	seen := map[string]string{}
-	for _, g := range p.Paths {
-		pat := g
-		if !filepath.IsAbs(pat) {
-			pat = filepath.Join(dir, g)
-		}
-		matches, err := filepath.Glob(pat)
-		if err != nil {
-			return fmt.Errorf("paths: %q: %v", g, err)
-		}
-		if len(matches) == 0 {
-			return fmt.Errorf("paths: %q matches nothing (relative paths are resolved against %s)", g, dir)
-		}
-		sort.Strings(matches)
-		for _, m := range matches {
-			fi, err := os.Stat(m)
-			if err != nil {
-				return fmt.Errorf("paths: %v", err)
-			}
-			if !fi.IsDir() {
-				return fmt.Errorf("paths: %s is not a directory", m)
-			}
-			name := filepath.Base(m)
-			if other, dup := seen[name]; dup {
-				return fmt.Errorf("paths: %s and %s would both be item %q", other, m, name)
-			}
-			seen[name] = m
-			p.resolved = append(p.resolved, m)
-			p.names = append(p.names, name)
-		}
-	}
-	return nil
-}
-
-func runFiles(ctx context.Context, c *build.Call) (build.Output, error) {
-	p := c.Params.(*FilesParams)
-	items := make([]build.Item, 0, len(p.resolved))
-	for i, dir := range p.resolved {
-		d, err := c.Store().Snapshot(dir)
-		if err != nil {
-			return build.Output{}, build.BadInput("%v", err)
-		}
-		items = append(items, build.Item{Name: p.names[i], Value: d})
-	}
-	return build.Collection(items), nil
 }
 
 func init() {

@@ -607,7 +607,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		EnvironmentSetupCommit: t.v.Tree.Hex(),
 		TaskType:               taskType,
 		Image:                  img.Ref + "@" + img.Digest,
-		TestCmd:                taskShellCommand(t.v.TestCmd),
+		TestCmd:                shellJoin(t.v.TestCmd),
 		SourceProject:          t.v.Repo,
 		Difficulty:             difficulty(taskType, cd),
 	}
@@ -659,49 +659,6 @@ func (t *taskMaker) output(ctx context.Context, bundles []*TaskBundle, what stri
 		t.c.Count(ctx, "kept", 1)
 	}
 	return build.Collection(items), nil
-}
-
-// imageRef is the human-readable name of a task's image,
-// dsbuild/<recipe>:<instance id>.
-func imageRef(recipe, id string) string {
-	repo := []byte(recipe)
-	for i, ch := range repo {
-		switch {
-		case ch >= 'a' && ch <= 'z', ch >= '0' && ch <= '9', ch == '.', ch == '_', ch == '-':
-		case ch >= 'A' && ch <= 'Z':
-			repo[i] = ch + 'a' - 'A'
-		default:
-			repo[i] = '-'
-		}
-	}
-	if len(repo) == 0 {
-		repo = []byte("tasks")
-	}
-	tag := []byte(id)
-	for i, ch := range tag {
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
-			tag[i] = '-'
-		}
-	}
-	if len(tag) > 128 {
-		tag = tag[len(tag)-128:]
-	}
-	return "dsbuild/" + string(repo) + ":" + string(tag)
-}
-
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_./:=@%+,-]+$`)
-
-// taskShellCommand quotes argv as one POSIX shell command line.
-func taskShellCommand(argv []string) string {
-	parts := make([]string, len(argv))
-	for i, a := range argv {
-		if shellSafe.MatchString(a) {
-			parts[i] = a
-		} else {
-			parts[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(parts, " ")
 }
 
 // difficulty rates an instance from 1 to 5: for fixes, by how much the

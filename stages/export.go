@@ -114,26 +114,6 @@ func ReadExportBuild(store *cache.Store, tree cache.Digest) (*ExportBuild, error
 	return &eb, nil
 }
 
-var ociTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-
-// imageTag makes an instance id a valid OCI tag: other characters become
-// '_' and it is cut to 128 characters.
-func imageTag(id string) string {
-	if ociTag.MatchString(id) {
-		return id
-	}
-	b := []byte(id)
-	for i, ch := range b {
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || (i > 0 && (ch == '.' || ch == '-'))) {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 128 {
-		b = b[:128]
-	}
-	return string(b)
-}
-
 func runExport(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*ExportParams)
 	if len(c.Inputs) == 0 {

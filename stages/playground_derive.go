@@ -118,7 +118,7 @@ func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ s
 	if err != nil {
 		return cache.Digest{}, err
 	}
-	img.Ref = "dsbuild/" + proj.Plan.Project.ID + ":" + strings.TrimPrefix(id, proj.Plan.Project.ID+".")
+	img.Ref = imageRef(proj.Plan.Project.ID, strings.TrimPrefix(id, proj.Plan.Project.ID+"."))
 	gold, err := patch.Diff(c.Store(), start, solution)
 	if err != nil {
 		return cache.Digest{}, err

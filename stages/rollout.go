@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
-	"strings"
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
@@ -339,17 +338,4 @@ func oracleScript(c *build.Call, b TaskBundle, task agent.Task) ([]schema.ToolCa
 	calls = append(calls, edits...)
 	calls = append(calls, agent.Call(agent.ToolBash, map[string]any{"command": shellJoin(all)}))
 	return calls, nil
-}
-
-// shellJoin quotes argv for sh where needed.
-func shellJoin(argv []string) string {
-	parts := make([]string, len(argv))
-	for i, a := range argv {
-		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=@,+") == "" {
-			parts[i] = a
-		} else {
-			parts[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-		}
-	}
-	return strings.Join(parts, " ")
 }
