@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -353,7 +354,7 @@ func TestWriteLayout(t *testing.T) {
 // source that reproduces the digest in a fresh store.
 func TestPushRoundTrip(t *testing.T) {
 	s, images := projectImages(t)
-	host := startRegistry(t)
+	host := testenv.Registry(t)
 	res, err := Push(context.Background(), s, images, host+"/dsbuild/quickstart", PushOptions{Insecure: true, Retries: 2})
 	if err != nil {
 		t.Fatal(err)

@@ -30,7 +30,7 @@ func TestPulledImageRunsTheSameTests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	host := startRegistry(t)
+	host := testenv.Registry(t)
 	res, err := Push(context.Background(), built, map[string]schema.Image{"calc": img}, host+"/dsbuild/pulled", PushOptions{Insecure: true})
 	if err != nil {
 		t.Fatal(err)

@@ -6,17 +6,15 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/dsbuild/dsbuild/stages"
@@ -93,49 +91,6 @@ stages:
 	return recipe, images
 }
 
-// startTestRegistry runs Debian's docker-registry on a free 127.0.0.1 port
-// and returns "127.0.0.1:PORT".
-func startTestRegistry(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "config.yml")
-	err = os.WriteFile(conf, []byte(fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n",
-		filepath.Join(dir, "data"), addr)), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
-	cmd := exec.Command("/usr/bin/docker-registry", "serve", conf)
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting docker-registry: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return addr
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not come up on %s: %v\n%s", addr, err, logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // dsbuildEnv is dsbuild with extra environment variables.
 func dsbuildEnv(t *testing.T, dir string, env []string, args ...string) run {
 	t.Helper()
@@ -172,7 +127,7 @@ func TestPushToARegistry(t *testing.T) {
 		t.Fatalf("no image layout published: %v", err)
 	}
 
-	host := startTestRegistry(t)
+	host := testenv.Registry(t)
 	const secret = "s3cret-Passw0rd"
 	dockerConfig := filepath.Join(dir, "docker")
 	os.MkdirAll(dockerConfig, 0o700)
