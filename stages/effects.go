@@ -87,11 +87,16 @@ func Model(c *build.Call, name string) (*llm.Client, error) {
 		salt = *s
 	}
 	return build.Service(c.Session, "llm:"+name, func() (*llm.Client, error) {
-		return llm.New(c.Store(), name, profile, llm.Options{
+		client, err := llm.New(c.Store(), name, profile, llm.Options{
 			Offline:  c.Session.Offline,
 			Salt:     salt,
 			Observer: countLLM,
 		})
+		if err != nil {
+			// llm.New fails only on configuration (a missing API key, say).
+			return nil, &build.BadInputError{Err: err}
+		}
+		return client, nil
 	})
 }
 
