@@ -430,3 +430,77 @@ func (s *Store) MemoPut(ctx context.Context, k Key, d Digest) error {
 	}
 	return s.writeAtomic(s.memoPath(k), []byte(d.String()+"\n"))
 }
+
+// MemoPutFirst records d as the result of k unless k already has a usable
+// result, and returns the result that k holds afterwards: d if this call
+// created the entry, else the digest another writer stored first. Work whose
+// result is not a pure function of its key (a model reply, a timed test run)
+// uses it so that concurrent writers, in this process or another, agree on
+// one result, and a build that used the first result still replays. An
+// existing entry that is damaged or whose blob is gone counts as absent and
+// is replaced by d. The blob d must already be stored. Like MemoPut, it
+// notes k in ctx's Recorder.
+func (s *Store) MemoPutFirst(ctx context.Context, k Key, d Digest) (Digest, error) {
+	noteKey(ctx, k)
+	if !s.Has(d) {
+		return Digest{}, fmt.Errorf("cache: memo %s: result %s is not stored", k, d)
+	}
+	if err := s.barrier(); err != nil {
+		return Digest{}, err
+	}
+	tmp, err := os.CreateTemp(filepath.Join(s.root, tmpDir), "memo-*")
+	if err != nil {
+		return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+	}
+	tmpName := tmp.Name()
+	defer os.Remove(tmpName)
+	_, err = tmp.WriteString(d.String() + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmpName, 0o644)
+	}
+	if err != nil {
+		return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+	}
+	final := s.memoPath(k)
+	// A few rounds at most: each failed round means another writer created
+	// or removed the entry between our link and our read.
+	for range 8 {
+		err := os.Link(tmpName, final)
+		if err == nil {
+			s.writes.Add(1)
+			return d, nil
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			// The shard directory does not exist yet.
+			if err := os.MkdirAll(filepath.Dir(final), 0o755); err != nil {
+				return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+			}
+			continue
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+		}
+		raw, err := os.ReadFile(final)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // removed under us (gc of a damaged entry); try again
+		}
+		if err != nil {
+			return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+		}
+		if won, err := parseMemo(raw); err == nil && s.Has(won) {
+			return won, nil
+		}
+		// A damaged entry, or one whose blob is gone, is a miss: replace it.
+		// Two writers repairing the same damaged entry at once may both
+		// return their own result; damage is rare enough to accept that.
+		if err := os.Rename(tmpName, final); err != nil {
+			return Digest{}, fmt.Errorf("cache: memo %s: %w", k, err)
+		}
+		s.writes.Add(1)
+		return d, nil
+	}
+	return Digest{}, fmt.Errorf("cache: memo %s: entry keeps changing under concurrent writers", k)
+}
