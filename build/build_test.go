@@ -459,3 +459,33 @@ func TestCountersReachTheSummary(t *testing.T) {
 		}
 	}
 }
+
+func TestGCAfterAnInterruptedBuildKeepsTheLastGoodBuild(t *testing.T) {
+	e := newEnv(t)
+	e.mustBuild(fanout)
+	// An interrupted build of a changed recipe.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	changed := strings.Replace(fanout, `suffix: "!"`, `suffix: "?"`, 1)
+	if _, err := build.Build(ctx, e.recipe(changed), e.store, build.Options{OutDir: filepath.Join(e.dir, "out")}); !errors.Is(err, build.ErrInterrupted) {
+		t.Fatalf("err = %v", err)
+	}
+	dir := e.store.Root()
+	e.store.Close()
+	ex, err := cache.OpenExclusive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ex.GC(1); err != nil {
+		t.Fatal(err)
+	}
+	ex.Close()
+	e.store, err = cache.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, runs := e.mustBuild(fanout)
+	if len(runs) != 0 {
+		t.Fatalf("after gc the last good build re-ran %v", runs)
+	}
+}

@@ -169,7 +169,7 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	keep := rec.keepKeys()
 	body, err := json.Marshal(rec)
 	if err == nil {
-		err = store.PutRecord(r.Name, body, keep)
+		err = store.PutRecord(r.Name, body, keep, rec.Status == "ok")
 	}
 	obs.Event(Event{Type: EventDone, Recipe: r.Name, Seconds: rec.Seconds, Status: rec.Status, Published: published})
 	switch {
@@ -414,7 +414,9 @@ func (e *engine) exec(n *node) {
 	}
 	if err != nil {
 		n.state, n.err = StateFailed, err
-		n.result = &nodeResult{Counts: cnt.snapshot()}
+		// The model calls and sandbox runs it finished stay memoised (and
+		// kept by gc): a re-run resumes from them.
+		n.result = &nodeResult{Counts: cnt.snapshot(), Memo: rec.Keys()}
 		if !e.opts.KeepGoing && !e.stopped() {
 			// Stop here, before this node's slot is released, so that no
 			// other node starts in the time the engine takes to notice.

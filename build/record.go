@@ -82,8 +82,11 @@ func (e *engine) record(start time.Time) *Record {
 				nr.Error = n.err.Error()
 			}
 			rec.Nodes = append(rec.Nodes, nr)
-			if n.state == StateCached || n.state == StateRan {
+			switch {
+			case n.state == StateCached || n.state == StateRan:
 				rec.memo = append(rec.memo, n.key)
+				rec.memo = append(rec.memo, n.result.Memo...)
+			case n.result != nil: // failed or stopped: keep what it finished
 				rec.memo = append(rec.memo, n.result.Memo...)
 			}
 		}

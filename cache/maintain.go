@@ -27,6 +27,10 @@ import (
 type recordFile struct {
 	Keep []Key           `json:"keep"`
 	Body json.RawMessage `json:"body"`
+	// Complete is false for a build that failed or was interrupted: gc
+	// keeps the newest complete record besides the newest ones, so an
+	// interrupted build never costs the last good build its cache.
+	Complete bool `json:"complete"`
 }
 
 var groupName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
@@ -37,12 +41,13 @@ func validGroup(group string) bool {
 }
 
 // PutRecord stores a build record in group (for example a recipe's name).
-// body must be JSON; keep lists the memo keys the build depended on.
-func (s *Store) PutRecord(group string, body []byte, keep []Key) error {
+// body must be JSON; keep lists the memo keys the build depended on;
+// complete says whether the build finished without failures.
+func (s *Store) PutRecord(group string, body []byte, keep []Key, complete bool) error {
 	if !validGroup(group) {
 		return fmt.Errorf("cache: invalid record group %q", group)
 	}
-	raw, err := json.Marshal(recordFile{Keep: keep, Body: body})
+	raw, err := json.Marshal(recordFile{Keep: keep, Body: body, Complete: complete})
 	if err != nil {
 		return fmt.Errorf("cache: record: %w", err)
 	}
@@ -395,8 +400,13 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		for i, n := range names {
-			if i < len(names)-keep {
+		// Newest first: the newest keep records stay, and so does the newest
+		// complete one if they are all failed or interrupted builds.
+		haveComplete := false
+		for i := len(names) - 1; i >= 0; i-- {
+			n := names[i]
+			newest := i >= len(names)-keep
+			if !newest && haveComplete {
 				if err := os.Remove(filepath.Join(s.root, recordsDir, g, n)); err == nil {
 					rep.RecordsRemoved++
 				}
@@ -406,6 +416,13 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 			if err != nil {
 				return nil, fmt.Errorf("cache gc: %w (fix or delete the record, then run gc again)", err)
 			}
+			if !newest && !rf.Complete {
+				if err := os.Remove(filepath.Join(s.root, recordsDir, g, n)); err == nil {
+					rep.RecordsRemoved++
+				}
+				continue
+			}
+			haveComplete = haveComplete || rf.Complete
 			for _, k := range rf.Keep {
 				keys[k] = true
 			}

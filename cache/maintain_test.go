@@ -22,11 +22,11 @@ func TestRecordsOrder(t *testing.T) {
 	}
 	const n = 40 // quick succession: names must still sort in call order
 	for i := range n {
-		if err := s.PutRecord("quickstart", []byte(fmt.Sprintf(`{"n":%d}`, i)), nil); err != nil {
+		if err := s.PutRecord("quickstart", []byte(fmt.Sprintf(`{"n":%d}`, i)), nil, true); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.PutRecord("other", []byte(`{"n":"other"}`), nil); err != nil {
+	if err := s.PutRecord("other", []byte(`{"n":"other"}`), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	body, ok, err := s.LatestRecord("quickstart")
@@ -65,7 +65,7 @@ func TestRecordAfterClockStepBack(t *testing.T) {
 	future := time.Now().Add(time.Hour).UnixNano()
 	raw, _ := json.Marshal(recordFile{Body: json.RawMessage(`"from the future"`)})
 	writeTestFile(t, filepath.Join(s.Root(), "records", "g", fmt.Sprintf("%020d-00000000.json", future)), raw, 0o644)
-	if err := s.PutRecord("g", []byte(`"now"`), nil); err != nil {
+	if err := s.PutRecord("g", []byte(`"now"`), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	body, ok, err := s.LatestRecord("g")
@@ -77,7 +77,7 @@ func TestRecordAfterClockStepBack(t *testing.T) {
 func TestRecordBadInput(t *testing.T) {
 	s := newStore(t)
 	for _, g := range []string{"", ".", "..", "a/b", "../x", "with space", strings.Repeat("x", 129)} {
-		if err := s.PutRecord(g, []byte(`{}`), nil); err == nil || !strings.Contains(err.Error(), "invalid record group") {
+		if err := s.PutRecord(g, []byte(`{}`), nil, true); err == nil || !strings.Contains(err.Error(), "invalid record group") {
 			t.Errorf("PutRecord(%q) err = %v", g, err)
 		}
 		if _, _, err := s.LatestRecord(g); err == nil {
@@ -87,7 +87,7 @@ func TestRecordBadInput(t *testing.T) {
 			t.Errorf("Records(%q) succeeded", g)
 		}
 	}
-	if err := s.PutRecord("g", []byte(`{not json`), nil); err == nil {
+	if err := s.PutRecord("g", []byte(`{not json`), nil, true); err == nil {
 		t.Error("PutRecord accepted a body that is not JSON")
 	}
 	if names := dirEntries(t, filepath.Join(s.Root(), "records")); len(names) != 0 {
@@ -129,7 +129,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.loose = mustPut(t, s, []byte(strings.Repeat("loose blob ", 100)))
 	body := fmt.Sprintf(`{"outputs":{"repo":"%s"}}`, f.tree)
-	if err := s.PutRecord("build", []byte(body), []Key{f.key}); err != nil {
+	if err := s.PutRecord("build", []byte(body), []Key{f.key}, true); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -222,7 +222,7 @@ func TestGC(t *testing.T) {
 	if err := s.MemoPut(ctx, oldKey, oldResult); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, oldTree)), []Key{oldKey}); err != nil {
+	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, oldTree)), []Key{oldKey}, true); err != nil {
 		t.Fatal(err)
 	}
 
@@ -255,12 +255,12 @@ func TestGC(t *testing.T) {
 	}
 	unreachable := mustPut(t, s, []byte("nobody references me"))
 	time.Sleep(time.Millisecond)
-	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, newTree)), []Key{keptKey}); err != nil {
+	if err := s.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, newTree)), []Key{keptKey}, true); err != nil {
 		t.Fatal(err)
 	}
 	// Another group's only record stays.
 	otherBlob := mustPut(t, s, []byte("other group"))
-	if err := s.PutRecord("h", []byte(fmt.Sprintf(`["%s"]`, otherBlob)), nil); err != nil {
+	if err := s.PutRecord("h", []byte(fmt.Sprintf(`["%s"]`, otherBlob)), nil, true); err != nil {
 		t.Fatal(err)
 	}
 	writeTestFile(t, filepath.Join(dir, "tmp", "put-leftover"), []byte("killed mid-write"), 0o644)
@@ -365,7 +365,7 @@ func TestGCKeepsMoreThanOne(t *testing.T) {
 	for i := range 4 {
 		d := mustPut(t, ex, []byte(fmt.Sprintf("build %d", i)))
 		blobs = append(blobs, d)
-		if err := ex.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, d)), nil); err != nil {
+		if err := ex.PutRecord("g", []byte(fmt.Sprintf(`{"out":"%s"}`, d)), nil, true); err != nil {
 			t.Fatal(err)
 		}
 	}
