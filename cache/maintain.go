@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -135,28 +136,55 @@ var refPattern = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
 // refs returns the digests mentioned in the blob d when it is JSON (trees,
 // results, manifests); other blobs (file contents, layers) reference
 // nothing.
-func (s *Store) refs(d Digest) ([]Digest, error) {
+func (s *Store) refs(d Digest) (certain, possible []Digest, err error) {
 	r, err := s.Open(d)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer r.Close()
 	br := bufio.NewReader(r)
 	first, err := br.Peek(1)
 	if err == io.EOF {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if first[0] != '{' && first[0] != '[' {
-		return nil, nil
+		return nil, nil, nil
 	}
 	data, err := io.ReadAll(br)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return scanRefs(data), nil
+	if t, ok := asTree(data); ok {
+		for _, e := range t.Entries {
+			if !e.Digest.IsZero() {
+				certain = append(certain, e.Digest)
+			}
+		}
+		return certain, nil, nil
+	}
+	return nil, scanRefs(data), nil
+}
+
+// asTree parses data as a Tree blob: exactly one key, "entries", whose
+// entries all have a name and a known type.
+func asTree(data []byte) (*Tree, bool) {
+	var top map[string]json.RawMessage
+	if json.Unmarshal(data, &top) != nil || len(top) != 1 || top["entries"] == nil {
+		return nil, false
+	}
+	var t Tree
+	if json.Unmarshal(data, &t) != nil {
+		return nil, false
+	}
+	for _, e := range t.Entries {
+		if e.Name == "" || (e.Type != TypeFile && e.Type != TypeDir && e.Type != TypeSymlink) {
+			return nil, false
+		}
+	}
+	return &t, true
 }
 
 func scanRefs(data []byte) []Digest {
@@ -169,46 +197,84 @@ func scanRefs(data []byte) []Digest {
 	return out
 }
 
-// reach marks every blob reachable from roots. Missing blobs are reported.
+// reach marks every blob reachable from roots (which are certain
+// references). It returns the missing blobs reached through certain
+// references only: records, memo entries and trees name blobs for sure,
+// while a "sha256:..." string inside other JSON (a model's reply, a
+// lockfile) may be mere text. Everything reached is marked, so gc keeps
+// too much rather than too little.
 func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
 	seen = map[Digest]bool{}
-	missing = s.walkRefs(roots, seen, nil)
+	missing, _ = s.walkRefs(roots, seen, nil)
 	return seen, missing
 }
 
 // walkRefs visits every blob reachable from roots that is in neither seen
-// nor known, adding it to seen, and returns those that could not be read.
-func (s *Store) walkRefs(roots []Digest, seen, known map[Digest]bool) (missing []Digest) {
-	stack := append([]Digest(nil), roots...)
-	for len(stack) > 0 {
-		d := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if seen[d] || known[d] {
-			continue
-		}
-		seen[d] = true
-		next, err := s.refs(d)
-		if err != nil {
-			missing = append(missing, d)
-			continue
-		}
-		stack = append(stack, next...)
+// nor known, adding it to seen. It returns the blobs it could not read that
+// were reached through certain references, and those reached only through
+// possible ones.
+func (s *Store) walkRefs(roots []Digest, seen, known map[Digest]bool) (certainMissing, possibleMissing []Digest) {
+	type ref struct {
+		d       Digest
+		certain bool
 	}
-	return missing
+	stack := make([]ref, 0, len(roots))
+	for _, d := range roots {
+		stack = append(stack, ref{d, true})
+	}
+	missing := map[Digest]bool{} // digest -> reached through a certain reference
+	for len(stack) > 0 {
+		r := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if c, ok := missing[r.d]; ok {
+			missing[r.d] = c || r.certain
+			continue
+		}
+		if seen[r.d] || known[r.d] {
+			continue
+		}
+		seen[r.d] = true
+		certain, possible, err := s.refs(r.d)
+		if err != nil {
+			missing[r.d] = r.certain
+			continue
+		}
+		for _, d := range certain {
+			stack = append(stack, ref{d, r.certain})
+		}
+		for _, d := range possible {
+			stack = append(stack, ref{d, false})
+		}
+	}
+	for d, c := range missing {
+		if c {
+			certainMissing = append(certainMissing, d)
+		} else {
+			possibleMissing = append(possibleMissing, d)
+		}
+	}
+	sortDigests(certainMissing)
+	sortDigests(possibleMissing)
+	return certainMissing, possibleMissing
+}
+
+func sortDigests(ds []Digest) {
+	sort.Slice(ds, func(i, j int) bool { return string(ds[i][:]) < string(ds[j][:]) })
 }
 
 // reachFrom walks from d, skipping blobs already known good in ok, and
-// returns what was missing; when nothing was, every blob visited is added
-// to ok.
-func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (missing []Digest) {
+// returns the missing blobs it reached (through certain references, then
+// possible ones); when nothing was missing, every blob visited is added to
+// ok.
+func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (certainMissing, possibleMissing []Digest) {
 	seen := map[Digest]bool{}
-	missing = s.walkRefs([]Digest{d}, seen, ok)
-	if len(missing) == 0 {
+	certainMissing, possibleMissing = s.walkRefs([]Digest{d}, seen, ok)
+	if len(certainMissing) == 0 && len(possibleMissing) == 0 {
 		for k := range seen {
 			ok[k] = true
 		}
 	}
-	return missing
+	return certainMissing, possibleMissing
 }
 
 // forEachBlob calls fn for every blob file in the store.
@@ -319,9 +385,13 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 		return nil, err
 	}
 
-	// A memo entry whose result reaches a missing blob would make a build
-	// trust work it cannot read back: such entries are removed, so the next
-	// build redoes that work and repairs the store.
+	// A memo entry whose result is missing, or reaches a blob found corrupt
+	// (now in quarantine/), would make a build trust work it cannot read
+	// back: such entries are removed, so the next build redoes that work and
+	// repairs the store. Other digests a JSON blob mentions but the store
+	// lacks are left alone: "sha256:..." in a model's reply or a lockfile is
+	// text, not a reference.
+	quarantined := s.quarantined()
 	reachable := map[Digest]bool{}
 	err = s.forEachMemo(func(k Key, path string) {
 		rep.MemoEntries++
@@ -336,10 +406,13 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 			os.Remove(path)
 			return
 		}
-		missing := s.reachFrom(d, reachable)
-		if len(missing) > 0 {
-			add(Problem{"bad memo entry", k.String(), "result " + d.String() + " reaches missing blob " + missing[0].String() + "; removed, the next build redoes it"})
-			os.Remove(path)
+		certain, possible := s.reachFrom(d, reachable)
+		for _, m := range append(certain, possible...) {
+			if slices.Contains(certain, m) || quarantined[m] {
+				add(Problem{"bad memo entry", k.String(), "result " + d.String() + " reaches missing blob " + m.String() + "; removed, the next build redoes it"})
+				os.Remove(path)
+				break
+			}
 		}
 	})
 	if err != nil {
@@ -362,9 +435,11 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 				add(Problem{"bad record", g + "/" + n, err.Error()})
 				continue
 			}
-			_, missing := s.reach(scanRefs(rf.Body))
-			for _, d := range missing {
-				add(Problem{"missing blob", d.String(), "reached from record " + g + "/" + n})
+			certain, possible := s.walkRefs(scanRefs(rf.Body), map[Digest]bool{}, nil)
+			for _, d := range append(certain, possible...) {
+				if slices.Contains(certain, d) || quarantined[d] {
+					add(Problem{"missing blob", d.String(), "reached from record " + g + "/" + n})
+				}
 			}
 		}
 	}
@@ -461,6 +536,18 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 		os.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
 	}
 	return rep, nil
+}
+
+// quarantined returns the digests of the blobs moved to quarantine/.
+func (s *Store) quarantined() map[Digest]bool {
+	out := map[Digest]bool{}
+	des, _ := os.ReadDir(filepath.Join(s.root, quarantineDir))
+	for _, de := range des {
+		if d, err := ParseDigest("sha256:" + de.Name()); err == nil {
+			out[d] = true
+		}
+	}
+	return out
 }
 
 // Stats describes the store's contents.

@@ -401,3 +401,32 @@ func TestStats(t *testing.T) {
 		t.Fatalf("Stats = %+v", st)
 	}
 }
+
+// A digest mentioned in text (a model's reply quoting a pip hash) is not a
+// reference: verify neither reports it nor drops the memo entry.
+func TestVerifyIgnoresDigestsInText(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	reply := []byte(`{"message":{"role":"assistant","content":"pin it: requests==2.31.0 --hash=sha256:` + strings.Repeat("ab", 32) + `"}}`)
+	d, err := s.Put(reply)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := KeyOf("a model call")
+	if err := s.MemoPut(ctx, k, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("g", []byte(`{"result":"`+d.String()+`"}`), []Key{k}, true); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Fatalf("problems: %v", rep.Problems)
+	}
+	if _, ok, _ := s.MemoGet(ctx, k); !ok {
+		t.Fatal("verify dropped a memo entry whose reply mentions a digest")
+	}
+}
