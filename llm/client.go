@@ -50,8 +50,11 @@ type Response struct {
 	Message      schema.Message
 	FinishReason string
 	Usage        Usage
-	// Cached reports that the reply came from the store (or from an
-	// identical call made concurrently) and cost nothing.
+	// Cached reports that the reply is not one this call fetched: it came
+	// from the store or from an identical call made concurrently (and cost
+	// nothing), or this call's own reply lost the race to be stored first
+	// and the first stored reply is returned instead (CallInfo then shows
+	// what the call spent).
 	Cached bool
 	// Key is the memo key the reply is stored under.
 	Key cache.Key
@@ -109,9 +112,15 @@ type Client struct {
 	sem     chan struct{}
 	rpm     *bucket
 	tpm     *bucket
-	flights singleflight.Group
 	replies replyCache
 }
+
+// flights joins identical calls in flight at once, across every Client of
+// the process: two profiles that send the same request (same model and
+// sampling settings, differing only in endpoint or key) share one call. The
+// flight key is the store's root and the memo key, so only callers that
+// would store the reply in the same place share it.
+var flights singleflight.Group
 
 // New returns a Client for the profile called name. It validates the
 // profile and reads the API key (Options.APIKey, else the variable named by
@@ -240,7 +249,12 @@ type stored struct {
 // fetched is the outcome of one network call (shared by concurrent
 // identical callers).
 type fetched struct {
-	st      stored
+	// st is the memoised reply: this call's own, or the reply another
+	// writer stored first for the same key (then lost is set).
+	st   stored
+	lost bool
+	// spent is the usage this call paid for, whichever reply won.
+	spent   Usage
 	retries int
 }
 
@@ -280,7 +294,7 @@ func (c *Client) complete(ctx context.Context, r Request, info *CallInfo) (*Resp
 	// Identical calls in flight at once share one request. Only the caller
 	// whose function ran paid for it; the others count as cached.
 	leader := false
-	v, err, _ := c.flights.Do(key.String(), func() (any, error) {
+	v, err, _ := flights.Do(c.store.Root()+"\x00"+key.String(), func() (any, error) {
 		leader = true
 		return c.fetch(ctx, key, r)
 	})
@@ -307,11 +321,11 @@ func (c *Client) complete(ctx context.Context, r Request, info *CallInfo) (*Resp
 		info.Cached = true
 	} else {
 		info.Retries = f.retries
-		info.PromptTokens = f.st.Usage.PromptTokens
-		info.CompletionTokens = f.st.Usage.CompletionTokens
+		info.PromptTokens = f.spent.PromptTokens
+		info.CompletionTokens = f.spent.CompletionTokens
 		info.Dollars = c.profile.Dollars(info.PromptTokens, info.CompletionTokens)
 	}
-	return c.finish(f.st, key, shared, r)
+	return c.finish(f.st, key, shared || f.lost, r)
 }
 
 // lookup returns the stored reply for key, if any. A blob that fails to
@@ -321,6 +335,12 @@ func (c *Client) lookup(ctx context.Context, key cache.Key) (stored, bool, error
 	if err != nil || !ok {
 		return stored{}, false, err
 	}
+	return c.load(d)
+}
+
+// load returns the reply stored as blob d. A blob that is missing, corrupt
+// or fails to decode reads as a miss.
+func (c *Client) load(d cache.Digest) (stored, bool, error) {
 	if st, ok := c.replies.get(d); ok {
 		return st, true, nil
 	}
@@ -351,7 +371,7 @@ func (c *Client) finish(st stored, key cache.Key, cached bool, r Request) (*Resp
 	var bad []BadToolCall
 	for _, tc := range st.Message.ToolCalls {
 		if reason := checkArguments(tc.Function.Arguments); reason != "" {
-			bad = append(bad, BadToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: tc.Function.Arguments, Reason: reason})
+			bad = append(bad, BadToolCall{ID: tc.ID, Name: tc.Function.Name, Arguments: c.scrub(tc.Function.Arguments), Reason: c.scrub(reason)})
 		}
 	}
 	if len(bad) > 0 {
@@ -395,12 +415,11 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: encoding reply: %w", c.name, err)
 			}
-			d, err := c.storeReply(ctx, key, blob)
+			won, lost, err := c.storeReply(ctx, key, st, blob)
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: storing reply for key %s: %w", c.name, key, err)
 			}
-			c.replies.put(d, st, len(blob))
-			return &fetched{st: st, retries: attempt}, nil
+			return &fetched{st: won, lost: lost, spent: st.Usage, retries: attempt}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("llm: profile %q: %w", c.name, ctx.Err())
@@ -419,13 +438,33 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 	}
 }
 
-// storeReply writes the reply blob and its memo entry.
-func (c *Client) storeReply(ctx context.Context, key cache.Key, blob []byte) (cache.Digest, error) {
+// storeReply writes the reply blob and, unless another writer (another
+// process, or another store handle) stored a reply for key first, its memo
+// entry. It returns the memoised reply, which every caller must use so that
+// a build replays the reply it saw: this call's own, or the first writer's
+// (lost reports that). A first writer's reply that cannot be read is a
+// miss, replaced by this call's.
+func (c *Client) storeReply(ctx context.Context, key cache.Key, st stored, blob []byte) (stored, bool, error) {
 	d, err := c.store.Put(blob)
-	if err == nil {
-		err = c.store.MemoPut(ctx, key, d)
+	if err != nil {
+		return stored{}, false, err
 	}
-	return d, err
+	won, err := c.store.MemoPutFirst(ctx, key, d)
+	if err != nil {
+		return stored{}, false, err
+	}
+	if won != d {
+		if first, ok, err := c.load(won); err != nil {
+			return stored{}, false, err
+		} else if ok {
+			return first, true, nil
+		}
+		if err := c.store.MemoPut(ctx, key, d); err != nil {
+			return stored{}, false, err
+		}
+	}
+	c.replies.put(d, st, len(blob))
+	return st, false, nil
 }
 
 // attemptError is a failed attempt that is worth retrying: a timeout, a
@@ -462,7 +501,9 @@ func (c *Client) attempt(ctx context.Context, params openai.ChatCompletionNewPar
 		ae := &APIError{Profile: c.name, StatusCode: res.StatusCode, Retryable: retryableStatus(res.StatusCode)}
 		var oe *openai.Error
 		if errors.As(err, &oe) {
-			ae.Message = c.scrub(prefix(oe.Message, 300))
+			// Scrub before cutting: a cut could split the key so that
+			// the scrub no longer finds it.
+			ae.Message = prefix(c.scrub(oe.Message), 300)
 		}
 		if ae.Message == "" {
 			ae.Message = http.StatusText(res.StatusCode)
@@ -476,12 +517,12 @@ func (c *Client) attempt(ctx context.Context, params openai.ChatCompletionNewPar
 		case actx.Err() != nil:
 			return stored{}, 0, &attemptError{what: fmt.Sprintf("no reply within the %s timeout", c.set.timeout), err: actx.Err()}
 		default:
-			return stored{}, 0, &attemptError{what: "request failed", err: err}
+			return stored{}, 0, &attemptError{what: "request failed", err: c.scrubErr(err)}
 		}
 	}
 	st, err := fromCompletion(comp)
 	if err != nil {
-		return stored{}, 0, &attemptError{what: "unusable reply", err: err}
+		return stored{}, 0, &attemptError{what: "unusable reply", err: c.scrubErr(err)}
 	}
 	return st, 0, nil
 }
@@ -492,6 +533,15 @@ func (c *Client) scrub(s string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, c.apiKey, "[redacted]")
+}
+
+// scrubErr returns err, or an error with the same text less the API key if
+// its text holds the key.
+func (c *Client) scrubErr(err error) error {
+	if c.apiKey == "" || err == nil || !strings.Contains(err.Error(), c.apiKey) {
+		return err
+	}
+	return errors.New(c.scrub(err.Error()))
 }
 
 func retryableStatus(code int) bool {

@@ -24,7 +24,9 @@ const (
 type Profile struct {
 	// BaseURL is the OpenAI-compatible endpoint, e.g.
 	// "https://api.openai.com/v1" or "http://127.0.0.1:8000/v1". It is not
-	// part of any cache key.
+	// part of any cache key. It must not carry credentials (user:password@)
+	// or a query string (where some gateways take a key): keys belong in
+	// the variable APIKeyEnv names.
 	BaseURL string `yaml:"base_url" json:"base_url"`
 	// Model is the model name sent with every request.
 	Model string `yaml:"model" json:"model"`
@@ -102,10 +104,15 @@ func (p Profile) Validate() error {
 	}
 	if p.BaseURL == "" {
 		bad("base_url: must be set (an OpenAI-compatible endpoint such as http://127.0.0.1:8000/v1)")
-	} else if u, err := url.Parse(p.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		bad("base_url: %q is not an http(s) URL with a host", p.BaseURL)
-	} else if u.User != nil {
-		bad("base_url: must not carry credentials; put the key in the variable named by api_key_env")
+	} else if u, err := url.Parse(p.BaseURL); err == nil && (u.User != nil || u.RawQuery != "" || u.ForceQuery) {
+		// Checked first and never echoed: the URL may hold a key.
+		bad("base_url: must not carry credentials or a query string; put the key in the variable api_key_env names")
+	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if strings.ContainsAny(p.BaseURL, "@?") {
+			bad("base_url: is not an http(s) URL with a host (not shown: it may hold credentials)")
+		} else {
+			bad("base_url: %q is not an http(s) URL with a host", p.BaseURL)
+		}
 	}
 	if p.APIKeyEnv != "" && !envNameRE.MatchString(p.APIKeyEnv) {
 		bad("api_key_env: must be the name of an environment variable (letters, digits, underscore), not the key itself")

@@ -64,7 +64,7 @@ func CompleteJSON(ctx context.Context, c *Client, r Request, validate func([]byt
 	if resp != nil {
 		content = resp.Message.Content
 	}
-	return resp, &InvalidOutputError{Attempts: maxReasks + 1, Content: content, Err: lastErr}
+	return resp, &InvalidOutputError{Attempts: maxReasks + 1, Content: c.scrub(content), Err: c.scrubErr(lastErr)}
 }
 
 func decodeAndValidate(content string, validate func([]byte) error, out any) error {
