@@ -1,8 +1,17 @@
 // Package sandbox runs programs inside an image's root file system with
 // bubblewrap, isolated and bounded, as memoised pure functions:
 //
-//	(image digest, workspace tree, argv, env, dir, limits, stdin)
+//	(image runtime layers, image env and working dir, workspace tree,
+//	 argv, env, dir, limits, stdin)
 //	    -> (exit code, stdout, stderr, output tree, duration, limit hit)
+//
+// A run is keyed by what it can observe of its image, not by the image's
+// manifest digest: labels and annotations (provenance, say) change the
+// digest without changing anything a run sees, and must not make every run
+// of the image, and every model call whose prompt quotes a run's output,
+// happen again. Results are first-writer-wins: when two runners (in one
+// process or several) run the same key at once, both return the result
+// stored first.
 //
 // It owns the unpacked root file systems (<store>/rootfs/<hex>), the
 // temporary workspaces of running programs and the memo entries of runs. It
@@ -184,7 +193,12 @@ func searchableByOthers(dir string) bool {
 
 // Spec is one run.
 type Spec struct {
-	// Image is the root file system, mounted read-only at /.
+	// Image is the root file system, mounted read-only at /. The run's key
+	// takes the image's runtime layers (its layers less those confined to
+	// /testbed, which the workspace shadows), Env and WorkingDir; not its
+	// Digest or Ref, which change with labels and annotations that the run
+	// cannot observe. The layer blobs must be in the store to compute the
+	// key.
 	Image schema.Image
 	// Workspace is the tree mounted read-write at Dir; zero means empty.
 	Workspace cache.Digest
@@ -229,13 +243,22 @@ type Result struct {
 // runKey is what a run's memo key is computed from.
 type runKey struct {
 	Kind      string       `json:"kind"`
-	Image     string       `json:"image"`
+	Image     imageKey     `json:"image"`
 	Workspace cache.Digest `json:"workspace"`
 	Argv      []string     `json:"argv"`
 	Env       []string     `json:"env"`
 	Dir       string       `json:"dir"`
 	Limits    Limits       `json:"limits"`
 	Stdin     cache.Digest `json:"stdin"`
+}
+
+// imageKey is the part of an image a run can observe: the layers of the
+// root file system it runs in, and the image's environment and working
+// directory. The manifest digest is deliberately absent (see Spec.Image).
+type imageKey struct {
+	Layers     []string `json:"layers"`
+	Env        []string `json:"env"`
+	WorkingDir string   `json:"working_dir"`
 }
 
 // record is a Result as stored in the memo.
@@ -282,7 +305,9 @@ func (s Spec) normalize() (Spec, error) {
 	return s, nil
 }
 
-// Key returns the memo key of s (after defaults are filled in).
+// Key returns the memo key of s (after defaults are filled in). It depends
+// on the image's runtime layers, Env and WorkingDir, not on its digest (see
+// Spec.Image), so it reads the headers of the image's layer blobs.
 func (r *Runner) Key(s Spec) (cache.Key, error) {
 	s, err := s.normalize()
 	if err != nil {
@@ -299,9 +324,22 @@ func (r *Runner) key(s Spec) (cache.Key, error) {
 			return cache.Key{}, err
 		}
 	}
+	if len(s.Image.Layers) == 0 {
+		return cache.Key{}, fmt.Errorf("sandbox: image %s has no layers", s.Image.Digest)
+	}
+	layers, err := r.runtimeLayers(s.Image.Layers)
+	if err != nil {
+		return cache.Key{}, fmt.Errorf("sandbox: image %s: %w", s.Image.Digest, err)
+	}
+	env := s.Image.Env
+	if env == nil {
+		env = []string{}
+	}
 	return cache.KeyOf(runKey{
-		Kind: "sandbox.run/v1", Image: s.Image.Digest, Workspace: ws,
-		Argv: s.Argv, Env: s.Env, Dir: s.Dir, Limits: s.Limits,
+		Kind:      "sandbox.run/v2",
+		Image:     imageKey{Layers: layers, Env: env, WorkingDir: s.Image.WorkingDir},
+		Workspace: ws,
+		Argv:      s.Argv, Env: s.Env, Dir: s.Dir, Limits: s.Limits,
 		Stdin: cache.DigestOf(s.Stdin),
 	})
 }
@@ -363,7 +401,8 @@ func (r *Runner) stored(ctx context.Context, key cache.Key) (*Result, bool, erro
 
 // runOnce executes s and memoises the result, unless another process has
 // memoised one for key meanwhile: then that one is returned, so that the
-// first result stored is the one everybody sees.
+// first result stored is the one everybody sees. With Options.NoCache the
+// new result replaces any memoised one and is returned.
 func (r *Runner) runOnce(ctx context.Context, s Spec, key cache.Key) (*Result, error) {
 	var slot int
 	select {
@@ -377,15 +416,7 @@ func (r *Runner) runOnce(ctx context.Context, s Spec, key cache.Key) (*Result, e
 		return nil, fmt.Errorf("sandbox: run %s %q: %w", key.Short(), s.Argv, err)
 	}
 	res.Key = key
-	if !r.opts.NoCache {
-		if prior, ok, err := r.stored(ctx, key); err == nil && ok {
-			return prior, nil
-		}
-	}
-	if err := r.save(ctx, key, res); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return r.save(ctx, key, res)
 }
 
 func (r *Runner) load(d cache.Digest) (*Result, error) {
@@ -411,27 +442,45 @@ func (r *Runner) load(d cache.Digest) (*Result, error) {
 	}, nil
 }
 
-func (r *Runner) save(ctx context.Context, key cache.Key, res *Result) error {
+// save stores res as the result of key and returns the result that key
+// holds afterwards: res, or the result another runner stored first (marked
+// Cached), which every caller must use. A first result that cannot be read
+// is replaced by res. With Options.NoCache, res replaces any stored result.
+func (r *Runner) save(ctx context.Context, key cache.Key, res *Result) (*Result, error) {
 	so, err := r.store.Put(res.Stdout)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	se, err := r.store.Put(res.Stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := cache.Canonical(record{
 		ExitCode: res.ExitCode, Stdout: so, Stderr: se, Output: res.Output,
 		DurationNS: int64(res.Duration), LimitHit: res.LimitHit,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	d, err := r.store.Put(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return r.store.MemoPut(ctx, key, d)
+	if r.opts.NoCache {
+		return res, r.store.MemoPut(ctx, key, d)
+	}
+	won, err := r.store.MemoPutFirst(ctx, key, d)
+	if err != nil {
+		return nil, err
+	}
+	if won == d {
+		return res, nil
+	}
+	if first, err := r.load(won); err == nil {
+		first.Cached, first.Key = true, key
+		return first, nil
+	}
+	return res, r.store.MemoPut(ctx, key, d)
 }
 
 // env merges the image's environment, the spec's and defaults; later
