@@ -54,34 +54,63 @@ func NewBuilder(store *cache.Store, opts Options) *Builder {
 // Base returns the base image spec describes, building or importing it on
 // the first call and answering from the store's memo table afterwards. A
 // registry tag is resolved again by each new Builder (see Options.Offline);
-// within one Builder every base is resolved once.
+// within one Builder every base is resolved once. Every call, however it is
+// answered, notes the base's memo key in ctx's cache.Recorder, so that gc
+// keeps the base for every build that used it.
 func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error) {
 	if err := spec.Validate(); err != nil {
 		return schema.Image{}, err
 	}
-	key, err := cache.KeyOf(struct {
+	key, err := baseKey(spec)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if v, ok := b.bases.Load(key); ok {
+		return b.noteUse(ctx, key, v.(schema.Image))
+	}
+	for {
+		leader := false
+		v, err, _ := b.flight.Do(key.String(), func() (any, error) {
+			leader = true
+			img, err := b.base(ctx, key, spec)
+			if err == nil {
+				b.bases.Store(key, img)
+			}
+			return img, err
+		})
+		if err != nil && !leader && ctx.Err() == nil &&
+			(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue // the caller we joined gave up; our own context is alive
+		}
+		if err != nil {
+			return schema.Image{}, err
+		}
+		if leader {
+			// base looked the key up or stored it under our context.
+			return v.(schema.Image), nil
+		}
+		return b.noteUse(ctx, key, v.(schema.Image))
+	}
+}
+
+// baseKey is the memo key of the base spec describes.
+func baseKey(spec BaseSpec) (cache.Key, error) {
+	return cache.KeyOf(struct {
 		Kind    string   `json:"kind"`
 		Version string   `json:"version"`
 		Arch    string   `json:"arch"`
 		Spec    BaseSpec `json:"spec"`
 	}{"oci.base", formatVersion, runtime.GOARCH, spec})
-	if err != nil {
+}
+
+// noteUse notes key in ctx's recorder (by looking it up) and returns img:
+// a base answered from this Builder's memory or from another caller's
+// flight is still a use of the base's memo entry.
+func (b *Builder) noteUse(ctx context.Context, key cache.Key, img schema.Image) (schema.Image, error) {
+	if _, _, err := b.store.MemoGet(ctx, key); err != nil {
 		return schema.Image{}, err
 	}
-	if v, ok := b.bases.Load(key); ok {
-		return v.(schema.Image), nil
-	}
-	v, err, _ := b.flight.Do(key.String(), func() (any, error) {
-		img, err := b.base(ctx, key, spec)
-		if err == nil {
-			b.bases.Store(key, img)
-		}
-		return img, err
-	})
-	if err != nil {
-		return schema.Image{}, err
-	}
-	return v.(schema.Image), nil
+	return img, nil
 }
 
 func (b *Builder) base(ctx context.Context, key cache.Key, spec BaseSpec) (schema.Image, error) {
