@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 
@@ -209,7 +210,11 @@ func Kinds() []*Kind {
 
 // RegisterSection lets a recipe carry a top-level section (for example
 // "models" or "environments"): newValue returns a pointer the section is
-// decoded into strictly. Stages read it with Session.Section.
+// decoded into strictly. Stages read it with Session.Section. The section
+// enters the keys of the kinds that read it; if its value has a
+// `KeyView() any` method, only what that returns does (so settings that
+// cannot change results, such as an endpoint or a rate limit, re-run
+// nothing).
 func RegisterSection(name string, newValue func() any) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
@@ -250,18 +255,21 @@ type countersKey struct{}
 
 type counters struct {
 	mu sync.Mutex
-	m  map[string]float64
+	m  map[string][]float64
 }
 
 func (c *counters) add(name string, delta float64) {
 	c.mu.Lock()
 	if c.m == nil {
-		c.m = map[string]float64{}
+		c.m = map[string][]float64{}
 	}
-	c.m[name] += delta
+	c.m[name] = append(c.m[name], delta)
 	c.mu.Unlock()
 }
 
+// snapshot sums each counter's additions in sorted order: floating-point
+// addition is not associative, and additions from concurrent goroutines
+// arrive in any order, but the stored result must not depend on it.
 func (c *counters) snapshot() map[string]float64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -269,8 +277,14 @@ func (c *counters) snapshot() map[string]float64 {
 		return nil
 	}
 	out := make(map[string]float64, len(c.m))
-	for k, v := range c.m {
-		out[k] = v
+	for k, vs := range c.m {
+		sorted := slices.Clone(vs)
+		slices.Sort(sorted)
+		var sum float64
+		for _, v := range sorted {
+			sum += v
+		}
+		out[k] = sum
 	}
 	return out
 }

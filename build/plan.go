@@ -97,6 +97,10 @@ func Plan(r *Recipe, store *cache.Store) ([]PlanEntry, error) {
 			var res nodeResult
 			if err == nil && hit && GetJSON(store, d, &res) == nil {
 				e.Status = PlanCached
+				if st.Kind.Volatile {
+					e.Status = PlanWillRun
+					e.Reasons = []string{"re-reads its sources in every build (what follows assumes they are unchanged)"}
+				}
 				items[st.ID] = append(items[st.ID], outputItems(st, t.item, t.path, res.Output)...)
 			} else {
 				e.Status = PlanWillRun

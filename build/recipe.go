@@ -26,7 +26,8 @@ type Recipe struct {
 	// Stages in file order (which is also a valid dependency order after
 	// validation sorts them).
 	Stages []*Stage
-	// Digest is the digest of the recipe text after interpolation.
+	// Digest is the digest of the recipe text as written (before
+	// interpolation; node keys carry the interpolated values).
 	Digest      cache.Digest
 	text        []byte
 	sections    map[string]any
@@ -134,12 +135,17 @@ func ParseRecipe(path string, raw []byte, getenv func(string) string) (*Recipe, 
 	}
 	r.Path = path
 	r.Dir = dirOf(path)
-	r.text = []byte(text)
+	// The store keeps the recipe as written: an interpolated value (which
+	// might be a secret a user put in the environment) never reaches it.
+	r.text = raw
 	r.sectionKeys = map[string]cache.Key{}
 	for _, name := range sectionNames() {
 		v, ok := r.sections[name]
 		if !ok {
 			v = nil // an absent section has a key too
+		}
+		if kv, ok := v.(interface{ KeyView() any }); ok {
+			v = kv.KeyView() // only what can change results
 		}
 		k, err := cache.KeyOf(v)
 		if err != nil {
@@ -197,32 +203,59 @@ func (p *recipeParser) yamlErr(err error, context string, fallback ast.Node) {
 }
 
 // interpolate replaces ${VAR} and ${VAR:-default}; $$ is a literal $.
-// Comment lines are left alone.
+// Comments (whole lines, and from an unquoted " #" on) are left alone. A
+// value that would change the recipe's structure rather than fill in a
+// scalar (a newline, a quote, a flow-collection character, ": " or " #") is
+// an error: interpolation fills in values, it does not write YAML.
 func (p *recipeParser) interpolate(src string, getenv func(string) string) string {
 	lines := strings.SplitAfter(src, "\n")
 	for i, line := range lines {
-		if strings.HasPrefix(strings.TrimSpace(line), "#") {
-			continue
-		}
-		lines[i] = interpRE.ReplaceAllStringFunc(line, func(m string) string {
+		code, comment := splitComment(line)
+		lines[i] = interpRE.ReplaceAllStringFunc(code, func(m string) string {
 			if m == "$$" {
 				return "$"
 			}
 			sub := interpRE.FindStringSubmatch(m)
 			name, def := sub[1], sub[2]
-			if v := getenv(name); v != "" {
-				return v
+			col := strings.Index(code, m) + 1
+			v := getenv(name)
+			if v == "" {
+				if !strings.Contains(m, ":-") {
+					p.errs = append(p.errs, &RecipeError{File: p.file, Line: i + 1, Col: col,
+						Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} to give a default)", name, name)})
+					return ""
+				}
+				v = def
 			}
-			if strings.Contains(m, ":-") {
-				return def
+			if strings.ContainsAny(v, "\n\"'{}[],") || strings.Contains(v, ": ") || strings.Contains(v, " #") {
+				p.errs = append(p.errs, &RecipeError{File: p.file, Line: i + 1, Col: col,
+					Msg: fmt.Sprintf("the value of %s holds characters that would change the recipe's structure (newline, quote, one of {}[], or \": \" / \" #\"); interpolation only fills in plain values", name)})
+				return ""
 			}
-			col := strings.Index(line, m) + 1
-			p.errs = append(p.errs, &RecipeError{File: p.file, Line: i + 1, Col: col,
-				Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} to give a default)", name, name)})
-			return ""
-		})
+			return v
+		}) + comment
 	}
 	return strings.Join(lines, "")
+}
+
+// splitComment splits a line before its comment: a '#' at the start of
+// the line or after white space, outside quotes.
+func splitComment(line string) (code, comment string) {
+	var quote byte
+	for i := 0; i < len(line); i++ {
+		ch := line[i]
+		switch {
+		case quote != 0:
+			if ch == quote {
+				quote = 0
+			}
+		case ch == '"' || ch == '\'':
+			quote = ch
+		case ch == '#' && (i == 0 || line[i-1] == ' ' || line[i-1] == '\t'):
+			return line[:i], line[i:]
+		}
+	}
+	return line, ""
 }
 
 // entries returns the key/value pairs of a mapping node.

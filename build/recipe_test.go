@@ -1,12 +1,15 @@
 package build_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/stages"
 )
 
 func TestBadRecipesAreLocated(t *testing.T) {
@@ -91,4 +94,63 @@ func fmtParams(p any) string {
 
 func itoa(i int) string {
 	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+i)))
+}
+
+type viewedSection struct {
+	Result   string `yaml:"result" json:"result"`
+	Endpoint string `yaml:"endpoint" json:"endpoint"`
+}
+
+func (v *viewedSection) KeyView() any { return v.Result }
+
+func init() {
+	build.RegisterSection("test_viewed", func() any { return &viewedSection{} })
+	build.Register(&build.Kind{Name: "test.viewer", Version: "1", Sections: []string{"test_viewed"},
+		Run: func(ctx context.Context, c *build.Call) (build.Output, error) {
+			d, err := c.Store().Put([]byte("x"))
+			return build.Value(d), err
+		}})
+}
+
+func TestSectionKeyView(t *testing.T) {
+	key := func(text string) cache.Key {
+		path := filepath.Join(t.TempDir(), "r.yaml")
+		os.WriteFile(path, []byte(text), 0o644)
+		r, err := build.LoadRecipe(path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		store, _ := cache.Open(filepath.Join(t.TempDir(), "c"))
+		defer store.Close()
+		plan, err := build.Plan(r, store)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plan[0].Key
+	}
+	a := key("name: v\ntest_viewed: {result: r1, endpoint: e1}\nstages:\n  s: {uses: test.viewer}\n")
+	b := key("name: v\ntest_viewed: {result: r1, endpoint: e2}\nstages:\n  s: {uses: test.viewer}\n")
+	c := key("name: v\ntest_viewed: {result: r2, endpoint: e1}\nstages:\n  s: {uses: test.viewer}\n")
+	if a != b {
+		t.Error("a field outside the key view changed the node key")
+	}
+	if a == c {
+		t.Error("a field in the key view did not change the node key")
+	}
+}
+
+func TestInterpolationFillsValuesOnly(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "r.yaml")
+	os.WriteFile(path, []byte("name: x  # set ${NOT_SET} to taste\nstages:\n  a: {uses: list, with: {items: [\"${V}\"]}}\n"), 0o644)
+	_, err := build.LoadRecipe(path, func(k string) string { return map[string]string{"V": `a", "b`}[k] })
+	if err == nil || !strings.Contains(err.Error(), ":3:35: the value of V holds characters that would change the recipe's structure") {
+		t.Fatalf("err = %v", err)
+	}
+	r, err := build.LoadRecipe(path, func(k string) string { return map[string]string{"V": "plain"}[k] })
+	if err != nil {
+		t.Fatalf("a variable in a comment must be left alone: %v", err)
+	}
+	if got := r.Stages[0].Params.(*stages.ListParams).Items; len(got) != 1 || got[0] != "plain" {
+		t.Fatalf("items %q", got)
+	}
 }

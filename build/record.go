@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"golang.org/x/sys/unix"
 )
 
 // Record is what a build leaves in the store: every node with its key
@@ -169,6 +170,11 @@ func Publish(store *cache.Store, d cache.Digest, dir string) error {
 		os.RemoveAll(tmp)
 		return err
 	}
+	// The files must be on disk before the marker says they are complete.
+	if err := syncFS(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(tmp, ".dsbuild-tree"), []byte(d.String()+"\n"), 0o644); err != nil {
 		os.RemoveAll(tmp)
 		return err
@@ -184,6 +190,20 @@ func Publish(store *cache.Store, d cache.Digest, dir string) error {
 	}
 	if hadOld {
 		os.RemoveAll(old)
+	}
+	return syncFS(dir)
+}
+
+// syncFS flushes the file system holding dir (one syncfs(2), not an fsync
+// per file).
+func syncFS(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncing %s: %w", dir, err)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ func init() {
 		Run:    runList,
 	})
 	build.Register(&build.Kind{
-		Name: "template", Version: "1", Doc: "renders a Go text/template for its input item (or once) into a text blob",
+		Name: "template", Version: "2", Doc: "renders a Go text/template for its input item (or once) into a text blob",
 		Params: func() any { return &TemplateParams{} },
 		Run:    runTemplate,
 	})
@@ -71,8 +71,8 @@ func runList(ctx context.Context, c *build.Call) (build.Output, error) {
 
 // TemplateParams are the params of the template kind.
 type TemplateParams struct {
-	// Text is a Go text/template. It sees .Item (the input item's name),
-	// .Input (the input blob as text) and .Stage.
+	// Text is a Go text/template. It sees .Item (the input item's name) and
+	// .Input (the input blob as text); nothing outside the node's key.
 	Text string `yaml:"text" json:"text"`
 	tmpl *template.Template
 }
@@ -89,7 +89,7 @@ func (p *TemplateParams) Validate() error {
 
 func runTemplate(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*TemplateParams)
-	data := map[string]any{"Stage": c.Stage, "Item": c.Item, "Input": ""}
+	data := map[string]any{"Item": c.Item, "Input": ""}
 	if c.Input != nil {
 		b, err := c.Store().Get(c.Input.Value)
 		if err != nil {

@@ -25,7 +25,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "inject_bugs", Version: "1",
+		Name: "inject_bugs", Version: "2",
 		Doc:      "procedural (AST) bugs in a validated repository, kept when tests fail with the bug and pass without it",
 		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
 		Pool:     "sandbox",
@@ -569,7 +569,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: image: %w", id, err)
 	}
-	img.Ref = imageRef(t.c.Session.Recipe.Name, id)
+	img.Ref = imageRef(t.v.Repo, id)
 
 	solution, err := patch.Apply(t.store, cd.tree, cd.gold)
 	if err != nil {

@@ -42,6 +42,26 @@ func (m Models) Validate() error {
 	return nil
 }
 
+// KeyView is what of the profiles can change a model's replies, the part
+// that enters node keys: the endpoint, the key's variable, concurrency and
+// rate limits, timeouts, retries and prices are left out, as they are of
+// each call's own key.
+func (m Models) KeyView() any {
+	type view struct {
+		Model       string         `json:"model"`
+		Temperature *float64       `json:"temperature,omitempty"`
+		TopP        *float64       `json:"top_p,omitempty"`
+		MaxTokens   int            `json:"max_tokens,omitempty"`
+		Seed        *int64         `json:"seed,omitempty"`
+		ExtraBody   map[string]any `json:"extra_body,omitempty"`
+	}
+	out := make(map[string]view, len(m))
+	for name, p := range m {
+		out[name] = view{p.Model, p.Temperature, p.TopP, p.MaxTokens, p.Seed, p.ExtraBody}
+	}
+	return out
+}
+
 // Environments maps environment names to base images (recipe section
 // "environments"), e.g. python: {debian: {packages: [python3, python3-pytest]}}.
 type Environments map[string]oci.BaseSpec

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "1",
+		Name: "validate", Version: "2",
 		Doc:      "runs a repository's tests in its environment several times; keeps it (minus flaky tests) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
@@ -181,11 +181,13 @@ func stableStatus(reports []*agent.TestReport) (map[string]string, []string) {
 }
 
 // provenanceLabels are the image labels of the images the task kinds make:
-// which recipe, node and repository an image came from.
+// the node (its key names kind, version, params and inputs) and the
+// repository an image came from. Recipe and stage names are left out: they
+// are not part of node keys, so a second recipe with the same stage would
+// be handed images labelled with the first one's names. (Labels do not
+// reach sandbox run keys, which depend on layers and environment only.)
 func provenanceLabels(c *build.Call, repo string, tree cache.Digest) map[string]string {
 	return map[string]string{
-		"org.dsbuild.recipe": c.Session.Recipe.Name,
-		"org.dsbuild.stage":  c.Stage,
 		"org.dsbuild.node":   c.Key.String(),
 		"org.dsbuild.repo":   repo,
 		"org.dsbuild.tree":   tree.String(),
