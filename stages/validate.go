@@ -188,9 +188,9 @@ func stableStatus(reports []*agent.TestReport) (map[string]string, []string) {
 // reach sandbox run keys, which depend on layers and environment only.)
 func provenanceLabels(c *build.Call, repo string, tree cache.Digest) map[string]string {
 	return map[string]string{
-		"org.dsbuild.node":   c.Key.String(),
-		"org.dsbuild.repo":   repo,
-		"org.dsbuild.tree":   tree.String(),
+		"org.dsbuild.node": c.Key.String(),
+		"org.dsbuild.repo": repo,
+		"org.dsbuild.tree": tree.String(),
 	}
 }
 
