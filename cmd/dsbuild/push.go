@@ -42,6 +42,10 @@ func runPush(ctx context.Context, cmd *cli.Command) error {
 	if registry == "" {
 		return usageError{"push: --registry HOST[:PORT]/NAMESPACE is required"}
 	}
+	if strings.Contains(registry, "@") {
+		// Not echoed: what stands before the @ is likely a password.
+		return usageError{"push: --registry must not carry credentials; log in with `docker login` (or point DOCKER_CONFIG at a config.json) and give HOST[:PORT]/NAMESPACE"}
+	}
 	if strings.Contains(registry, "://") {
 		return usageError{fmt.Sprintf("push: --registry %q: give HOST[:PORT]/NAMESPACE without a scheme (use --insecure for plain HTTP)", registry)}
 	}

@@ -264,3 +264,15 @@ func TestInspect(t *testing.T) {
 		t.Errorf("not parquet: exit %d: %s", r.code, r.stderr)
 	}
 }
+
+func TestPushNeverEchoesCredentials(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "name: p\nstages:\n  w: {uses: list, with: {items: [a]}}\n")
+	r := dsbuild(t, dir, "--cache", "store", "push", recipe, "--registry", "https://user:s3cr3t-token@127.0.0.1:5000/ns")
+	if r.code != 2 {
+		t.Fatalf("exit %d, want 2", r.code)
+	}
+	if strings.Contains(r.stdout+r.stderr, "s3cr3t-token") {
+		t.Fatalf("the password was printed: %s%s", r.stdout, r.stderr)
+	}
+}
