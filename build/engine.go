@@ -321,7 +321,7 @@ func (e *engine) startNode(sr *stageRun, item *Item, path []int, from map[string
 	sr.nodes = append(sr.nodes, n)
 	sr.open++
 	e.running++
-	e.obs.Event(Event{Type: EventNode, Stage: sr.st.ID, Item: itemName_(n), Node: n.id, Status: StateQueued})
+	e.obs.Event(Event{Type: EventNode, Stage: sr.st.ID, Item: nodeItemName(n), Node: n.id, Status: StateQueued})
 	go e.exec(n)
 }
 
@@ -396,7 +396,7 @@ func (e *engine) exec(n *node) {
 		n.state, n.err = StateSkipped, e.ctx.Err()
 		return
 	}
-	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: itemName_(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
+	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
 	start = time.Now()
 
 	rec := &cache.Recorder{}
@@ -451,7 +451,7 @@ func outputsPresent(store *cache.Store, out Output) bool {
 	return true
 }
 
-func itemName_(n *node) string {
+func nodeItemName(n *node) string {
 	if n.item == nil {
 		return ""
 	}
@@ -473,7 +473,7 @@ func runKind(ctx context.Context, k *Kind, c *Call) (out Output, err error) {
 func (e *engine) finish(n *node) {
 	sr := n.stage
 	sr.open--
-	ev := Event{Type: EventNode, Stage: sr.st.ID, Item: itemName_(n), Node: n.id, Key: n.key.String(),
+	ev := Event{Type: EventNode, Stage: sr.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(),
 		Status: n.state, Seconds: n.duration.Seconds()}
 	if n.result != nil {
 		ev.Counts = n.result.Counts
@@ -484,7 +484,7 @@ func (e *engine) finish(n *node) {
 	switch n.state {
 	case StateFailed:
 		sr.failed = true
-		berr := &BuildError{Stage: sr.st.ID, Item: itemName_(n), Key: n.key, Err: n.err}
+		berr := &BuildError{Stage: sr.st.ID, Item: nodeItemName(n), Key: n.key, Err: n.err}
 		n.err = berr
 		ev.Error = berr.Error()
 		if e.firstErr == nil {

@@ -77,7 +77,7 @@ func (e *engine) record(start time.Time) *Record {
 			rec.Status = "failed"
 		}
 		for _, n := range sr.nodes {
-			nr := NodeRecord{ID: n.id, Stage: sr.st.ID, Item: itemName_(n), Key: n.key, Inputs: n.inputs,
+			nr := NodeRecord{ID: n.id, Stage: sr.st.ID, Item: nodeItemName(n), Key: n.key, Inputs: n.inputs,
 				Result: n.resultD, State: n.state, Seconds: n.duration.Seconds()}
 			if n.err != nil {
 				nr.Error = n.err.Error()
