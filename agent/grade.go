@@ -62,7 +62,7 @@ func RunTests(ctx context.Context, env Env, image schema.Image, tree cache.Diges
 	if err != nil {
 		return nil, fmt.Errorf("agent: running tests %q: %w", strings.Join(testCmd, " "), err)
 	}
-	out := string(res.Stdout) + string(res.Stderr)
+	out := Normalize(string(res.Stdout) + string(res.Stderr))
 	status, collect := ParsePytest(out)
 	return &TestReport{Status: status, CollectionErrors: collect, ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}, nil
 }

@@ -185,6 +185,7 @@ func (l *loop) bash(ctx context.Context, command string, timeout *float64) (resu
 	if len(res.Stderr) > 0 {
 		out = append(bytes.Clone(out), res.Stderr...)
 	}
+	out = []byte(Normalize(string(out)))
 	b.Write(out)
 	if len(out) > 0 && !bytes.HasSuffix(out, []byte("\n")) {
 		b.WriteByte('\n')
