@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "develop", Version: "3", Pool: "llm",
+		Name: "develop", Version: "4", Pool: "llm",
 		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass; failed tasks are recorded and their dependents skipped: a PlaygroundProject",
 		Params: func() any {
 			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3}

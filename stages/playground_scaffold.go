@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "scaffold", Version: "2", Pool: "llm",
+		Name: "scaffold", Version: "3", Pool: "llm",
 		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan), verified in the sandbox to import with every function raising NotImplementedError and no tests: a PlaygroundScaffold",
 		Params:   func() any { return &ScaffoldParams{MaxTries: 2} },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},

@@ -18,7 +18,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "derive_testgen", Version: "3",
+		Name: "derive_testgen", Version: "4",
 		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},

@@ -14,7 +14,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "stub_tasks", Version: "3",
+		Name: "stub_tasks", Version: "4",
 		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function)",
 		Params:   func() any { return &StubTasksParams{Group: "module", TestTimeout: "10s"} },
 		Pool:     "sandbox",
