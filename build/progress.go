@@ -274,10 +274,10 @@ func (o *TTYObserver) draw() {
 		switch {
 		case r.status != "":
 			state = r.status
-		case r.pending:
-			state = "waiting"
 		case r.running > 0:
 			state = "running"
+		default:
+			state = "waiting"
 		}
 		fmt.Fprintf(&b, "%-18s %7d %7d %7d %7d %7s %9s %10.0f %9s  %s\n", truncate(id, 18), r.ran, r.cached, r.running, r.failed,
 			r.eta(), elapsed.Round(time.Second), r.tokens, fmt.Sprintf("$%.2f", r.dollars), state)
