@@ -142,7 +142,6 @@ type ttyRow struct {
 	status                       string
 	runSeconds                   float64
 	tokens, dollars              float64
-	pending                      bool
 }
 
 // NewTTYObserver starts redrawing on w ten times a second until Close.
@@ -183,7 +182,7 @@ func (o *TTYObserver) Event(e Event) {
 	row := func(id string) *ttyRow {
 		r, ok := o.rows[id]
 		if !ok {
-			r = &ttyRow{pending: true}
+			r = &ttyRow{}
 			o.rows[id] = r
 			o.order = append(o.order, id)
 		}
@@ -196,7 +195,6 @@ func (o *TTYObserver) Event(e Event) {
 		}
 	case EventNode:
 		r := row(e.Stage)
-		r.pending = false
 		switch e.Status {
 		case StateQueued:
 			r.queued++
@@ -223,7 +221,6 @@ func (o *TTYObserver) Event(e Event) {
 		}
 	case EventStage:
 		r := row(e.Stage)
-		r.pending = false
 		r.status = e.Status
 		if e.Message != "" {
 			r.status += ": " + e.Message
