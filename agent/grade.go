@@ -246,16 +246,21 @@ func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []
 	if err != nil {
 		return cache.Digest{}, err
 	}
+	// Prefixes may be written as /testbed/tests/ or ./tests/.
+	rel := make([]string, len(protected))
+	for i, pre := range protected {
+		rel[i] = strings.TrimPrefix(strings.TrimPrefix(pre, Workdir+"/"), "./")
+	}
 	changes := map[string]*cache.TreeEntry{}
 	for p, e := range have {
-		if underAny(p, protected) {
+		if patch.Selected(p, rel) {
 			if w, ok := want[p]; !ok || w != e {
 				changes[p] = nil
 			}
 		}
 	}
 	for p, e := range want {
-		if underAny(p, protected) {
+		if patch.Selected(p, rel) {
 			if h, ok := have[p]; !ok || h != e {
 				e := e
 				changes[p] = &e
@@ -266,23 +271,6 @@ func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []
 		return final, nil
 	}
 	return patch.Edit(store, final, changes)
-}
-
-func underAny(p string, prefixes []string) bool {
-	for _, pre := range prefixes {
-		pre = strings.TrimPrefix(strings.TrimPrefix(pre, Workdir+"/"), "./")
-		switch {
-		case pre == "":
-			return true
-		case strings.HasSuffix(pre, "/"):
-			if strings.HasPrefix(p, pre) {
-				return true
-			}
-		case p == pre || strings.HasPrefix(p, pre+"/"):
-			return true
-		}
-	}
-	return false
 }
 
 // jsonMarshal encodes v without HTML escaping and without a trailing newline.

@@ -83,7 +83,7 @@ func Diff(store *cache.Store, from, to cache.Digest, paths ...string) (string, e
 	}
 	sorted := make([]string, 0, len(names))
 	for p := range names {
-		if selected(p, paths) {
+		if Selected(p, paths) {
 			sorted = append(sorted, p)
 		}
 	}
@@ -135,9 +135,11 @@ func load(store *cache.Store, e cache.TreeEntry) (*fileState, error) {
 	return &fileState{mode: modeOf(e), data: data, dig: e.Digest}, nil
 }
 
-// selected reports whether p falls under one of the path prefixes (all
-// paths when there are none).
-func selected(p string, prefixes []string) bool {
+// Selected reports whether the slash-separated path p is chosen by
+// prefixes: an entry ending in "/" selects everything under it, any other
+// entry that path or everything below it, "" or "/" everything; no prefixes
+// at all select everything.
+func Selected(p string, prefixes []string) bool {
 	if len(prefixes) == 0 {
 		return true
 	}

@@ -64,13 +64,7 @@ func agentTests(store *cache.Store, b TaskBundle, final cache.Digest) (map[strin
 }
 
 func isTestFile(p string, protected []string) bool {
-	for _, pre := range protected {
-		if strings.HasPrefix(p, pre) {
-			return true
-		}
-	}
-	base := path.Base(p)
-	return strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py") || base == "conftest.py"
+	return isTestPath(p) || (len(protected) > 0 && patch.Selected(p, protected))
 }
 
 // runAgentTests overlays the agent's test files on tree and runs them.
