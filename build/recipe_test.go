@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -89,11 +90,7 @@ stages:
 
 func fmtParams(p any) string {
 	e := p.(*echoParams)
-	return e.Suffix + " " + itoa(e.Noise)
-}
-
-func itoa(i int) string {
-	return strings.TrimSpace(strings.Repeat(" ", 0) + string(rune('0'+i)))
+	return e.Suffix + " " + strconv.Itoa(e.Noise)
 }
 
 type viewedSection struct {

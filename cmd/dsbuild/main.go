@@ -64,8 +64,6 @@ func report(w io.Writer, err error) int {
 		return exitInterrupted
 	case errors.As(err, &ue), build.IsBadInput(err):
 		return exitBadInput
-	case strings.Contains(err.Error(), "flag provided but not defined"), strings.Contains(err.Error(), "invalid value"):
-		return exitBadInput
 	}
 	return exitFailed
 }
@@ -111,9 +109,6 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Action:    buildCmd,
-		OnUsageError: func(ctx context.Context, cmd *cli.Command, err error, isSub bool) error {
-			return usageError{err.Error()}
-		},
 		Commands: []*cli.Command{
 			{Name: "build", Usage: "build a recipe", ArgsUsage: "RECIPE.yaml", Action: buildCmd},
 			{Name: "plan", Usage: "say which nodes are cached and which would run, and why", ArgsUsage: "RECIPE.yaml",
@@ -134,7 +129,19 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		},
 	}
 	app.Commands = append(app.Commands, extraCommands...)
+	markUsageErrors(app)
 	return app
+}
+
+// markUsageErrors makes a flag or argument mistake on any command a
+// usageError (exit status 2).
+func markUsageErrors(cmd *cli.Command) {
+	cmd.OnUsageError = func(ctx context.Context, cmd *cli.Command, err error, isSub bool) error {
+		return usageError{err.Error()}
+	}
+	for _, sub := range cmd.Commands {
+		markUsageErrors(sub)
+	}
 }
 
 func cacheDir(cmd *cli.Command) string {

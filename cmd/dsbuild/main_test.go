@@ -185,6 +185,9 @@ func TestBadRecipeExits2AndWritesNothing(t *testing.T) {
 	if r := dsbuild(t, dir, "--cache", "store", "--no-such-flag", recipe); r.code != 2 {
 		t.Fatalf("unknown flag: exit %d", r.code)
 	}
+	if r := dsbuild(t, dir, "--cache", "store", "cache", "gc", "--keep", "many"); r.code != 2 {
+		t.Fatalf("bad value of a subcommand's flag: exit %d", r.code)
+	}
 	if r := dsbuild(t, dir, "--cache", "store", "plan"); r.code != 2 {
 		t.Fatalf("plan without recipe: exit %d", r.code)
 	}
