@@ -350,9 +350,43 @@ func (s *Store) quarantine(d Digest, reason string) error {
 
 // Recorder collects the memo keys a piece of work looks up or stores, so that
 // a build record can name every memo entry it depends on (gc keeps those).
+// It also collects the reasons, if any, why the work's result is
+// provisional: it depends on something a later run could see differently
+// (see MarkProvisional) and must not be memoised as final.
 type Recorder struct {
-	mu   sync.Mutex
-	keys map[Key]struct{}
+	mu          sync.Mutex
+	keys        map[Key]struct{}
+	provisional map[string]struct{}
+}
+
+// MarkProvisional notes in ctx's Recorder that the work under way used a
+// result that is not a pure function of its key, such as a run stopped by a
+// wall-clock timeout that machine load may have caused. Whatever the work
+// produces is then provisional: its caller uses it for this build but does
+// not memoise it as final, so a later build does the work again. Outside a
+// recorded context it does nothing.
+func MarkProvisional(ctx context.Context, reason string) {
+	if r, ok := ctx.Value(recorderKey{}).(*Recorder); ok && r != nil {
+		r.mu.Lock()
+		if r.provisional == nil {
+			r.provisional = make(map[string]struct{})
+		}
+		r.provisional[reason] = struct{}{}
+		r.mu.Unlock()
+	}
+}
+
+// Provisional returns the sorted reasons MarkProvisional noted; none means
+// the recorded work's result is final.
+func (r *Recorder) Provisional() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.provisional))
+	for why := range r.provisional {
+		out = append(out, why)
+	}
+	sort.Strings(out)
+	return out
 }
 
 type recorderKey struct{}
