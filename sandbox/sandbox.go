@@ -45,6 +45,33 @@
 // used). Rlimit failures of memory and processes leave no record, so they are
 // inferred from the usual messages in stderr (MemoryError, "Cannot fork",
 // EAGAIN) and, as root, from the process count.
+//
+// Wall-clock timeouts and the memo: a run's result is memoised as a pure
+// function of its key, but whether a run hits its wall-clock timeout
+// depends on how busy the machine is, so the timeout is treated as a hang
+// detector with slack, not as a result:
+//
+//   - A run that hits the timeout (LimitHit "timeout") is run once more
+//     with SlackFactor (4) times the timeout. If that run ends in time, its
+//     result is returned and memoised under the original key, so a quiet
+//     and a busy machine agree on the memo; a program that needs between 1
+//     and 4 times its timeout costs up to 5 times it, once.
+//   - If the slack run also hits the timeout, it is returned with
+//     LimitHit "timeout" and Provisional set, nothing is memoised, and
+//     cache.MarkProvisional is called on the ctx of every caller (the one
+//     that ran it and those whose identical runs were merged with it), so
+//     the work that used it is not memoised as final either and a later
+//     build runs it again.
+//   - A memo entry holding a wall-clock timeout (written before this rule)
+//     reads as a miss, as does one whose output tree or captured output is
+//     no longer in the store.
+//
+// Every other limit (cpu, memory, processes, output, workspace) is a
+// property of the program, not of the machine's load, and is memoised like
+// an ordinary result. Callers that bound a run to catch endless loops, such
+// as test runs of candidate tasks, should therefore bound it by CPU time
+// (Limits.CPUSeconds, RLIMIT_CPU) and keep a generous wall-clock timeout as
+// a backstop for programs that hang without using the CPU.
 package sandbox
 
 import (
@@ -53,6 +80,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"os/exec"
 	"path"
@@ -69,6 +97,10 @@ import (
 
 // DefaultDir is where the workspace is mounted when Spec.Dir is empty.
 const DefaultDir = "/testbed"
+
+// SlackFactor is how many times its wall-clock timeout a run that hit it
+// gets when it is run again (see the package doc).
+const SlackFactor = 4
 
 // SandboxUID and SandboxGID are the ids the program runs as inside.
 const (
@@ -236,6 +268,11 @@ type Result struct {
 	LimitHit string
 	// Cached is true when the result came from the memo and nothing ran.
 	Cached bool
+	// Provisional is true when the run hit its wall-clock timeout even
+	// when run again with slack: the result may depend on the machine's
+	// load, so it is not memoised, and cache.MarkProvisional was called on
+	// the caller's ctx (see the package doc).
+	Provisional bool
 	// Key is the run's memo key.
 	Key cache.Key
 }
@@ -377,9 +414,16 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 			return nil, err
 		}
 		res := *v.(*Result)
+		if res.Provisional {
+			// Every caller's work used a load-dependent result, the
+			// callers merged into this flight included.
+			cache.MarkProvisional(ctx, "sandbox run "+key.Short()+" hit the wall-clock timeout")
+		}
 		if !ran {
 			res.Cached = true
-			r.store.MemoGet(ctx, key) // note the key in this caller's recorder
+			if !res.Provisional {
+				r.store.MemoGet(ctx, key) // note the key in this caller's recorder
+			}
 		}
 		return &res, nil
 	}
@@ -403,22 +447,57 @@ func (r *Runner) stored(ctx context.Context, key cache.Key) (*Result, bool, erro
 // memoised one for key meanwhile: then that one is returned, so that the
 // first result stored is the one everybody sees. With Options.NoCache the
 // new result replaces any memoised one and is returned.
+//
+// A run that hits the wall-clock timeout is run again with SlackFactor
+// times the timeout; the second run's result is memoised under key unless
+// it hits the timeout too, in which case it is returned as Provisional and
+// not memoised.
 func (r *Runner) runOnce(ctx context.Context, s Spec, key cache.Key) (*Result, error) {
+	res, err := r.executeInSlot(ctx, s)
+	if err == nil && res.LimitHit == LimitTimeout {
+		slack := s
+		slack.Limits.Timeout = slackTimeout(s.Limits.Timeout)
+		res, err = r.executeInSlot(ctx, slack)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: run %s %q: %w", key.Short(), s.Argv, err)
+	}
+	res.Key = key
+	if res.LimitHit == LimitTimeout {
+		res.Provisional = true
+		return res, nil
+	}
+	return r.save(ctx, key, res)
+}
+
+// slackTimeout is the wall-clock timeout of the second run of a run that
+// timed out.
+func slackTimeout(t time.Duration) time.Duration {
+	if t > math.MaxInt64/SlackFactor {
+		return math.MaxInt64
+	}
+	return t * SlackFactor
+}
+
+// executeInSlot executes s once a job slot is free.
+func (r *Runner) executeInSlot(ctx context.Context, s Spec) (*Result, error) {
 	var slot int
 	select {
 	case slot = <-r.slots:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	res, err := r.execute(ctx, s, slot)
-	r.slots <- slot
-	if err != nil {
-		return nil, fmt.Errorf("sandbox: run %s %q: %w", key.Short(), s.Argv, err)
-	}
-	res.Key = key
-	return r.save(ctx, key, res)
+	defer func() { r.slots <- slot }()
+	return r.execute(ctx, s, slot)
 }
 
+// errStale is returned by load for a memoised result that must be redone.
+var errStale = errors.New("stale sandbox result")
+
+// load reads the memoised result d. It fails with errStale for a result
+// that must not be replayed: one that hit the wall-clock timeout (memoised
+// before such runs became provisional), or whose output tree is no longer
+// in the store.
 func (r *Runner) load(d cache.Digest) (*Result, error) {
 	b, err := r.store.Get(d)
 	if err != nil {
@@ -427,6 +506,12 @@ func (r *Runner) load(d cache.Digest) (*Result, error) {
 	var rec record
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return nil, err
+	}
+	if rec.LimitHit == LimitTimeout {
+		return nil, fmt.Errorf("%w: it hit the wall-clock timeout", errStale)
+	}
+	if !rec.Output.IsZero() && !r.store.Has(rec.Output) {
+		return nil, fmt.Errorf("%w: output tree %s is not in the store", errStale, rec.Output)
 	}
 	stdout, err := r.store.Get(rec.Stdout)
 	if err != nil {
@@ -444,8 +529,8 @@ func (r *Runner) load(d cache.Digest) (*Result, error) {
 
 // save stores res as the result of key and returns the result that key
 // holds afterwards: res, or the result another runner stored first (marked
-// Cached), which every caller must use. A first result that cannot be read
-// is replaced by res. With Options.NoCache, res replaces any stored result.
+// Cached), which every caller must use. A first result that cannot be read,
+// or is stale (see load), is replaced by res. With Options.NoCache, res replaces any stored result.
 func (r *Runner) save(ctx context.Context, key cache.Key, res *Result) (*Result, error) {
 	so, err := r.store.Put(res.Stdout)
 	if err != nil {
