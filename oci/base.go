@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"golang.org/x/sync/singleflight"
@@ -61,6 +58,11 @@ func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error)
 	if err := spec.Validate(); err != nil {
 		return schema.Image{}, err
 	}
+	if spec.pin == "" {
+		if err := spec.Pin(); err != nil {
+			return schema.Image{}, err
+		}
+	}
 	key, err := baseKey(spec)
 	if err != nil {
 		return schema.Image{}, err
@@ -93,14 +95,19 @@ func (b *Builder) Base(ctx context.Context, spec BaseSpec) (schema.Image, error)
 	}
 }
 
-// baseKey is the memo key of the base spec describes.
+// baseKey is the memo key of the base spec describes: a layout or archive
+// spec is named by its content (see BaseSpec.KeyView), any other by itself.
 func baseKey(spec BaseSpec) (cache.Key, error) {
+	view, err := spec.KeyView()
+	if err != nil {
+		return cache.Key{}, err
+	}
 	return cache.KeyOf(struct {
-		Kind    string   `json:"kind"`
-		Version string   `json:"version"`
-		Arch    string   `json:"arch"`
-		Spec    BaseSpec `json:"spec"`
-	}{"oci.base", formatVersion, runtime.GOARCH, spec})
+		Kind    string `json:"kind"`
+		Version string `json:"version"`
+		Arch    string `json:"arch"`
+		Spec    any    `json:"spec"`
+	}{"oci.base", formatVersion, runtime.GOARCH, view})
 }
 
 // noteUse notes key in ctx's recorder (by looking it up) and returns img:
@@ -336,49 +343,29 @@ func (b *Builder) registry(ctx context.Context, key cache.Key, spec BaseSpec) (s
 	return out, b.memoPut(ctx, pinKey, out)
 }
 
-// layout imports an image from an OCI image layout directory.
+// layout imports an image from an OCI image layout directory: the image
+// manifest spec was pinned to, which the layout must still select.
 func (b *Builder) layout(ctx context.Context, spec BaseSpec) (schema.Image, error) {
-	dir, tag := splitLayout(spec.Layout)
-	p, err := layout.FromPath(dir)
+	idx, d, err := selectLayout(spec.Layout)
 	if err != nil {
-		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+		return schema.Image{}, err
 	}
-	idx, err := p.ImageIndex()
-	if err != nil {
-		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
-	}
-	var found []v1.Descriptor
-	for _, m := range im.Manifests {
-		if tag == "" || m.Annotations["org.opencontainers.image.ref.name"] == tag {
-			found = append(found, m)
-		}
-	}
-	if len(found) != 1 {
-		if tag != "" {
-			return schema.Image{}, fmt.Errorf("base layout %s: %d images tagged %q (want exactly one)", dir, len(found), tag)
-		}
-		return schema.Image{}, fmt.Errorf("base layout %s holds %d images: name one as %s:TAG", dir, len(found), dir)
-	}
-	if !found[0].MediaType.IsImage() {
-		return schema.Image{}, fmt.Errorf("base layout %s: %s is a %s, not an image manifest", dir, found[0].Digest, found[0].MediaType)
+	if spec.pin != "" && d.String() != spec.pin {
+		return schema.Image{}, fmt.Errorf("base layout %s changed after it was read: it now selects manifest %s, not %s", spec.Layout, d, spec.pin)
 	}
 	key, err := cache.KeyOf(struct {
 		Kind, Version, Digest string
 		Env                   []string
-	}{"oci.import", formatVersion, found[0].Digest.String(), spec.Env})
+	}{"oci.import", formatVersion, d.String(), spec.Env})
 	if err != nil {
 		return schema.Image{}, err
 	}
 	if img, ok := b.memo(ctx, key); ok {
 		return img, nil
 	}
-	img, err := idx.Image(found[0].Digest)
+	img, err := idx.Image(d)
 	if err != nil {
-		return schema.Image{}, fmt.Errorf("base layout %s: %w", dir, err)
+		return schema.Image{}, fmt.Errorf("base layout %s: %w", spec.Layout, err)
 	}
 	out, err := b.importImage(img, spec.Env, false)
 	if err != nil {
@@ -387,32 +374,28 @@ func (b *Builder) layout(ctx context.Context, spec BaseSpec) (schema.Image, erro
 	return out, b.memoPut(ctx, key, out)
 }
 
-// archive imports the one image of a docker-archive tarball. The import is
-// keyed by the tarball's content.
+// archive imports the one image of a docker-archive tarball: the image
+// spec was pinned to, which the archive must still hold. The import is
+// keyed by the digest of the image's config, which names every layer by
+// its content's digest (the import checks each layer against it and
+// recompresses it, so the config determines the imported image).
 func (b *Builder) archive(ctx context.Context, spec BaseSpec) (schema.Image, error) {
-	f, err := os.Open(spec.Archive)
+	img, d, err := archiveImage(spec.Archive)
 	if err != nil {
-		return schema.Image{}, fmt.Errorf("base archive: %w", err)
+		return schema.Image{}, err
 	}
-	h := sha256.New()
-	_, err = io.Copy(h, f)
-	f.Close()
-	if err != nil {
-		return schema.Image{}, fmt.Errorf("base archive %s: %w", spec.Archive, err)
+	if spec.pin != "" && d.String() != spec.pin {
+		return schema.Image{}, fmt.Errorf("base archive %s changed after it was read: it now holds image %s, not %s", spec.Archive, d, spec.pin)
 	}
 	key, err := cache.KeyOf(struct {
-		Kind, Version, Content string
-		Env                    []string
-	}{"oci.archive", formatVersion, fmt.Sprintf("sha256:%x", h.Sum(nil)), spec.Env})
+		Kind, Version, Config string
+		Env                   []string
+	}{"oci.archive-config", formatVersion, d.String(), spec.Env})
 	if err != nil {
 		return schema.Image{}, err
 	}
 	if img, ok := b.memo(ctx, key); ok {
 		return img, nil
-	}
-	img, err := tarball.ImageFromPath(spec.Archive, nil)
-	if err != nil {
-		return schema.Image{}, fmt.Errorf("base archive %s: %w", spec.Archive, err)
 	}
 	out, err := b.importImage(img, spec.Env, true)
 	if err != nil {

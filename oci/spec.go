@@ -2,6 +2,7 @@ package oci
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
 // DebianSpec describes a Debian base built locally with mmdebstrap.
@@ -43,6 +47,10 @@ type BaseSpec struct {
 	// Env entries (KEY=VALUE) are added to the base's environment,
 	// replacing variables of the same name.
 	Env []string `yaml:"env" json:"env,omitempty"`
+
+	// pin is the digest of the content Layout or Archive names (see Pin),
+	// "" until the spec is pinned. It is not part of the spec's encoding.
+	pin string
 }
 
 var (
@@ -125,6 +133,146 @@ func splitLayout(s string) (dir, tag string) {
 		return s, ""
 	}
 	return s[:i], s[i+1:]
+}
+
+// Resolve makes a relative Layout or Archive path relative to dir (a
+// recipe's directory) and then pins the spec (see Pin). Debian and Image
+// specs are left as they are. It fails if the spec is not valid or the
+// content its path names cannot be read.
+func (s *BaseSpec) Resolve(dir string) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case s.Layout != "":
+		p, tag := splitLayout(s.Layout)
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(dir, p)
+		}
+		if tag != "" {
+			p += ":" + tag
+		}
+		s.Layout = p
+	case s.Archive != "":
+		if !filepath.IsAbs(s.Archive) {
+			s.Archive = filepath.Join(dir, s.Archive)
+		}
+	}
+	return s.Pin()
+}
+
+// Pin reads the content a Layout or Archive spec names and records its
+// digest: for a layout, the digest of the image manifest the spec selects;
+// for a docker-archive, the digest of its image's config (the image ID),
+// which names every layer by the digest of its content. KeyView reports
+// the pin instead of the path, and Builder.Base refuses content that no
+// longer matches it, so what a build's keys name is what it runs on. A
+// relative path is taken relative to the working directory. Debian and
+// Image specs have nothing to pin.
+func (s *BaseSpec) Pin() error {
+	var (
+		d   v1.Hash
+		err error
+	)
+	switch {
+	case s.Layout != "":
+		_, d, err = selectLayout(s.Layout)
+	case s.Archive != "":
+		_, d, err = archiveImage(s.Archive)
+	default:
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	s.pin = d.String()
+	return nil
+}
+
+// Pinned returns the digest Pin recorded, "" if the spec is not pinned.
+func (s BaseSpec) Pinned() string { return s.pin }
+
+// KeyView returns what of s can change the base image Builder.Base gives:
+// a Debian or registry spec as it is (its encoding, unchanged); a layout or
+// archive spec as the digest of its content and its env, not its path, so
+// that replacing the content re-keys and moving it does not. A layout or
+// archive spec that is not pinned is pinned (on a copy) first.
+func (s BaseSpec) KeyView() (any, error) {
+	if s.Layout == "" && s.Archive == "" {
+		return s, nil
+	}
+	if s.pin == "" {
+		if err := s.Pin(); err != nil {
+			return nil, err
+		}
+	}
+	if s.Layout != "" {
+		return struct {
+			Manifest string   `json:"layout_manifest"`
+			Env      []string `json:"env,omitempty"`
+		}{s.pin, s.Env}, nil
+	}
+	return struct {
+		Config string   `json:"archive_config"`
+		Env    []string `json:"env,omitempty"`
+	}{s.pin, s.Env}, nil
+}
+
+// selectLayout opens the OCI layout "dir[:tag]" and returns its index and
+// the descriptor of the image manifest it selects: the one tagged tag, or
+// the only one. The manifest's bytes are checked against its digest.
+func selectLayout(spec string) (v1.ImageIndex, v1.Hash, error) {
+	dir, tag := splitLayout(spec)
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	idx, err := p.ImageIndex()
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: %w", dir, err)
+	}
+	var found []v1.Descriptor
+	for _, m := range im.Manifests {
+		if tag == "" || m.Annotations["org.opencontainers.image.ref.name"] == tag {
+			found = append(found, m)
+		}
+	}
+	if len(found) != 1 {
+		if tag != "" {
+			return nil, v1.Hash{}, fmt.Errorf("base layout %s: %d images tagged %q (want exactly one)", dir, len(found), tag)
+		}
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s holds %d images: name one as %s:TAG", dir, len(found), dir)
+	}
+	d := found[0].Digest
+	if !found[0].MediaType.IsImage() {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: %s is a %s, not an image manifest", dir, d, found[0].MediaType)
+	}
+	raw, err := p.Bytes(d)
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: manifest %s: %w", dir, d, err)
+	}
+	if got, _, err := v1.SHA256(bytes.NewReader(raw)); err != nil || got != d {
+		return nil, v1.Hash{}, fmt.Errorf("base layout %s: manifest blob %s does not hash to its name", dir, d)
+	}
+	return idx, d, nil
+}
+
+// archiveImage opens the one image of the docker-archive at path and
+// returns it with the digest of its config.
+func archiveImage(path string) (v1.Image, v1.Hash, error) {
+	img, err := tarball.ImageFromPath(path, nil)
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base archive %s: %w", path, err)
+	}
+	d, err := img.ConfigName()
+	if err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("base archive %s: %w", path, err)
+	}
+	return img, d, nil
 }
 
 // defaultMirror is used when the host names no Debian mirror.

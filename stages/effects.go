@@ -66,15 +66,63 @@ func (m Models) KeyView() any {
 // "environments"), e.g. python: {debian: {packages: [python3, python3-pytest]}}.
 type Environments map[string]oci.BaseSpec
 
-// Validate checks every environment.
+// Resolve takes every layout or archive path relative to recipeDir and
+// pins it to the digest of its content (see oci.BaseSpec.Resolve); content
+// that cannot be read is bad input, named by its environment.
+func (e Environments) Resolve(recipeDir string) error {
+	for _, name := range sortedKeys(e) {
+		spec := e[name]
+		if err := spec.Resolve(recipeDir); err != nil {
+			return fmt.Errorf("environment %s: %v", name, err)
+		}
+		e[name] = spec
+	}
+	return nil
+}
+
+// Validate checks every environment, and pins each layout or archive that
+// Resolve has not (paths relative to the working directory), so that
+// content that cannot be read is reported when the recipe is loaded.
 func (e Environments) Validate() error {
 	for _, name := range sortedKeys(e) {
-		if err := e[name].Validate(); err != nil {
+		spec := e[name]
+		if err := spec.Validate(); err != nil {
 			return fmt.Errorf("environment %s: %v", name, err)
+		}
+		if spec.Pinned() == "" {
+			if err := spec.Pin(); err != nil {
+				return fmt.Errorf("environment %s: %v", name, err)
+			}
+			e[name] = spec
 		}
 	}
 	return nil
 }
+
+// KeyView is what of the environments enters node keys: a Debian or
+// registry environment as written (so keys are what they were before
+// file-based environments were keyed by content), a layout or archive
+// by the digest of the image it holds, not by its path, so replacing the
+// file re-runs what used it and moving it re-runs nothing.
+func (e Environments) KeyView() any {
+	out := make(map[string]any, len(e))
+	for _, name := range sortedKeys(e) {
+		v, err := e[name].KeyView()
+		if err != nil {
+			// Only for environments Validate has not pinned (Validate
+			// reports unreadable content first): the loader reports the
+			// failed encoding as a recipe error.
+			return unencodable{fmt.Errorf("environment %s: %v", name, err)}
+		}
+		out[name] = v
+	}
+	return out
+}
+
+// unencodable is a key view that fails to encode with err.
+type unencodable struct{ err error }
+
+func (u unencodable) MarshalJSON() ([]byte, error) { return nil, u.err }
 
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
