@@ -103,12 +103,21 @@ func (r *Runner) bwrapRun(ctx context.Context, s Spec, rootfs, ws string, uid in
 		// Killing the sandbox's pid 1 makes the kernel kill everything in
 		// its pid namespace; bwrap then reaps it and reports 137. Killing
 		// bwrap instead would leave pid 1 a zombie of the host's init.
+		var err error
 		if pid := childPID.Load(); pid > 0 {
-			return syscall.Kill(int(pid), syscall.SIGKILL)
+			err = syscall.Kill(int(pid), syscall.SIGKILL)
+		} else {
+			// Not started yet: bwrap leads its process group, and
+			// --die-with-parent takes the sandbox down with it.
+			err = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		}
-		// Not started yet: bwrap leads its process group, and
-		// --die-with-parent takes the sandbox down with it.
-		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		if errors.Is(err, syscall.ESRCH) {
+			// The sandbox ended just as the deadline passed: Wait then
+			// reports bwrap's exit as usual, not "canceling Cmd: no such
+			// process" (a race that machine load makes likely).
+			return os.ErrProcessDone
+		}
+		return err
 	}
 	// If the program survives the kill above, os/exec kills bwrap.
 	cmd.WaitDelay = 2 * time.Second
