@@ -1,14 +1,13 @@
 package cache
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -22,8 +21,9 @@ import (
 )
 
 // A build record is the root of everything a build needs: gc keeps the
-// blobs whose digests appear (as "sha256:<hex>" strings) in a kept record or
-// in anything such a blob references, and the memo entries the record names.
+// memo entries a kept record names, and the blobs that their results or the
+// record's body refer to (see "What a reference is" in the package doc),
+// with everything those blobs refer to in turn.
 
 type recordFile struct {
 	Keep []Key           `json:"keep"`
@@ -131,152 +131,6 @@ func (s *Store) groups() ([]string, error) {
 	return gs, nil
 }
 
-var refPattern = regexp.MustCompile(`sha256:[0-9a-f]{64}`)
-
-// refs returns the digests mentioned in the blob d when it is JSON (trees,
-// results, manifests); other blobs (file contents, layers) reference
-// nothing.
-func (s *Store) refs(d Digest) (certain, possible []Digest, err error) {
-	r, err := s.Open(d)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer r.Close()
-	br := bufio.NewReader(r)
-	first, err := br.Peek(1)
-	if err == io.EOF {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	if first[0] != '{' && first[0] != '[' {
-		return nil, nil, nil
-	}
-	data, err := io.ReadAll(br)
-	if err != nil {
-		return nil, nil, err
-	}
-	if t, ok := asTree(data); ok {
-		for _, e := range t.Entries {
-			if !e.Digest.IsZero() {
-				certain = append(certain, e.Digest)
-			}
-		}
-		return certain, nil, nil
-	}
-	return nil, scanRefs(data), nil
-}
-
-// asTree parses data as a Tree blob: exactly one key, "entries", whose
-// entries all have a name and a known type.
-func asTree(data []byte) (*Tree, bool) {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(data, &top) != nil || len(top) != 1 || top["entries"] == nil {
-		return nil, false
-	}
-	var t Tree
-	if json.Unmarshal(data, &t) != nil {
-		return nil, false
-	}
-	for _, e := range t.Entries {
-		if e.Name == "" || (e.Type != TypeFile && e.Type != TypeDir && e.Type != TypeSymlink) {
-			return nil, false
-		}
-	}
-	return &t, true
-}
-
-func scanRefs(data []byte) []Digest {
-	var out []Digest
-	for _, m := range refPattern.FindAll(data, -1) {
-		if d, err := ParseDigest(string(m)); err == nil {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
-// reach marks every blob reachable from roots (which are certain
-// references). It returns the missing blobs reached through certain
-// references only: records, memo entries and trees name blobs for sure,
-// while a "sha256:..." string inside other JSON (a model's reply, a
-// lockfile) may be mere text. Everything reached is marked, so gc keeps
-// too much rather than too little.
-func (s *Store) reach(roots []Digest) (seen map[Digest]bool, missing []Digest) {
-	seen = map[Digest]bool{}
-	missing, _ = s.walkRefs(roots, seen, nil)
-	return seen, missing
-}
-
-// walkRefs visits every blob reachable from roots that is in neither seen
-// nor known, adding it to seen. It returns the blobs it could not read that
-// were reached through certain references, and those reached only through
-// possible ones.
-func (s *Store) walkRefs(roots []Digest, seen, known map[Digest]bool) (certainMissing, possibleMissing []Digest) {
-	type ref struct {
-		d       Digest
-		certain bool
-	}
-	stack := make([]ref, 0, len(roots))
-	for _, d := range roots {
-		stack = append(stack, ref{d, true})
-	}
-	missing := map[Digest]bool{} // digest -> reached through a certain reference
-	for len(stack) > 0 {
-		r := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if c, ok := missing[r.d]; ok {
-			missing[r.d] = c || r.certain
-			continue
-		}
-		if seen[r.d] || known[r.d] {
-			continue
-		}
-		seen[r.d] = true
-		certain, possible, err := s.refs(r.d)
-		if err != nil {
-			missing[r.d] = r.certain
-			continue
-		}
-		for _, d := range certain {
-			stack = append(stack, ref{d, r.certain})
-		}
-		for _, d := range possible {
-			stack = append(stack, ref{d, false})
-		}
-	}
-	for d, c := range missing {
-		if c {
-			certainMissing = append(certainMissing, d)
-		} else {
-			possibleMissing = append(possibleMissing, d)
-		}
-	}
-	sortDigests(certainMissing)
-	sortDigests(possibleMissing)
-	return certainMissing, possibleMissing
-}
-
-func sortDigests(ds []Digest) {
-	sort.Slice(ds, func(i, j int) bool { return string(ds[i][:]) < string(ds[j][:]) })
-}
-
-// reachFrom walks from d, skipping blobs already known good in ok, and
-// returns the missing blobs it reached (through certain references, then
-// possible ones); when nothing was missing, every blob visited is added to
-// ok.
-func (s *Store) reachFrom(d Digest, ok map[Digest]bool) (certainMissing, possibleMissing []Digest) {
-	seen := map[Digest]bool{}
-	certainMissing, possibleMissing = s.walkRefs([]Digest{d}, seen, ok)
-	if len(certainMissing) == 0 && len(possibleMissing) == 0 {
-		for k := range seen {
-			ok[k] = true
-		}
-	}
-	return certainMissing, possibleMissing
-}
-
 // forEachBlob calls fn for every blob file in the store.
 func (s *Store) forEachBlob(fn func(d Digest, path string, size int64)) error {
 	return s.forEachEntry(blobsDir, func(name, path string, size int64) {
@@ -319,106 +173,267 @@ func (s *Store) forEachEntry(sub string, fn func(name, path string, size int64))
 	return nil
 }
 
-// Problem is one thing Verify found wrong.
+// Problem is one thing Verify or Repair found wrong.
 type Problem struct {
-	What   string // "corrupt blob", "missing blob", "bad memo entry", "bad record"
+	// What is "corrupt blob", "unreadable blob", "bad memo entry", "missing
+	// blob" (reached from a build record) or "bad record".
+	What   string
 	Name   string // the digest, key or record path
 	Detail string
+	// Action says what Repair did about it; empty from Verify, and for a
+	// problem Repair leaves alone.
+	Action string
 }
 
-func (p Problem) String() string { return fmt.Sprintf("%s %s: %s", p.What, p.Name, p.Detail) }
+func (p Problem) String() string {
+	s := fmt.Sprintf("%s %s: %s", p.What, p.Name, p.Detail)
+	if p.Action != "" {
+		s += " [" + p.Action + "]"
+	}
+	return s
+}
 
-// VerifyReport is the outcome of Verify.
+// VerifyReport is the outcome of Verify or Repair.
 type VerifyReport struct {
 	Blobs, MemoEntries, Records int
 	Problems                    []Problem
+	// What Repair did: blobs moved to quarantine/ and memo entries removed.
+	Quarantined, MemoRemoved int
 }
 
-// Verify reads every blob and checks it against its digest (moving corrupt
-// ones aside), checks that every memo entry is well formed and names a
-// present blob, and that everything a build record reaches is present.
+// Unrepaired counts the problems nothing was done about (all of them, after
+// Verify).
+func (r *VerifyReport) Unrepaired() int {
+	n := 0
+	for _, p := range r.Problems {
+		if p.Action == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// Verify checks the whole store and changes nothing in it: it reads every
+// blob and checks it against its digest, checks that every memo entry is
+// well formed and that its result reaches (see "What a reference is") only
+// blobs that are present and intact, and that the memo entries every build
+// record keeps do too. A record's body is not searched for digests: its
+// roots are its kept memo entries. Verify needs only the shared lock, so it
+// may run beside builds.
 func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) {
+	return s.check(ctx, workers, false)
+}
+
+// Repair does what Verify does and then repairs what it can: it moves
+// corrupt blobs to quarantine/ (so they read as missing and the next write
+// of the same content restores them) and removes malformed memo entries and
+// those whose result no longer reaches every blob (so the next build redoes
+// that work). Build records that reach missing blobs are reported, not
+// removed. It needs a store opened with OpenExclusive.
+func (s *Store) Repair(ctx context.Context, workers int) (*VerifyReport, error) {
+	if !s.exclusive {
+		return nil, fmt.Errorf("cache verify --repair: store %s was opened without the exclusive lock; open it with OpenExclusive", s.root)
+	}
+	defer s.forgetComplete()
+	return s.check(ctx, workers, true)
+}
+
+// blobCheck is what the first pass of check learnt about one blob.
+type blobCheck struct {
+	err  error // nil if present and intact
+	refs blobRefs
+}
+
+// checker walks references over what check's first pass read, reading (and
+// checking, without moving) only blobs that appeared since.
+type checker struct {
+	s     *Store
+	blobs map[Digest]*blobCheck
+	below map[Digest][]Digest // node -> missing or corrupt blobs it reaches
+}
+
+func (c *checker) blob(d Digest) *blobCheck {
+	if b, ok := c.blobs[d]; ok {
+		return b
+	}
+	refs, err := c.s.inspect(d, true, false)
+	b := &blobCheck{err: err, refs: refs}
+	c.blobs[d] = b
+	return b
+}
+
+// node returns the blobs reachable from d, d included, that are absent,
+// corrupt or unreadable.
+func (c *checker) node(d Digest) []Digest {
+	if m, ok := c.below[d]; ok {
+		return m
+	}
+	c.below[d] = nil // content addressing rules out cycles; this guards anyway
+	b := c.blob(d)
+	if b.err != nil {
+		c.below[d] = []Digest{d}
+		return c.below[d]
+	}
+	var out []Digest
+	fresh := false // out is this node's own list, not a child's
+	for _, l := range b.refs.leaves {
+		if c.blob(l).err != nil {
+			out = append(out, l)
+			fresh = true
+		}
+	}
+	for _, n := range b.refs.nodes {
+		m := c.node(n)
+		switch {
+		case len(m) == 0:
+		case out == nil:
+			out = m
+		default:
+			if !fresh {
+				out, fresh = slices.Clone(out), true
+			}
+			out = append(out, m...)
+		}
+	}
+	if fresh {
+		sortDigests(out)
+		out = slices.Compact(out)
+	}
+	// Clipped, so that a caller appending to a shared list copies it.
+	c.below[d] = slices.Clip(out)
+	return c.below[d]
+}
+
+func sortDigests(ds []Digest) {
+	slices.SortFunc(ds, func(a, b Digest) int { return bytes.Compare(a[:], b[:]) })
+}
+
+// describeMissing names a few of the blobs in missing.
+func describeMissing(missing []Digest) string {
+	if len(missing) == 1 {
+		return "missing or corrupt blob " + missing[0].String()
+	}
+	var names []string
+	for _, d := range missing[:min(3, len(missing))] {
+		names = append(names, d.String())
+	}
+	s := fmt.Sprintf("%d missing or corrupt blobs: %s", len(missing), strings.Join(names, ", "))
+	if len(missing) > 3 {
+		s += ", ..."
+	}
+	return s
+}
+
+// memoResult is what check found in one memo entry.
+type memoResult struct {
+	d   Digest
+	bad bool // unreadable or malformed
+}
+
+func (s *Store) check(ctx context.Context, workers int, repair bool) (*VerifyReport, error) {
 	if workers < 1 {
 		workers = 1
 	}
 	rep := &VerifyReport{}
-	var mu sync.Mutex
-	add := func(p Problem) { mu.Lock(); rep.Problems = append(rep.Problems, p); mu.Unlock() }
+	add := func(p Problem) { rep.Problems = append(rep.Problems, p) }
 
-	jobs := make(chan Digest)
+	// Pass 1: read and check every blob, noting its references.
+	var listed []Digest
+	if err := s.forEachBlob(func(d Digest, _ string, _ int64) { listed = append(listed, d) }); err != nil {
+		return nil, err
+	}
+	rep.Blobs = len(listed)
+	results := make([]blobCheck, len(listed))
+	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for d := range jobs {
-				r, err := s.Open(d)
-				if err != nil {
-					add(Problem{"corrupt blob", d.String(), err.Error()})
-					continue
-				}
-				_, err = io.Copy(io.Discard, r)
-				r.Close()
-				if err != nil {
-					var ce *CorruptError
-					if errors.As(err, &ce) {
-						err = errors.New(ce.Reason + "; moved to quarantine/")
-					}
-					add(Problem{"corrupt blob", d.String(), err.Error()})
-				}
+			for i := range jobs {
+				results[i].refs, results[i].err = s.inspect(listed[i], true, false)
 			}
 		}()
 	}
-	err := s.forEachBlob(func(d Digest, _ string, _ int64) {
-		rep.Blobs++
+feed:
+	for i := range listed {
 		select {
-		case jobs <- d:
+		case jobs <- i:
 		case <-ctx.Done():
+			break feed
 		}
-	})
+	}
 	close(jobs)
 	wg.Wait()
-	if err != nil {
-		return nil, err
-	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	c := &checker{s: s, blobs: make(map[Digest]*blobCheck, len(listed)), below: map[Digest][]Digest{}}
+	for i, d := range listed {
+		r := &results[i]
+		c.blobs[d] = r
+		var bd *blobDamage
+		switch {
+		case r.err == nil, errors.Is(r.err, ErrMissing):
+			// Gone since it was listed (a build moved it aside): it reads
+			// as missing wherever it is reached.
+		case errors.As(r.err, &bd):
+			p := Problem{What: "corrupt blob", Name: d.String(), Detail: bd.Reason}
+			if repair {
+				if err := os.Rename(s.blobPath(d), filepath.Join(s.root, quarantineDir, d.Hex())); err == nil {
+					p.Action = "moved to quarantine/"
+					rep.Quarantined++
+				} else {
+					p.Detail += "; could not move it: " + err.Error()
+				}
+			}
+			add(p)
+		default:
+			add(Problem{What: "unreadable blob", Name: d.String(), Detail: r.err.Error()})
+		}
+	}
 
-	// A memo entry whose result is missing, or reaches a blob found corrupt
-	// (now in quarantine/), would make a build trust work it cannot read
-	// back: such entries are removed, so the next build redoes that work and
-	// repairs the store. Other digests a JSON blob mentions but the store
-	// lacks are left alone: "sha256:..." in a model's reply or a lockfile is
-	// text, not a reference.
-	quarantined := s.quarantined()
-	reachable := map[Digest]bool{}
-	err = s.forEachMemo(func(k Key, path string) {
+	// Pass 2: memo entries must be well formed, and their results must
+	// reach only blobs that are present and intact.
+	memo := map[Key]memoResult{}
+	err := s.forEachMemo(func(k Key, path string) {
 		rep.MemoEntries++
 		raw, err := os.ReadFile(path)
 		if err != nil {
-			add(Problem{"bad memo entry", k.String(), err.Error()})
+			memo[k] = memoResult{bad: true}
+			add(Problem{What: "bad memo entry", Name: k.String(), Detail: err.Error()})
 			return
 		}
 		d, err := parseMemo(raw)
 		if err != nil {
-			add(Problem{"bad memo entry", k.String(), err.Error() + "; removed"})
-			os.Remove(path)
+			memo[k] = memoResult{bad: true}
+			p := Problem{What: "bad memo entry", Name: k.String(), Detail: err.Error()}
+			if repair {
+				p.Action = s.removeMemo(path, rep)
+			}
+			add(p)
 			return
 		}
-		certain, possible := s.reachFrom(d, reachable)
-		for _, m := range append(certain, possible...) {
-			if slices.Contains(certain, m) || quarantined[m] {
-				add(Problem{"bad memo entry", k.String(), "result " + d.String() + " reaches missing blob " + m.String() + "; removed, the next build redoes it"})
-				os.Remove(path)
-				break
+		memo[k] = memoResult{d: d}
+		if missing := c.node(d); len(missing) > 0 {
+			detail := "result " + d.String() + " reaches " + describeMissing(missing)
+			if len(missing) == 1 && missing[0] == d {
+				detail = "result " + d.String() + " is missing or corrupt"
 			}
+			p := Problem{What: "bad memo entry", Name: k.String(), Detail: detail}
+			if repair {
+				p.Action = s.removeMemo(path, rep)
+			}
+			add(p)
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
 
+	// Pass 3: every record's kept memo entries (their results and what
+	// those reach). Entries removed above are reported here as well, as
+	// they were found.
 	groups, err := s.groups()
 	if err != nil {
 		return nil, err
@@ -432,19 +447,62 @@ func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) 
 			rep.Records++
 			rf, err := s.readRecord(g, n)
 			if err != nil {
-				add(Problem{"bad record", g + "/" + n, err.Error()})
+				add(Problem{What: "bad record", Name: g + "/" + n, Detail: err.Error()})
 				continue
 			}
-			certain, possible := s.walkRefs(scanRefs(rf.Body), map[Digest]bool{}, nil)
-			for _, d := range append(certain, possible...) {
-				if slices.Contains(certain, d) || quarantined[d] {
-					add(Problem{"missing blob", d.String(), "reached from record " + g + "/" + n})
+			via := map[Digest]Key{}
+			var order []Digest
+			for _, k := range rf.Keep {
+				m, ok := memo[k]
+				if !ok {
+					m = s.readMemoResult(k) // written since pass 2, or absent
 				}
+				if m.bad || m.d.IsZero() {
+					continue // a kept key without a usable entry is redone by the next build
+				}
+				for _, d := range c.node(m.d) {
+					if _, seen := via[d]; !seen {
+						via[d] = k
+						order = append(order, d)
+					}
+				}
+			}
+			sortDigests(order)
+			for _, d := range order {
+				p := Problem{What: "missing blob", Name: d.String(), Detail: "reached from record " + g + "/" + n + " through memo entry " + via[d].String()}
+				if repair {
+					p.Action = "its memo entries were removed; the next build redoes that work"
+				}
+				add(p)
 			}
 		}
 	}
 	sort.Slice(rep.Problems, func(i, j int) bool { return rep.Problems[i].String() < rep.Problems[j].String() })
 	return rep, nil
+}
+
+// readMemoResult reads k's memo entry; a zero digest means there is none.
+func (s *Store) readMemoResult(k Key) memoResult {
+	raw, err := os.ReadFile(s.memoPath(k))
+	if errors.Is(err, fs.ErrNotExist) {
+		return memoResult{}
+	}
+	if err != nil {
+		return memoResult{bad: true}
+	}
+	d, err := parseMemo(raw)
+	if err != nil {
+		return memoResult{bad: true}
+	}
+	return memoResult{d: d}
+}
+
+func (s *Store) removeMemo(path string, rep *VerifyReport) string {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return ""
+	}
+	rep.MemoRemoved++
+	return "removed; the next build redoes that work"
 }
 
 // GCReport is the outcome of GC.
@@ -465,7 +523,7 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 	}
 	rep := &GCReport{}
 	keys := map[Key]bool{}
-	var roots []Digest
+	var roots, leaves []Digest
 	groups, err := s.groups()
 	if err != nil {
 		return nil, err
@@ -501,7 +559,11 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 			for _, k := range rf.Keep {
 				keys[k] = true
 			}
-			roots = append(roots, scanRefs(rf.Body)...)
+			// The body is JSON: the digests it refers to by the one rule
+			// (the recipe's text, results of work not memoised) stay too.
+			body := refsOf(rf.Body)
+			roots = append(roots, body.nodes...)
+			leaves = append(leaves, body.leaves...)
 		}
 	}
 	err = s.forEachMemo(func(k Key, path string) {
@@ -520,7 +582,8 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	live, _ := s.reach(roots)
+	defer s.forgetComplete()
+	live := s.reachable(roots, leaves)
 	err = s.forEachBlob(func(d Digest, path string, size int64) {
 		if !live[d] && os.Remove(path) == nil {
 			rep.BlobsRemoved++
@@ -536,18 +599,6 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 		os.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
 	}
 	return rep, nil
-}
-
-// quarantined returns the digests of the blobs moved to quarantine/.
-func (s *Store) quarantined() map[Digest]bool {
-	out := map[Digest]bool{}
-	des, _ := os.ReadDir(filepath.Join(s.root, quarantineDir))
-	for _, de := range des {
-		if d, err := ParseDigest("sha256:" + de.Name()); err == nil {
-			out[d] = true
-		}
-	}
-	return out
 }
 
 // Stats describes the store's contents.

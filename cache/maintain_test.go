@@ -100,18 +100,21 @@ func TestRecordBadInput(t *testing.T) {
 	}
 }
 
-// fixture is a store with a tree, a memo entry and a record, all consistent.
+// fixture is a store with a tree, memo entries and a record, all
+// consistent.
 type fixture struct {
-	s                *Store
-	tree, file, memo Digest
-	key              Key
-	loose            Digest
+	s                     *Store
+	tree, file, out, memo Digest
+	treeKey, key          Key
+	loose                 Digest
+	record                string // group/name
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	s := newStore(t)
 	f := &fixture{s: s}
+	ctx := context.Background()
 	var err error
 	f.tree, err = s.PutFiles(map[string]File{
 		"a.txt":       {Data: []byte("alpha")},
@@ -122,16 +125,24 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.file = DigestOf([]byte("delta"))
+	// A node's result: JSON naming the tree.
+	f.out = mustPut(t, s, []byte(fmt.Sprintf(`{"output":{"repo":"%s"}}`, f.tree)))
+	f.treeKey, _ = KeyOf("node key")
+	if err := s.MemoPut(ctx, f.treeKey, f.out); err != nil {
+		t.Fatal(err)
+	}
 	f.memo = mustPut(t, s, []byte(`{"result":"memo only"}`))
 	f.key, _ = KeyOf("memo key")
-	if err := s.MemoPut(context.Background(), f.key, f.memo); err != nil {
+	if err := s.MemoPut(ctx, f.key, f.memo); err != nil {
 		t.Fatal(err)
 	}
 	f.loose = mustPut(t, s, []byte(strings.Repeat("loose blob ", 100)))
 	body := fmt.Sprintf(`{"outputs":{"repo":"%s"}}`, f.tree)
-	if err := s.PutRecord("build", []byte(body), []Key{f.key}, true); err != nil {
+	if err := s.PutRecord("build", []byte(body), []Key{f.treeKey, f.key}, true); err != nil {
 		t.Fatal(err)
 	}
+	names, _ := s.recordNames("build")
+	f.record = "build/" + names[0]
 	return f
 }
 
@@ -141,36 +152,49 @@ func TestVerifyClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Blobs: 3 files, 3 trees (root, dir, dir/c), memo result, loose.
-	if len(rep.Problems) != 0 || rep.Blobs != 8 || rep.MemoEntries != 1 || rep.Records != 1 {
+	// Blobs: 3 files, 3 trees (root, dir, dir/c), 2 memo results, loose.
+	if len(rep.Problems) != 0 || rep.Blobs != 9 || rep.MemoEntries != 2 || rep.Records != 1 {
 		t.Fatalf("Verify of a clean store = %+v", rep)
 	}
 }
 
-func TestVerifyFindsEachProblem(t *testing.T) {
+// storeListing describes every file and directory under the store's root
+// (mode and content digest), to show that Verify changed nothing.
+func storeListing(t *testing.T, s *Store) map[string]string { return describe(t, s.Root()) }
+
+func problemsByName(rep *VerifyReport) map[string]Problem {
+	got := map[string]Problem{}
+	for _, p := range rep.Problems {
+		got[p.What+" "+p.Name] = p
+	}
+	return got
+}
+
+func TestVerifyFindsEachProblemAndChangesNothing(t *testing.T) {
 	f := newFixture(t)
 	s := f.s
 	flipByte(t, s.blobPath(f.loose)) // a corrupt blob
 	os.Remove(s.blobPath(f.memo))    // a memo entry pointing to a missing blob
-	os.Remove(s.blobPath(f.file))    // a record reaching a missing blob (two trees down)
+	os.Remove(s.blobPath(f.file))    // a memo entry reaching a missing blob two trees down
 	badKey, _ := KeyOf("bad memo")   // a malformed memo entry
 	writeTestFile(t, s.memoPath(badKey), []byte("junk"), 0o644)
-	writeTestFile(t, filepath.Join(s.Root(), "records", "build", "00000000000000000001-00000000.json"), []byte("{"), 0o644)
+	const damaged = "build/00000000000000000001-00000000.json"
+	writeTestFile(t, filepath.Join(s.Root(), "records", damaged), []byte("{"), 0o644)
+	before := storeListing(t, s)
 
 	rep, err := s.Verify(context.Background(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]string{}
-	for _, p := range rep.Problems {
-		got[p.What+" "+p.Name] = p.Detail
-	}
+	got := problemsByName(rep)
 	want := []string{
 		"corrupt blob " + f.loose.String(),
+		"bad memo entry " + f.treeKey.String(),
 		"bad memo entry " + f.key.String(),
 		"bad memo entry " + badKey.String(),
-		"missing blob " + f.file.String(),
-		"bad record build/00000000000000000001-00000000.json",
+		"missing blob " + f.file.String(), // reached from the record
+		"missing blob " + f.memo.String(),
+		"bad record " + damaged,
 	}
 	for _, w := range want {
 		if _, ok := got[w]; !ok {
@@ -180,27 +204,173 @@ func TestVerifyFindsEachProblem(t *testing.T) {
 	if len(rep.Problems) != len(want) {
 		t.Errorf("Verify reported %d problems, want %d: %v", len(rep.Problems), len(want), rep.Problems)
 	}
-	if d := got["corrupt blob "+f.loose.String()]; !strings.Contains(d, "quarantine") {
-		t.Errorf("corrupt blob detail %q does not say where it went", d)
+	if p := got["missing blob "+f.file.String()]; !strings.Contains(p.Detail, f.record) || !strings.Contains(p.Detail, f.treeKey.String()) {
+		t.Errorf("missing blob detail %q does not name the record and memo entry", p.Detail)
 	}
-	if d := got["missing blob "+f.file.String()]; !strings.Contains(d, "record build/") {
-		t.Errorf("missing blob detail %q does not name the record", d)
+	if p := got["bad memo entry "+f.treeKey.String()]; !strings.Contains(p.Detail, f.file.String()) {
+		t.Errorf("bad memo entry detail %q does not name the missing blob", p.Detail)
 	}
-	if rep.Blobs != 6 || rep.MemoEntries != 2 || rep.Records != 2 {
+	for _, p := range rep.Problems {
+		if p.Action != "" || strings.Contains(p.Detail, "removed") || strings.Contains(p.Detail, "quarantine") {
+			t.Errorf("Verify claims to have acted: %v", p)
+		}
+	}
+	if rep.Unrepaired() != len(rep.Problems) || rep.Quarantined != 0 || rep.MemoRemoved != 0 {
+		t.Errorf("Verify report %+v claims repairs", rep)
+	}
+	if rep.Blobs != 7 || rep.MemoEntries != 3 || rep.Records != 2 {
 		t.Errorf("counts = %d blobs, %d memo, %d records", rep.Blobs, rep.MemoEntries, rep.Records)
 	}
-	st, err := s.Stats()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.QuarantinedBlobs != 1 || st.Blobs != 5 {
-		t.Errorf("after Verify Stats = %+v, want the corrupt blob quarantined", st)
+	if after := storeListing(t, s); !reflect.DeepEqual(before, after) {
+		t.Errorf("Verify changed the store:\nbefore %v\nafter  %v", before, after)
 	}
 	// Cancelled context: an error, not a partial report.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.Verify(ctx, 1); err == nil {
 		t.Error("Verify with a cancelled context succeeded")
+	}
+
+	// Repair needs the exclusive lock.
+	if _, err := s.Repair(context.Background(), 2); err == nil || !strings.Contains(err.Error(), "OpenExclusive") {
+		t.Fatalf("Repair on a shared store: %v", err)
+	}
+	root := s.Root()
+	s.Close()
+	ex, err := OpenExclusive(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	rep, err = ex.Repair(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = problemsByName(rep)
+	if len(rep.Problems) != len(want) || rep.Quarantined != 1 || rep.MemoRemoved != 3 {
+		t.Errorf("Repair = %+v", rep)
+	}
+	for _, w := range want {
+		p := got[w]
+		if (p.Action == "") != strings.HasPrefix(w, "bad record") {
+			t.Errorf("Repair action for %q = %q", w, p.Action)
+		}
+	}
+	if rep.Unrepaired() != 1 {
+		t.Errorf("Repair left %d problems, want 1 (the damaged record)", rep.Unrepaired())
+	}
+	if _, err := os.Stat(filepath.Join(root, "quarantine", f.loose.Hex())); err != nil {
+		t.Errorf("corrupt blob not in quarantine/: %v", err)
+	}
+	for _, k := range []Key{f.treeKey, f.key, badKey} {
+		if _, err := os.Stat(ex.memoPath(k)); !os.IsNotExist(err) {
+			t.Errorf("Repair kept memo entry %s", k)
+		}
+	}
+	// The damaged record is reported, never deleted.
+	if _, err := os.Stat(filepath.Join(root, "records", damaged)); err != nil {
+		t.Errorf("Repair touched the damaged record: %v", err)
+	}
+	os.Remove(filepath.Join(root, "records", damaged))
+	rep, err = ex.Verify(context.Background(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Fatalf("Verify after Repair: %v", rep.Problems)
+	}
+}
+
+// A corrupt blob that a memo entry names: Verify reports both and moves
+// nothing; Repair quarantines the blob and drops the entry; Verify is then
+// clean.
+func TestVerifyCorruptMemoResult(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	d := mustPut(t, s, []byte(`{"answer":"`+strings.Repeat("forty-two ", 50)+`"}`))
+	k, _ := KeyOf("a node")
+	if err := s.MemoPut(ctx, k, d); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutRecord("g", []byte(`{}`), []Key{k}, true); err != nil {
+		t.Fatal(err)
+	}
+	replaceWithValidZstd(t, s.blobPath(d), []byte(`{"answer":"forged"}`))
+	before := storeListing(t, s)
+	rep, err := s.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := problemsByName(rep)
+	for _, w := range []string{"corrupt blob " + d.String(), "bad memo entry " + k.String(), "missing blob " + d.String()} {
+		if _, ok := got[w]; !ok {
+			t.Errorf("Verify did not report %q: %v", w, rep.Problems)
+		}
+	}
+	if after := storeListing(t, s); !reflect.DeepEqual(before, after) {
+		t.Fatalf("Verify changed the store:\nbefore %v\nafter  %v", before, after)
+	}
+	s.Close()
+	ex, err := OpenExclusive(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	rep, err = ex.Repair(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Quarantined != 1 || rep.MemoRemoved != 1 || rep.Unrepaired() != 0 {
+		t.Fatalf("Repair = %+v", rep)
+	}
+	if _, ok, _ := ex.MemoGet(ctx, k); ok {
+		t.Fatal("Repair kept the memo entry of a corrupt result")
+	}
+	if rep, err := ex.Verify(ctx, 1); err != nil || len(rep.Problems) != 0 {
+		t.Fatalf("Verify after Repair: %v %v", rep, err)
+	}
+}
+
+// Digests in a record's body, and digests inside longer strings of a JSON
+// result, are not references: a store whose only "missing" blobs are such
+// text is healthy.
+func TestVerifyIgnoresDigestsInRecordBodyAndText(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	absent := DigestOf([]byte("never stored"))
+	absent2 := DigestOf([]byte("never stored either"))
+	result := mustPut(t, s, []byte(fmt.Sprintf(`{"log":"pulled %s ok","note":"image@%s","%s":1}`, absent, absent2, absent)))
+	k, _ := KeyOf("a node")
+	if err := s.MemoPut(ctx, k, result); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"nodes":[{"params":{"pin":"%s"},"result":"%s"}],"recipe_digest":"%s"}`, absent, result, absent2)
+	if err := s.PutRecord("g", []byte(body), []Key{k}, true); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := s.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 0 {
+		t.Fatalf("problems on a healthy store: %v", rep.Problems)
+	}
+	// A string value that is exactly a digest is a reference.
+	exact := mustPut(t, s, []byte(fmt.Sprintf(`{"tree":"%s"}`, absent)))
+	k2, _ := KeyOf("another node")
+	if err := s.MemoPut(ctx, k2, exact); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = s.Verify(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := problemsByName(rep); len(rep.Problems) != 1 || !strings.Contains(got["bad memo entry "+k2.String()].Detail, absent.String()) {
+		t.Fatalf("problems = %v, want the memo entry whose result names %s", rep.Problems, absent)
 	}
 }
 
@@ -397,7 +567,7 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Root != f.s.Root() || st.Blobs != 8 || st.MemoEntries != 1 || st.Records != 1 || st.QuarantinedBlobs != 0 || st.BlobBytes <= 0 {
+	if st.Root != f.s.Root() || st.Blobs != 9 || st.MemoEntries != 2 || st.Records != 1 || st.QuarantinedBlobs != 0 || st.BlobBytes <= 0 {
 		t.Fatalf("Stats = %+v", st)
 	}
 }

@@ -118,7 +118,8 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 			{Name: "kinds", Usage: "list the stage kinds recipes can use",
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runKinds(stdout) }},
 			{Name: "cache", Usage: "look after the store", Commands: []*cli.Command{
-				{Name: "verify", Usage: "read every blob and check it against its digest",
+				{Name: "verify", Usage: "check every blob, memo entry and build record without changing anything (exit 1 if any is bad)",
+					Flags:  []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "also repair: move corrupt blobs to quarantine/ and remove bad memo entries (needs the store to itself)"}},
 					Action: func(ctx context.Context, cmd *cli.Command) error { return runVerify(ctx, cmd, stdout) }},
 				{Name: "gc", Usage: "remove what no kept build record reaches",
 					Flags:  []cli.Flag{&cli.IntFlag{Name: "keep", Value: 1, Usage: "build records to keep per recipe"}},
@@ -297,12 +298,27 @@ func runKinds(stdout io.Writer) error {
 }
 
 func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
-	store, err := cache.Open(cacheDir(cmd))
-	if err != nil {
+	if cmd.Args().Len() != 0 {
+		return usageError{"usage: dsbuild cache verify [--repair]"}
+	}
+	repair := cmd.Bool("repair")
+	var store *cache.Store
+	var err error
+	if repair {
+		// Repairs move and remove files: no build may be using the store.
+		if store, err = cache.OpenExclusive(cacheDir(cmd)); err != nil {
+			return fmt.Errorf("cache verify --repair needs the store to itself (a build or another command has it open; run verify without --repair to check it meanwhile): %w", err)
+		}
+	} else if store, err = cache.Open(cacheDir(cmd)); err != nil {
 		return err
 	}
 	defer store.Close()
-	rep, err := store.Verify(ctx, runtime.NumCPU())
+	var rep *cache.VerifyReport
+	if repair {
+		rep, err = store.Repair(ctx, runtime.NumCPU())
+	} else {
+		rep, err = store.Verify(ctx, runtime.NumCPU())
+	}
 	if err != nil {
 		return err
 	}
@@ -310,8 +326,15 @@ func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
 		fmt.Fprintln(stdout, p)
 	}
 	fmt.Fprintf(stdout, "checked %d blobs, %d memo entries, %d build records: %d problems\n", rep.Blobs, rep.MemoEntries, rep.Records, len(rep.Problems))
+	if repair {
+		fmt.Fprintf(stdout, "repaired: moved %d blobs to quarantine/, removed %d memo entries; %d problems left\n", rep.Quarantined, rep.MemoRemoved, rep.Unrepaired())
+		if n := rep.Unrepaired(); n > 0 {
+			return fmt.Errorf("store %s has %d problems that --repair leaves alone (see above)", store.Root(), n)
+		}
+		return nil
+	}
 	if len(rep.Problems) > 0 {
-		return fmt.Errorf("store %s has %d problems (corrupt blobs were moved to quarantine/; rebuilding repairs them)", store.Root(), len(rep.Problems))
+		return fmt.Errorf("store %s has %d problems; nothing was changed (dsbuild cache verify --repair moves corrupt blobs aside and drops the memo entries that reach them, so the next build redoes that work)", store.Root(), len(rep.Problems))
 	}
 	return nil
 }

@@ -2,16 +2,22 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsbuild/dsbuild/cache"
 )
 
 var binary string
@@ -193,29 +199,149 @@ func TestBadRecipeExits2AndWritesNothing(t *testing.T) {
 	}
 }
 
+// storeListing describes every file under a store: path -> size and
+// sha256, to show that verify changed nothing.
+func storeListing(t *testing.T, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, de fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		if de.IsDir() {
+			out[rel] = "dir"
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		out[rel] = fmt.Sprintf("%d %x", len(b), sha256.Sum256(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// memoResults returns the result digest (hex) of every memo entry.
+func memoResults(t *testing.T, store string) map[string]string {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(store, "memo", "*", "*"))
+	out := map[string]string{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[filepath.Base(p)] = strings.TrimPrefix(strings.TrimSpace(string(b)), "sha256:")
+	}
+	return out
+}
+
+// verify checks and changes nothing (exit 1 on problems); verify --repair
+// moves corrupt blobs aside and drops the memo entries that reach them; a
+// rebuild then restores the store.
 func TestVerifyFindsAFlippedByte(t *testing.T) {
 	dir := t.TempDir()
-	recipe := writeRecipe(t, dir, "name: small\nstages:\n  w: {uses: list, with: {items: [a, b, c]}}\n")
+	recipe := writeRecipe(t, dir, "name: small\nstages:\n  w: {uses: list, with: {items: [a, b, c]}}\n  t: {uses: template, foreach: w, with: {text: \"<{{.Input}}>\"}}\n")
 	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	blobs, _ := filepath.Glob(filepath.Join(dir, "store", "blobs", "*", "*"))
+	store := filepath.Join(dir, "store")
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 || !strings.Contains(v.stdout, ": 0 problems") {
+		t.Fatalf("verify after a build: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+	blobs, _ := filepath.Glob(filepath.Join(store, "blobs", "*", "*"))
 	if len(blobs) == 0 {
 		t.Fatal("no blobs")
 	}
-	b, _ := os.ReadFile(blobs[0])
-	b[len(b)/2] ^= 0x40
-	os.WriteFile(blobs[0], b, 0o644)
+	// Two corrupt blobs: any one, and the result of a memo entry.
+	var key, result string
+	for k, d := range memoResults(t, store) {
+		if d != filepath.Base(blobs[0]) {
+			key, result = k, d
+			break
+		}
+	}
+	for _, p := range []string{blobs[0], filepath.Join(store, "blobs", result[:2], result)} {
+		b, _ := os.ReadFile(p)
+		b[len(b)/2] ^= 0x40
+		os.WriteFile(p, b, 0o644)
+	}
+	before := storeListing(t, store)
 	r := dsbuild(t, dir, "--cache", "store", "cache", "verify")
-	if r.code != 1 || !strings.Contains(r.stdout, "corrupt blob sha256:"+filepath.Base(blobs[0])) {
+	for _, want := range []string{"corrupt blob sha256:" + filepath.Base(blobs[0]), "corrupt blob sha256:" + result, "bad memo entry " + key} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("verify output lacks %q", want)
+		}
+	}
+	if r.code != 1 || strings.Contains(r.stdout, "quarantine") {
 		t.Fatalf("verify: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	// A rebuild repairs the store.
+	after := storeListing(t, store)
+	if !reflect.DeepEqual(before, after) {
+		t.Fatalf("verify changed the store:\nbefore %v\nafter  %v", before, after)
+	}
+
+	r = dsbuild(t, dir, "--cache", "store", "cache", "verify", "--repair")
+	if r.code != 0 || !regexp.MustCompile(`repaired: moved 2 blobs to quarantine/, removed [12] memo entries; 0 problems left`).MatchString(r.stdout) {
+		t.Fatalf("verify --repair: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(store, "memo", key[:2], key)); !os.IsNotExist(err) {
+		t.Fatalf("verify --repair kept memo entry %s", key)
+	}
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 {
+		t.Fatalf("verify after repair: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+	// A rebuild restores what was moved aside.
 	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
 		t.Fatal(r.stderr)
 	}
-	if r := dsbuild(t, dir, "--cache", "store", "cache", "verify"); r.code != 0 {
-		t.Fatalf("verify after rebuild: %s", r.stdout)
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 || !strings.Contains(v.stdout, ": 0 problems") {
+		t.Fatalf("verify after rebuild: %s", v.stdout)
+	}
+	if r := dsbuild(t, dir, "--cache", "store", "cache", "verify", "extra"); r.code != 2 {
+		t.Fatalf("verify with an argument: exit %d", r.code)
+	}
+}
+
+// verify --repair refuses a store that a build (here: this test) has open.
+func TestVerifyRepairNeedsTheStoreToItself(t *testing.T) {
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "name: small\nstages:\n  w: {uses: list, with: {items: [a]}}\n")
+	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	s, err := cache.Open(filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r := dsbuild(t, dir, "--cache", "store", "cache", "verify", "--repair")
+	if r.code != 1 || !strings.Contains(r.stderr, "needs the store to itself") {
+		t.Fatalf("verify --repair beside a build: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if v := dsbuild(t, dir, "--cache", "store", "cache", "verify"); v.code != 0 {
+		t.Fatalf("verify beside a build: exit %d\n%s%s", v.code, v.stdout, v.stderr)
+	}
+}
+
+// Digests in a recipe's params (so in the build record's body) and in text
+// a node produces are not references: the store is healthy.
+func TestVerifyIgnoresDigestsInText(t *testing.T) {
+	dir := t.TempDir()
+	absent := fmt.Sprintf("sha256:%x", sha256.Sum256([]byte("never stored")))
+	recipe := writeRecipe(t, dir, fmt.Sprintf("name: pins\nstages:\n  w: {uses: list, with: {items: [a, b]}}\n  t: {uses: template, foreach: w, with: {text: %q}}\n  u: {uses: template, foreach: w, with: {text: %q}}\n",
+		absent, "{\"pin\": \"--hash="+absent+"\", \"item\": \"{{.Input}}\"}"))
+	if r := dsbuild(t, dir, "--cache", "store", recipe); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	v := dsbuild(t, dir, "--cache", "store", "cache", "verify")
+	if v.code != 0 || !strings.Contains(v.stdout, ": 0 problems") {
+		t.Fatalf("verify: exit %d\n%s%s", v.code, v.stdout, v.stderr)
 	}
 }
 
