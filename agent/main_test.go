@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -103,7 +104,7 @@ func calcTask(tb testing.TB, env Env) Task {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	system, user, err := Prompt("fix", map[string]string{"problem_statement": "total([1, 2, 3]) returns 3 instead of 6."})
+	system, user, err := Prompt(context.Background(), "fix", map[string]string{"problem_statement": "total([1, 2, 3]) returns 3 instead of 6."})
 	if err != nil {
 		tb.Fatal(err)
 	}

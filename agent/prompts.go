@@ -1,18 +1,25 @@
 package agent
 
 import (
+	"context"
 	"embed"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"text/template"
+
+	"github.com/dsbuild/dsbuild/build"
 )
 
 //go:embed prompts/*.md
 var promptFS embed.FS
+
+// PromptAsset holds the default prompt templates. A stage kind that renders
+// them with Prompt declares it in build.Kind.Assets, so editing a template
+// re-runs its nodes.
+var PromptAsset = build.NewAsset("agent/prompts", promptFS)
 
 // Prompts is a set of prompt templates: for each task type a system and a
 // user template (text/template), from files named <type>.system.md and
@@ -28,16 +35,12 @@ type Prompts struct {
 // reproduce, implement and testgen.
 func DefaultPrompts() *Prompts {
 	p := &Prompts{files: map[string]string{}}
-	entries, err := fs.ReadDir(promptFS, "prompts")
-	if err != nil {
-		panic(err) // embedded: cannot fail
-	}
-	for _, e := range entries {
-		b, err := promptFS.ReadFile("prompts/" + e.Name())
+	for _, path := range PromptAsset.Paths() {
+		b, err := PromptAsset.ReadFile(context.Background(), path)
 		if err != nil {
-			panic(err)
+			panic(err) // embedded: cannot fail
 		}
-		p.files[strings.TrimSuffix(e.Name(), ".md")] = string(b)
+		p.files[strings.TrimSuffix(strings.TrimPrefix(path, "prompts/"), ".md")] = string(b)
 	}
 	return p
 }
@@ -114,8 +117,11 @@ func (p *Prompts) Render(taskType string, vars map[string]string) (system, user 
 }
 
 // Prompt renders the default templates of taskType with vars; see
-// Prompts.Render.
-func Prompt(taskType string, vars map[string]string) (system, user string, err error) {
+// Prompts.Render. Inside a node, the node's kind must declare PromptAsset.
+func Prompt(ctx context.Context, taskType string, vars map[string]string) (system, user string, err error) {
+	if err := PromptAsset.Check(ctx); err != nil {
+		return "", "", err
+	}
 	return DefaultPrompts().Render(taskType, vars)
 }
 

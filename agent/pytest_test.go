@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -158,7 +159,7 @@ func TestPrompts(t *testing.T) {
 		t.Fatalf("task types %s", got)
 	}
 	for _, tt := range p.TaskTypes() {
-		sys, user, err := Prompt(tt, map[string]string{"problem_statement": "PROBLEM-TEXT", "test_cmd": "pytest"})
+		sys, user, err := Prompt(context.Background(), tt, map[string]string{"problem_statement": "PROBLEM-TEXT", "test_cmd": "pytest"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -166,10 +167,10 @@ func TestPrompts(t *testing.T) {
 			t.Fatalf("%s: system %q user %q", tt, sys, user)
 		}
 	}
-	if _, _, err := Prompt("fix", nil); err == nil || !strings.Contains(err.Error(), "problem_statement") {
+	if _, _, err := Prompt(context.Background(), "fix", nil); err == nil || !strings.Contains(err.Error(), "problem_statement") {
 		t.Fatalf("missing variable: err = %v", err)
 	}
-	if _, _, err := Prompt("poetry", nil); err == nil || !strings.Contains(err.Error(), `"poetry"`) {
+	if _, _, err := Prompt(context.Background(), "poetry", nil); err == nil || !strings.Contains(err.Error(), `"poetry"`) {
 		t.Fatalf("unknown task type: err = %v", err)
 	}
 	dir := t.TempDir()

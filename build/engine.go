@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
@@ -28,6 +30,10 @@ type Options struct {
 	OutDir string
 	// Observer receives progress events (may be nil).
 	Observer Observer
+	// Recheck is the fraction (0 to 1) of cache hits that run again and
+	// must give the memoised output (like Go's GODEBUG=gocacheverify). Which
+	// hits is a function of their keys. Effects see it in Session.Recheck.
+	Recheck float64
 }
 
 // Node states.
@@ -49,6 +55,8 @@ type KeyInputs struct {
 	Inputs  map[string]cache.Key `json:"inputs,omitempty"`
 	// Sections holds the digest of each recipe section the kind reads.
 	Sections map[string]cache.Key `json:"sections,omitempty"`
+	// Assets holds the content digest of each asset the kind declares.
+	Assets map[string]cache.Key `json:"assets,omitempty"`
 }
 
 // nodeResult is the memoised value of a node key.
@@ -56,6 +64,9 @@ type nodeResult struct {
 	Output Output             `json:"output"`
 	Memo   []cache.Key        `json:"memo,omitempty"`
 	Counts map[string]float64 `json:"counts,omitempty"`
+	// Provisional holds why the result may differ in a later build (see
+	// cache.MarkProvisional); such a result is used but not memoised.
+	Provisional []string `json:"provisional,omitempty"`
 }
 
 type node struct {
@@ -67,11 +78,13 @@ type node struct {
 	inputs KeyInputs
 	from   map[string][]Item
 
-	state    string
-	resultD  cache.Digest
-	result   *nodeResult
-	err      error
-	duration time.Duration
+	state     string
+	rechecked bool       // a cache hit that ran again and gave the same output
+	repairMu  sync.Mutex // one repair of the node's output at a time
+	resultD   cache.Digest
+	result    *nodeResult
+	err       error
+	duration  time.Duration
 }
 
 type pathItem struct {
@@ -84,6 +97,10 @@ type stageRun struct {
 	nodes    []*node
 	items    []pathItem
 	consumed int // foreach: upstream items turned into nodes
+	// from holds the items of every `from:` stage and fromKeys their
+	// digests, computed once when the last of those stages completes.
+	from     map[string][]Item
+	fromKeys map[string]cache.Key
 	open     int // nodes created and not finished
 	failed   bool
 	complete bool
@@ -103,6 +120,10 @@ type engine struct {
 	cancel   context.CancelFunc
 	firstErr error
 	obs      Observer
+	memo     *memoWriter
+	// producers maps each item value of a finished node to the node, for
+	// repairs (see repairItem).
+	producers sync.Map
 }
 
 // Build runs the recipe against store and returns the build's record. The
@@ -123,7 +144,7 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e := &engine{
-		sess:    &Session{Recipe: r, Store: store, Offline: opts.Offline, OutDir: opts.OutDir, observer: obs},
+		sess:    &Session{Recipe: r, Store: store, Offline: opts.Offline, OutDir: opts.OutDir, Recheck: opts.Recheck, observer: obs},
 		opts:    opts,
 		byID:    map[string]*stageRun{},
 		pools:   map[string]chan struct{}{},
@@ -132,6 +153,7 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 		ctx:     ctx,
 		cancel:  cancel,
 		obs:     obs,
+		memo:    newMemoWriter(store),
 	}
 	limits := map[string]int{"cpu": opts.Jobs, "sandbox": opts.Jobs, "llm": 64}
 	for name, n := range r.Pools {
@@ -150,6 +172,7 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	}
 	// The record names the recipe by digest; keep its text with it.
 	if _, err := store.Put(r.text); err != nil {
+		e.memo.close()
 		return nil, err
 	}
 	start := time.Now()
@@ -163,9 +186,20 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 		e.advance()
 	}
 
+	merr := e.memo.close()
 	rec := e.record(start)
-	published, perr := e.publish()
+	var published []string
+	var perr error
+	if merr == nil {
+		published, perr = e.publish()
+	}
 	rec.Published = published
+	if merr != nil || perr != nil {
+		// Outputs that did not reach the store or the output folder intact
+		// make the build incomplete: gc must not prefer it to the last
+		// build that was complete.
+		rec.Status = "failed"
+	}
 	keep := rec.keepKeys()
 	body, err := json.Marshal(rec)
 	if err == nil {
@@ -177,6 +211,8 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 		return rec, ErrInterrupted
 	case e.firstErr != nil:
 		return rec, e.firstErr
+	case merr != nil:
+		return rec, fmt.Errorf("storing node results: %w", merr)
 	case perr != nil:
 		return rec, perr
 	case err != nil:
@@ -235,17 +271,21 @@ func (e *engine) stopped() bool { return e.ctx.Err() != nil }
 // reports whether anything changed.
 func (e *engine) progressStage(sr *stageRun) bool {
 	st := sr.st
-	from := map[string][]Item{}
-	for _, dep := range st.From {
-		d := e.byID[dep]
-		if !d.complete {
-			return false
+	if sr.from == nil {
+		from := map[string][]Item{}
+		for _, dep := range st.From {
+			d := e.byID[dep]
+			if !d.complete {
+				return false
+			}
+			if d.failed || d.skipped != "" {
+				return e.skipStage(sr, fmt.Sprintf("input stage %s failed", dep))
+			}
+			from[dep] = itemsOf(d)
 		}
-		if d.failed || d.skipped != "" {
-			return e.skipStage(sr, fmt.Sprintf("input stage %s failed", dep))
-		}
-		from[dep] = itemsOf(d)
+		sr.from, sr.fromKeys = from, fromKeys(from)
 	}
+	from := sr.from
 	if e.stopped() {
 		if sr.open == 0 {
 			if len(sr.nodes) == 0 {
@@ -317,7 +357,7 @@ func sortedItems(items []pathItem) []pathItem {
 
 func (e *engine) startNode(sr *stageRun, item *Item, path []int, from map[string][]Item) {
 	n := &node{stage: sr, item: item, path: path, from: from, id: nodeID(sr.st, item)}
-	n.inputs, n.key = nodeKey(e.sess.Recipe, sr.st, item, from)
+	n.inputs, n.key = nodeKey(e.sess.Recipe, sr.st, item, sr.fromKeys)
 	sr.nodes = append(sr.nodes, n)
 	sr.open++
 	e.running++
@@ -332,25 +372,39 @@ func nodeID(st *Stage, item *Item) string {
 	return st.ID + "[" + item.Name + "]"
 }
 
+// fromKeys returns the digest of each from-input's items. A stage computes
+// them once, not once per node.
+func fromKeys(from map[string][]Item) map[string]cache.Key {
+	if len(from) == 0 {
+		return nil
+	}
+	keys := make(map[string]cache.Key, len(from))
+	for dep, items := range from {
+		k, err := cache.KeyOf(items)
+		if err != nil {
+			panic(err) // items are plain data
+		}
+		keys[dep] = k
+	}
+	return keys
+}
+
 // nodeKey returns the key inputs and key of a node: kind name and version,
-// canonical params, the foreach item and a digest of each from-input.
-func nodeKey(r *Recipe, st *Stage, item *Item, from map[string][]Item) (KeyInputs, cache.Key) {
-	in := KeyInputs{Kind: st.Kind.Name, Version: st.Kind.Version, Params: st.params, Item: item}
+// canonical params, the foreach item, the digest of each from-input, of each
+// recipe section the kind reads and of each asset it declares.
+func nodeKey(r *Recipe, st *Stage, item *Item, from map[string]cache.Key) (KeyInputs, cache.Key) {
+	in := KeyInputs{Kind: st.Kind.Name, Version: st.Kind.Version, Params: st.params, Item: item, Inputs: from}
 	for _, name := range st.Kind.Sections {
 		if in.Sections == nil {
 			in.Sections = map[string]cache.Key{}
 		}
 		in.Sections[name] = r.sectionKeys[name]
 	}
-	if len(from) > 0 {
-		in.Inputs = map[string]cache.Key{}
-		for dep, items := range from {
-			k, err := cache.KeyOf(items)
-			if err != nil {
-				panic(err) // items are plain data
-			}
-			in.Inputs[dep] = k
+	for _, a := range st.Kind.Assets {
+		if in.Assets == nil {
+			in.Assets = map[string]cache.Key{}
 		}
+		in.Assets[a.Name()] = a.Key()
 	}
 	k, err := cache.KeyOf(in)
 	if err != nil {
@@ -372,15 +426,20 @@ func (e *engine) exec(n *node) {
 	if !kind.Volatile {
 		d, hit, err = store.MemoGet(e.ctx, n.key)
 	}
+	var cached *nodeResult // a hit chosen to be rechecked
 	if hit {
 		var res nodeResult
-		if err = GetJSON(store, d, &res); err == nil && outputsPresent(store, res.Output) {
-			<-e.ioSlots
-			n.state, n.resultD, n.result = StateCached, d, &res
-			n.duration = time.Since(start)
-			return
+		if err = GetJSON(store, d, &res); err == nil && outputIntact(store, res.Output) {
+			if !sampled(n.key, e.opts.Recheck) {
+				<-e.ioSlots
+				n.state, n.resultD, n.result = StateCached, d, &res
+				n.duration = time.Since(start)
+				return
+			}
+			cached = &res
 		}
-		// An unreadable result is a miss: the node runs again.
+		// An unreadable result, or one whose output lost a blob, is a miss:
+		// the node runs again and so writes the lost blobs again.
 	}
 	<-e.ioSlots
 
@@ -399,19 +458,13 @@ func (e *engine) exec(n *node) {
 	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
 	start = time.Now()
 
-	rec := &cache.Recorder{}
-	cnt := &counters{}
-	ctx := cache.WithRecorder(context.WithValue(e.ctx, countersKey{}, cnt), rec)
-	call := &Call{Stage: n.stage.st.ID, Params: n.stage.st.Params, Input: n.item, Inputs: n.from,
-		Key: n.key, Seed: seedOf(n.key), Session: e.sess}
-	if n.item != nil {
-		call.Item = n.item.Name
+	out, rec, cnt, err := e.run(n)
+	if err != nil && isBlobLoss(err) && e.repairInputs(n) {
+		// An input lost a blob (deleted, or found corrupt and moved
+		// aside) and its producer wrote it again: try once more.
+		out, rec, cnt, err = e.run(n)
 	}
-	out, err := runKind(ctx, kind, call)
 	n.duration = time.Since(start)
-	if err == nil {
-		err = out.validate()
-	}
 	if err != nil {
 		n.state, n.err = StateFailed, err
 		// The model calls and sandbox runs it finished stay memoised (and
@@ -424,10 +477,14 @@ func (e *engine) exec(n *node) {
 		}
 		return
 	}
-	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot()}
+	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot(), Provisional: rec.Provisional()}
+	if cached != nil {
+		e.compareRecheck(n, d, cached, res)
+		return
+	}
 	d, err = PutJSON(store, res)
-	if err == nil {
-		err = store.MemoPut(e.ctx, n.key, d)
+	if err == nil && len(res.Provisional) == 0 {
+		err = e.memo.put(n.key, d)
 	}
 	if err != nil {
 		n.state, n.err = StateFailed, fmt.Errorf("storing result: %w", err)
@@ -436,19 +493,155 @@ func (e *engine) exec(n *node) {
 	n.state, n.resultD, n.result = StateRan, d, res
 }
 
-// outputsPresent reports whether the blobs a cached output names are still
-// in the store (a shallow check: a blob moved to quarantine makes the node
-// run again and so repairs the store).
-func outputsPresent(store *cache.Store, out Output) bool {
-	if !out.IsCollection {
-		return store.Has(out.Value)
+// run runs n's kind once, with a recorder and counters of its own.
+func (e *engine) run(n *node) (Output, *cache.Recorder, *counters, error) {
+	kind := n.stage.st.Kind
+	rec := &cache.Recorder{}
+	cnt := &counters{}
+	ctx := context.WithValue(context.WithValue(e.ctx, countersKey{}, cnt), kindKey{}, kind)
+	ctx = cache.WithRecorder(ctx, rec)
+	call := &Call{Stage: n.stage.st.ID, Params: n.stage.st.Params, Input: n.item, Inputs: n.from,
+		Key: n.key, Seed: seedOf(n.key), Session: e.sess, kind: kind}
+	if n.item != nil {
+		call.Item = n.item.Name
 	}
-	for _, it := range out.Items {
-		if !store.Has(it.Value) {
-			return false
+	out, err := runKind(ctx, kind, call)
+	if err == nil {
+		err = out.validate()
+	}
+	return out, rec, cnt, err
+}
+
+// isBlobLoss reports whether err says a blob is gone from the store or was
+// found corrupt (and so moved aside).
+func isBlobLoss(err error) bool {
+	var ce *cache.CorruptError
+	return errors.Is(err, cache.ErrMissing) || errors.As(err, &ce)
+}
+
+// repairInputs re-runs, bypassing their memo entries, the nodes that
+// produced n's inputs whose blobs are no longer all in the store, so that
+// they write them again. It reports whether it repaired anything: every
+// such producer ran and gave the same output as before.
+func (e *engine) repairInputs(n *node) bool {
+	var roots []cache.Digest
+	if n.item != nil {
+		roots = append(roots, n.item.Value)
+	}
+	for _, dep := range n.stage.st.From {
+		for _, it := range n.from[dep] {
+			roots = append(roots, it.Value)
 		}
 	}
-	return true
+	repaired := false
+	for _, d := range roots {
+		if missing, err := e.sess.Store.Missing(d); err == nil && len(missing) == 0 {
+			continue
+		}
+		if !e.repairItem(d) {
+			return false
+		}
+		repaired = true
+	}
+	return repaired
+}
+
+// repairItem re-runs the node that produced the item value d and reports
+// whether that restored every blob below d.
+func (e *engine) repairItem(d cache.Digest) bool {
+	v, ok := e.producers.Load(d)
+	if !ok {
+		return false
+	}
+	p := v.(*node)
+	p.repairMu.Lock()
+	defer p.repairMu.Unlock()
+	if missing, err := e.sess.Store.Missing(d); err == nil && len(missing) == 0 {
+		return true // another repair got here first
+	}
+	e.sess.Logf(p.stage.st.ID, "%s: a blob below its cached output was lost; running it again to restore it", p.id)
+	out, _, _, err := e.run(p)
+	if err != nil && isBlobLoss(err) && e.repairInputs(p) {
+		out, _, _, err = e.run(p)
+	}
+	if err != nil || p.result == nil {
+		return false
+	}
+	same, err := sameOutput(p.result.Output, out)
+	if err != nil || !same {
+		return false
+	}
+	missing, err := e.sess.Store.Missing(d)
+	return err == nil && len(missing) == 0
+}
+
+// outputIntact reports whether every blob a cached output reaches is still
+// in the store and readable (see cache.Store.Missing; blobs found complete
+// are not checked again by this process).
+func outputIntact(store *cache.Store, out Output) bool {
+	roots := []cache.Digest{out.Value}
+	if out.IsCollection {
+		roots = roots[:0]
+		for _, it := range out.Items {
+			roots = append(roots, it.Value)
+		}
+	}
+	missing, err := store.Missing(roots...)
+	return err == nil && len(missing) == 0
+}
+
+// sampled reports whether the node with key k is among the fraction of
+// cache hits that --recheck runs again. The choice is a function of the key,
+// so the same fraction rechecks the same nodes in every build.
+func sampled(k cache.Key, fraction float64) bool {
+	if fraction <= 0 {
+		return false
+	}
+	return float64(binary.BigEndian.Uint32(k[8:12])) < fraction*(1<<32)
+}
+
+// RecheckError reports a node that, run again for --recheck, gave an output
+// other than the one memoised for its key: the kind (or an effect it
+// trusts) is not a pure function of its key.
+type RecheckError struct {
+	Key           cache.Key
+	Cached, Rerun cache.Digest
+	CachedOutput  Output
+	RerunOutput   Output
+}
+
+func (e *RecheckError) Error() string {
+	return fmt.Sprintf("recheck: running the node again gave output %s, but its key %s has %s memoised: the stage is not deterministic for this key",
+		e.Rerun.Short(), e.Key, e.Cached.Short())
+}
+
+// compareRecheck finishes a node that ran only to recheck its memoised
+// result d: the same output counts as a cache hit (the memo entry stays),
+// another output is the node's failure.
+func (e *engine) compareRecheck(n *node, d cache.Digest, cached, res *nodeResult) {
+	same, err := sameOutput(cached.Output, res.Output)
+	switch {
+	case err != nil:
+		n.state, n.err = StateFailed, err
+	case !same:
+		rd, _ := cache.KeyOf(res.Output)
+		cd, _ := cache.KeyOf(cached.Output)
+		n.state, n.err = StateFailed, &RecheckError{Key: n.key, Cached: cache.Digest(cd), Rerun: cache.Digest(rd),
+			CachedOutput: cached.Output, RerunOutput: res.Output}
+		n.result = res
+	default:
+		n.state, n.resultD, n.result = StateCached, d, cached
+		n.rechecked = true
+	}
+}
+
+func sameOutput(a, b Output) (bool, error) {
+	ka, err := cache.KeyOf(a)
+	if err != nil {
+		return false, err
+	}
+	kb, err := cache.KeyOf(b)
+	return ka == kb, err
 }
 
 func nodeItemName(n *node) string {
@@ -496,7 +689,11 @@ func (e *engine) finish(n *node) {
 	case StateSkipped:
 		sr.failed = true
 	case StateCached, StateRan:
-		sr.items = append(sr.items, outputItems(sr.st, n.item, n.path, n.result.Output)...)
+		items := outputItems(sr.st, n.item, n.path, n.result.Output)
+		for _, pi := range items {
+			e.producers.LoadOrStore(pi.item.Value, n)
+		}
+		sr.items = append(sr.items, items...)
 	}
 	e.obs.Event(ev)
 }
@@ -542,7 +739,11 @@ func (e *engine) publish() ([]string, error) {
 			if sr.st.Foreach != "" || len(sr.items) != 1 || pi.item.Name != sr.st.ID {
 				dir = base + "/" + pi.item.Name
 			}
-			if err := Publish(e.sess.Store, pi.item.Value, dir); err != nil {
+			err := Publish(e.sess.Store, pi.item.Value, dir)
+			if err != nil && isBlobLoss(err) && e.repairItem(pi.item.Value) {
+				err = Publish(e.sess.Store, pi.item.Value, dir)
+			}
+			if err != nil {
 				return paths, fmt.Errorf("publishing stage %s to %s: %w", sr.st.ID, dir, err)
 			}
 			paths = append(paths, dir)

@@ -5,6 +5,34 @@
 // It knows no particular stage kind and no effect: kinds and recipe
 // sections register themselves (see Register and RegisterSection), and
 // stages reach effects through the Session they are given.
+//
+// What the engine promises about results:
+//
+//   - Keys are complete by construction. A node's key holds its kind's name
+//     and version, its canonical params, the output digests of its inputs,
+//     the key view of every recipe section the kind declares and the content
+//     digest of every asset (compiled-in script or prompt) it declares. A
+//     kind cannot read an undeclared section (Call.Section) or asset
+//     (Asset.ReadFile) inside a node: the read fails. Only a change to a
+//     kind's Go code needs a Version bump.
+//   - Nothing that depends on machine load is memoised as final. Work that
+//     used such a result (a sandbox run stopped by its wall-clock timeout)
+//     marks itself with cache.MarkProvisional; the node's output is used in
+//     this build but not memoised, so the next build runs it again (its
+//     final effects replay from their own memo entries).
+//   - A cache hit is trusted only if everything below its output is in the
+//     store (cache.Store.Missing: trees, JSON references, down to the
+//     files). A node whose output lost a blob runs again. A node that finds
+//     an input's blob gone or corrupt while running has the input's
+//     producer run again in the same build, then tries once more; publish
+//     does the same for the published tree.
+//   - Results reach the memo in batches, one durability barrier per batch:
+//     a crash loses only memo entries whose work the next build redoes.
+//   - A build is recorded as complete ("ok") only if every node succeeded
+//     and every published folder was written; a published folder changed by
+//     hand since (a file deleted, added or edited) is written again.
+//   - Options.Recheck runs a sample of cache hits again and fails on any
+//     whose output differs from the memoised one.
 package build
 
 import (
@@ -22,12 +50,14 @@ import (
 
 // Kind is a stage kind: a pure function of (params, inputs, effects) that
 // produces a value or a collection. Its Name and Version are part of every
-// node key, so bump Version whenever the same inputs would give different
-// output.
+// node key, and so is the content of every asset it declares: bump Version
+// when a change to the kind's Go code would give different output for the
+// same inputs.
 type Kind struct {
 	// Name is what recipes write after `uses:`.
 	Name string
-	// Version is part of every key; change it when behaviour changes.
+	// Version is part of every key; change it when the kind's code changes
+	// what it outputs (asset edits need no bump).
 	Version string
 	// Doc is a one-line description shown by `dsbuild kinds`.
 	Doc string
@@ -45,8 +75,13 @@ type Kind struct {
 	// Sections names the recipe sections (see RegisterSection) the kind
 	// reads, such as "models" or "environments": their canonical contents
 	// are part of its node keys, so editing a model profile re-runs the
-	// stages that use models (their model calls stay cached).
+	// stages that use models (their model calls stay cached). Call.Section
+	// refuses a section the kind does not name here.
 	Sections []string
+	// Assets are the compiled-in files (scripts, prompt templates) the kind
+	// reads: their content is part of its node keys. Asset.ReadFile refuses
+	// an asset the kind does not name here.
+	Assets []*Asset
 	// Volatile marks kinds whose output depends on more than their key
 	// inputs (sources reading local files): they run in every build, and
 	// early cutoff keeps their dependents cached when the output is the same.
@@ -126,6 +161,18 @@ type Call struct {
 	Seed int64
 	// Session is the build-wide context: recipe, store, options, services.
 	Session *Session
+
+	kind *Kind
+}
+
+// Section returns the recipe's decoded section name (nil if the recipe
+// has none). It fails if the node's kind does not list the section in
+// Kind.Sections: a section a kind reads must be part of its node keys.
+func (c *Call) Section(name string) (any, error) {
+	if c.kind != nil && !slices.Contains(c.kind.Sections, name) {
+		return nil, fmt.Errorf("stage kind %s reads recipe section %q but does not list it in Kind.Sections, so the section is not part of its node keys", c.kind.Name, name)
+	}
+	return c.Session.Recipe.Section(name), nil
 }
 
 // Store is a shorthand for c.Session.Store.
@@ -210,7 +257,10 @@ func Kinds() []*Kind {
 
 // RegisterSection lets a recipe carry a top-level section (for example
 // "models" or "environments"): newValue returns a pointer the section is
-// decoded into strictly. Stages read it with Session.Section. The section
+// decoded into strictly; if the value has a `Resolve(recipeDir string)
+// error` method it is called to resolve paths relative to the recipe (and
+// may pin them to content), then `Validate() error` if it has one. Stages
+// read it with Call.Section. The section
 // enters the keys of the kinds that read it; if its value has a
 // `KeyView() any` method, only what that returns does (so settings that
 // cannot change results, such as an endpoint or a rate limit, re-run

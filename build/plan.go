@@ -86,8 +86,9 @@ func Plan(r *Recipe, store *cache.Store) ([]PlanEntry, error) {
 			allKnown = complete[st.Foreach]
 		}
 		allCached := allKnown
+		fk := fromKeys(from)
 		for _, t := range targets {
-			in, key := nodeKey(r, st, t.item, from)
+			in, key := nodeKey(r, st, t.item, fk)
 			id := nodeID(st, t.item)
 			e := PlanEntry{Node: id, Stage: st.ID, Key: key, Inputs: in, Previous: prev[id]}
 			if t.item != nil {
@@ -100,6 +101,10 @@ func Plan(r *Recipe, store *cache.Store) ([]PlanEntry, error) {
 				if st.Kind.Volatile {
 					e.Status = PlanWillRun
 					e.Reasons = []string{"re-reads its sources in every build (what follows assumes they are unchanged)"}
+				}
+				if !outputIntact(store, res.Output) {
+					e.Status = PlanWillRun
+					e.Reasons = []string{"its cached output lost a blob (deleted or corrupt); running it again restores it"}
 				}
 				items[st.ID] = append(items[st.ID], outputItems(st, t.item, t.path, res.Output)...)
 			} else {

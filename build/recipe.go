@@ -366,6 +366,12 @@ func (p *recipeParser) parse(text string) *Recipe {
 				p.yamlErr(err, k+": ", mv.Value)
 				continue
 			}
+			if res, ok := v.(interface{ Resolve(recipeDir string) error }); ok {
+				if err := res.Resolve(p.dir); err != nil {
+					p.errAt(mv.Value, "%s: %v", k, err)
+					continue
+				}
+			}
 			if val, ok := v.(interface{ Validate() error }); ok {
 				if err := val.Validate(); err != nil {
 					p.errAt(mv.Value, "%s: %v", k, err)

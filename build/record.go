@@ -1,13 +1,9 @@
 package build
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
@@ -28,7 +24,10 @@ type Record struct {
 	Stages       []StageSummary `json:"stages"`
 	Nodes        []NodeRecord   `json:"nodes"`
 	Published    []string       `json:"published,omitempty"`
-	memo         []cache.Key
+	// Rechecked counts the cache hits that ran again for --recheck and
+	// gave their memoised output.
+	Rechecked int `json:"rechecked,omitempty"`
+	memo      []cache.Key
 }
 
 // NodeRecord is one node of a build.
@@ -83,6 +82,9 @@ func (e *engine) record(start time.Time) *Record {
 				nr.Error = n.err.Error()
 			}
 			rec.Nodes = append(rec.Nodes, nr)
+			if n.rechecked {
+				rec.Rechecked++
+			}
 			switch {
 			case n.state == StateCached || n.state == StateRan:
 				rec.memo = append(rec.memo, n.key)
@@ -149,49 +151,6 @@ func (r *Record) keepKeys() []cache.Key {
 		}
 	}
 	return out
-}
-
-// Publish writes the tree d to dir, replacing what was there in one rename.
-// A dir that already holds d (per its .dsbuild-tree marker) is left alone.
-func Publish(store *cache.Store, d cache.Digest, dir string) error {
-	marker := filepath.Join(dir, ".dsbuild-tree")
-	if b, err := os.ReadFile(marker); err == nil && strings.TrimSpace(string(b)) == d.String() {
-		return nil
-	}
-	parent := filepath.Dir(filepath.Clean(dir))
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return err
-	}
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	suffix := hex.EncodeToString(nonce[:])
-	tmp := filepath.Clean(dir) + ".tmp-" + suffix
-	if err := store.Materialize(d, tmp); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	// The files must be on disk before the marker says they are complete.
-	if err := syncFS(tmp); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ".dsbuild-tree"), []byte(d.String()+"\n"), 0o644); err != nil {
-		os.RemoveAll(tmp)
-		return err
-	}
-	old := filepath.Clean(dir) + ".old-" + suffix
-	hadOld := os.Rename(dir, old) == nil
-	if err := os.Rename(tmp, dir); err != nil {
-		if hadOld {
-			os.Rename(old, dir)
-		}
-		os.RemoveAll(tmp)
-		return fmt.Errorf("publishing %s: %w", dir, err)
-	}
-	if hadOld {
-		os.RemoveAll(old)
-	}
-	return syncFS(dir)
 }
 
 // syncFS flushes the file system holding dir (one syncfs(2), not an fsync

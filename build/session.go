@@ -14,6 +14,10 @@ type Session struct {
 	Recipe  *Recipe
 	Store   *cache.Store
 	Offline bool
+	// Recheck is the fraction of cache hits to run again and compare (see
+	// Options.Recheck); effects with a memo of their own (sandbox runs)
+	// honour it too.
+	Recheck float64
 	// OutDir is where published outputs go.
 	OutDir string
 	// Observer receives log lines stages emit with Logf.
@@ -26,9 +30,6 @@ type service struct {
 	val  any
 	err  error
 }
-
-// Section returns the recipe's decoded section name, or nil.
-func (s *Session) Section(name string) any { return s.Recipe.Section(name) }
 
 // Logf reports a line of progress for stage (shown on the console, never
 // part of any output).

@@ -49,10 +49,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
 	"slices"
 	"sync"
-	"weak"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -370,22 +368,9 @@ func (s *Store) inspect(d Digest, whole, move bool) (blobRefs, error) {
 	return refsOf(data), nil
 }
 
-// completeSets holds, per Store handle, the blobs Missing found present and
-// intact together with everything they reach. It is keyed by a weak pointer
-// so that a handle's set goes when the handle does.
-var completeSets sync.Map // weak.Pointer[Store] -> *sync.Map of Digest -> struct{}
-
-func (s *Store) completeSet() *sync.Map {
-	wp := weak.Make(s)
-	if v, ok := completeSets.Load(wp); ok {
-		return v.(*sync.Map)
-	}
-	v, loaded := completeSets.LoadOrStore(wp, new(sync.Map))
-	if !loaded {
-		runtime.AddCleanup(s, func(wp weak.Pointer[Store]) { completeSets.Delete(wp) }, wp)
-	}
-	return v.(*sync.Map)
-}
+// completeSet holds, per Store handle, the blobs Missing found present and
+// intact together with everything they reach.
+func (s *Store) completeSet() *sync.Map { return &s.complete }
 
 // forgetComplete empties s's set of blobs known complete, after blobs were
 // removed or moved.

@@ -44,6 +44,9 @@ type Store struct {
 	lock      *os.File
 	exclusive bool
 
+	// complete holds the blobs Missing found complete (see refs.go).
+	complete sync.Map
+
 	writes atomic.Uint64 // writes this process has completed
 	syncMu sync.Mutex
 	synced uint64 // writes known durable
@@ -345,6 +348,7 @@ func (v *verifyingReader) Close() error {
 // and the next write of the same content repairs the store.
 func (s *Store) quarantine(d Digest, reason string) error {
 	_ = os.Rename(s.blobPath(d), filepath.Join(s.root, quarantineDir, d.Hex()))
+	s.forgetComplete() // whatever reached d is no longer complete
 	return &CorruptError{Digest: d, Reason: reason}
 }
 
@@ -463,6 +467,33 @@ func (s *Store) MemoPut(ctx context.Context, k Key, d Digest) error {
 		return err
 	}
 	return s.writeAtomic(s.memoPath(k), []byte(d.String()+"\n"))
+}
+
+// MemoEntry is a key and the digest of its result, for MemoPutMany.
+type MemoEntry struct {
+	Key    Key
+	Result Digest
+}
+
+// MemoPutMany records several results like MemoPut, with one durability
+// barrier for all of them: a caller that can wait to make many results
+// durable (a build finishing thousands of small nodes) pays one syncfs per
+// batch instead of one per entry. Every blob must already be stored.
+func (s *Store) MemoPutMany(entries []MemoEntry) error {
+	for _, e := range entries {
+		if !s.Has(e.Result) {
+			return fmt.Errorf("cache: memo %s: result %s is not stored", e.Key, e.Result)
+		}
+	}
+	if err := s.barrier(); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := s.writeAtomic(s.memoPath(e.Key), []byte(e.Result.String()+"\n")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MemoPutFirst records d as the result of k unless k already has a usable

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"regexp"
 	"runtime"
 	"slices"
@@ -25,11 +26,12 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "inject_bugs", Version: "4",
+		Name: "inject_bugs", Version: "5",
 		Doc:      "procedural (AST) bugs in a validated repository, kept when tests fail with the bug and pass without it",
 		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
+		Assets:   []*build.Asset{mutateAsset},
 		Run:      runInjectBugs,
 	})
 }
@@ -40,9 +42,9 @@ func init() {
 // in the sandbox on the validated tree, shuffled by Seed), runs the test
 // suite once per candidate, and keeps a candidate when at least one test
 // that passed in validation fails (FAIL_TO_PASS) and at least one still
-// passes (PASS_TO_PASS). Candidates that time out, break collection or
-// import, or duplicate another's patch are dropped, each counted as
-// "rejected:<reason>". Up to Combine instances join two kept bugs in
+// passes (PASS_TO_PASS). Candidates that time out (use up the test run's
+// CPU time, see TestTimeout), break collection or import, or duplicate
+// another's patch are dropped, each counted as "rejected:<reason>". Up to Combine instances join two kept bugs in
 // different functions. Up to PerRepo instances (combined ones first) are
 // re-verified from their packaged image and emitted.
 type InjectBugsParams struct {
@@ -59,8 +61,14 @@ type InjectBugsParams struct {
 	// Include restricts the source files (globs relative to the
 	// repository root, ** for any directories).
 	Include []string `yaml:"include" json:"include,omitempty"`
-	// TestTimeout bounds each test run ("10s"); a candidate that runs
-	// longer (an endless loop) is rejected as "timeout".
+	// TestTimeout is the CPU time each test run may use ("10s", rounded
+	// up to whole seconds); a candidate whose run uses more (an endless
+	// loop) is rejected as "timeout". CPU time, unlike wall-clock time,
+	// does not grow with the machine's load, so the verdict is the same on
+	// a quiet and a busy machine. The wall-clock timeout of a test run is
+	// only a backstop for runs that hang without using the CPU: the larger
+	// of the recipe's sandbox timeout and 6 x TestTimeout
+	// (see testLimits).
 	TestTimeout string `yaml:"test_timeout" json:"test_timeout"`
 
 	timeout time.Duration
@@ -325,7 +333,7 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	if err != nil {
 		return nil, err
 	}
-	env.SandboxLimits.Timeout = timeout
+	env.SandboxLimits = testLimits(env.SandboxLimits, timeout)
 	t.env = env
 	if t.images, err = Images(c); err != nil {
 		return nil, err
@@ -336,6 +344,40 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	t.passing = passingTests(t.v.Status)
 	t.protected = protectedPaths(t.v.TestPaths, t.files)
 	return t, nil
+}
+
+// testWallFactor is how many times its CPU-time budget (test_timeout) a
+// test run of inject_bugs and stub_tasks may take in wall-clock time at
+// least; see testLimits.
+const testWallFactor = 6
+
+// testLimits returns the limits of a test run of inject_bugs and
+// stub_tasks, from the recipe's limits and the kind's test_timeout.
+//
+// The test_timeout is the run's CPU-time budget (RLIMIT_CPU, whole
+// seconds, at least 1): an endless loop hits it after the same CPU time on
+// any machine, and the sandbox memoises that "cpu" result as final. The
+// wall-clock timeout is a generous backstop, for a run that hangs without
+// using the CPU (a deadlock, a long sleep): the larger of the recipe's
+// sandbox timeout and testWallFactor times the budget, so a test run that
+// fits its budget has room on a machine loaded several times over; and a
+// run that hits it is re-run by the sandbox with more slack and never
+// memoised as final (see the sandbox package doc).
+func testLimits(recipe sandbox.Limits, budget time.Duration) sandbox.Limits {
+	l := recipe.WithDefaults()
+	l.CPUSeconds = max(1, int(math.Ceil(budget.Seconds())))
+	l.Timeout = max(l.Timeout, testWallFactor*budget)
+	return l
+}
+
+// rejection is the reason a candidate whose test run hit limit is
+// rejected for: "timeout" for the CPU-time budget (test_timeout) and the
+// wall-clock backstop alike, the limit's name for the others.
+func rejection(limit string) string {
+	if limit == sandbox.LimitCPU || limit == sandbox.LimitTimeout {
+		return "timeout"
+	}
+	return limit
 }
 
 // protectedPaths are the test paths plus every conftest.py outside them:
@@ -388,11 +430,15 @@ type mutation struct {
 // tree, with the script on stdin.
 func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]mutation, error) {
 	limits := SandboxLimits(t.c)
+	script, err := mutateScript(ctx)
+	if err != nil {
+		return nil, err
+	}
 	res, err := t.env.Sandbox.Run(ctx, sandbox.Spec{
 		Image: t.v.Image, Workspace: t.v.Tree, Dir: agent.Workdir, Limits: limits,
 		Argv:  append([]string{"python3", "-", mode, agent.Workdir}, args...),
 		Env:   agent.BashEnv,
-		Stdin: mutateScript,
+		Stdin: script,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: mutate.py %s: %w", t.v.Repo, mode, err)
@@ -485,7 +531,7 @@ func (t *taskMaker) evaluate(ctx context.Context, cd *candidate, needP2P bool) e
 	cd.f2p, cd.p2p = nil, nil
 	switch {
 	case rep.LimitHit != "":
-		cd.reason = rep.LimitHit
+		cd.reason = rejection(rep.LimitHit)
 		return nil
 	case len(rep.CollectionErrors) > 0:
 		cd.reason = "breaks collection"
@@ -563,7 +609,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		return nil, err
 	}
 	id := t.v.Repo + "__" + cd.transform + "-" + key.String()[:8]
-	labels := provenanceLabels(t.c, t.v.Repo, cd.tree)
+	labels := provenanceLabels(t.v.Repo, cd.tree)
 	labels["org.dsbuild.instance"] = id
 	img, err := t.images.WithTree(ctx, t.v.Base, cd.tree, agent.Workdir, oci.ConfigOptions{Labels: labels, WorkingDir: agent.Workdir})
 	if err != nil {

@@ -124,6 +124,17 @@ type unencodable struct{ err error }
 
 func (u unencodable) MarshalJSON() ([]byte, error) { return nil, u.err }
 
+// mustSection returns the recipe section name for a kind that must declare
+// it; a kind that does not is a programming error, which the engine reports
+// as the node's failure.
+func mustSection(c *build.Call, name string) any {
+	sec, err := c.Section(name)
+	if err != nil {
+		panic(err)
+	}
+	return sec
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -142,7 +153,11 @@ var DefaultEnvironment = oci.BaseSpec{Debian: &oci.DebianSpec{Suite: "bookworm",
 // build-wide; its calls are counted on the calling node (llm.calls,
 // llm.cache_hits, llm.prompt_tokens, llm.completion_tokens, llm.dollars).
 func Model(c *build.Call, name string) (*llm.Client, error) {
-	models, _ := c.Session.Section(SectionModels).(*Models)
+	sec, err := c.Section(SectionModels)
+	if err != nil {
+		return nil, err
+	}
+	models, _ := sec.(*Models)
 	if models == nil {
 		return nil, build.BadInput("stage %s uses model %q but the recipe has no models: section", c.Stage, name)
 	}
@@ -151,7 +166,7 @@ func Model(c *build.Call, name string) (*llm.Client, error) {
 		return nil, build.BadInput("stage %s uses model %q, which the recipe's models: section does not define (it has %v)", c.Stage, name, sortedKeys(*models))
 	}
 	salt := ""
-	if s, ok := c.Session.Section(SectionSalt).(*string); ok && s != nil {
+	if s, ok := mustSection(c, SectionSalt).(*string); ok && s != nil {
 		salt = *s
 	}
 	return build.Service(c.Session, "llm:"+name, func() (*llm.Client, error) {
@@ -188,7 +203,7 @@ func Sandbox(c *build.Call) (*sandbox.Runner, error) {
 // SandboxLimits returns the recipe's sandbox limits (section "sandbox")
 // with defaults filled in.
 func SandboxLimits(c *build.Call) sandbox.Limits {
-	if l, ok := c.Session.Section(SectionSandbox).(*sandbox.Limits); ok && l != nil {
+	if l, ok := mustSection(c, SectionSandbox).(*sandbox.Limits); ok && l != nil {
 		return l.WithDefaults()
 	}
 	return sandbox.DefaultLimits()
@@ -221,7 +236,11 @@ func Environment(ctx context.Context, c *build.Call, name string) (schema.Image,
 }
 
 func environmentSpec(c *build.Call, name string) (oci.BaseSpec, error) {
-	envs, _ := c.Session.Section(SectionEnvironments).(*Environments)
+	sec, err := c.Section(SectionEnvironments)
+	if err != nil {
+		return oci.BaseSpec{}, err
+	}
+	envs, _ := sec.(*Environments)
 	if envs == nil || len(*envs) == 0 {
 		if name != "" {
 			return oci.BaseSpec{}, build.BadInput("stage %s uses environment %q but the recipe has no environments: section", c.Stage, name)

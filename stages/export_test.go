@@ -265,11 +265,7 @@ func TestExportFolder(t *testing.T) {
 	}
 
 	// The published tree's blob files are the store's OCI blobs.
-	marker, err := os.ReadFile(filepath.Join(out, ".dsbuild-tree"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree, err := cache.ParseDigest(strings.TrimSpace(string(marker)))
+	tree, err := build.PublishedTree(out)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,11 @@ import (
 //go:embed playground_prompts/*.md
 var playgroundPromptFS embed.FS
 
+// playgroundPrompts are the SWE-Playground kinds' prompt templates; every
+// kind that renders one declares the asset, so editing a template re-runs
+// its nodes.
+var playgroundPrompts = build.NewAsset("stages/playground_prompts", playgroundPromptFS)
+
 // PlaygroundPlan is an item of the decompose kind: a project and its tasks
 // in dependency order.
 type PlaygroundPlan struct {
@@ -92,8 +97,8 @@ type PlaygroundProject struct {
 
 // renderPlayground renders the embedded template name (e.g.
 // "decompose.system") with vars; a missing variable is an error.
-func renderPlayground(name string, vars map[string]string) (string, error) {
-	b, err := playgroundPromptFS.ReadFile("playground_prompts/" + name + ".md")
+func renderPlayground(ctx context.Context, name string, vars map[string]string) (string, error) {
+	b, err := playgroundPrompts.ReadFile(ctx, "playground_prompts/"+name+".md")
 	if err != nil {
 		return "", fmt.Errorf("playground prompt %s: %v", name, err)
 	}

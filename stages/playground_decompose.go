@@ -18,6 +18,7 @@ func init() {
 		Doc:      "splits a project (foreach schema.Project) into phases, modules and pull-request-sized tasks with dependencies, difficulty and test checklists: a PlaygroundPlan",
 		Params:   func() any { return &DecomposeParams{MaxPhases: 5, MinTasks: 10, MaxTasks: 40, MaxReasks: 2} },
 		Sections: []string{SectionModels, SectionSalt},
+		Assets:   []*build.Asset{playgroundPrompts},
 		Run:      runDecompose,
 	})
 }
@@ -92,12 +93,12 @@ func runDecompose(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, err
 	}
 	pkg := packageName(proj.ID)
-	system, err := renderPlayground("decompose.system", map[string]string{
+	system, err := renderPlayground(ctx, "decompose.system", map[string]string{
 		"max_phases": fmt.Sprint(p.MaxPhases), "min_tasks": fmt.Sprint(p.MinTasks), "max_tasks": fmt.Sprint(p.MaxTasks), "package": pkg})
 	if err != nil {
 		return build.Output{}, err
 	}
-	user, err := renderPlayground("decompose.user", map[string]string{
+	user, err := renderPlayground(ctx, "decompose.user", map[string]string{
 		"name": proj.Name, "id": proj.ID, "description": proj.Description, "specification": proj.Specification,
 		"constraints": strings.Join(proj.Constraints, "; "), "banned": strings.Join(proj.BannedLibraries, ", ")})
 	if err != nil {

@@ -24,6 +24,7 @@ func init() {
 		Doc:      "issue-resolution tasks from a developed project (foreach PlaygroundProject): a model proposes bugs as exact edits with GitHub-style issues; kept with at least one FAIL_TO_PASS and one PASS_TO_PASS test: TaskBundle items",
 		Params:   func() any { return &DeriveFixParams{Count: 5, MaxReasks: 2} },
 		Sections: sections,
+		Assets:   []*build.Asset{playgroundPrompts},
 		Run:      runDeriveFix,
 	})
 	build.Register(&build.Kind{
@@ -40,6 +41,7 @@ func init() {
 			return &DeriveReproduceParams{DeriveFixParams: DeriveFixParams{Count: 5, MaxReasks: 2}, MaxTries: 2}
 		},
 		Sections: sections,
+		Assets:   []*build.Asset{playgroundPrompts, agent.PromptAsset},
 		Run:      runDeriveReproduce,
 	})
 }
@@ -175,11 +177,11 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 	if err != nil {
 		return nil, err
 	}
-	system, err := renderPlayground("bugs.system", nil)
+	system, err := renderPlayground(ctx, "bugs.system", nil)
 	if err != nil {
 		return nil, err
 	}
-	user, err := renderPlayground("bugs.user", map[string]string{"name": proj.Plan.Project.Name,
+	user, err := renderPlayground(ctx, "bugs.user", map[string]string{"name": proj.Plan.Project.Name,
 		"description": proj.Plan.Project.Description, "count": fmt.Sprint(p.Count), "sources": sources})
 	if err != nil {
 		return nil, err
@@ -369,7 +371,7 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 		if err != nil {
 			return build.Output{}, err
 		}
-		system, user, err := agent.Prompt(string(schema.TaskReproduce), map[string]string{"problem_statement": b.Bug.Issue,
+		system, user, err := agent.Prompt(ctx, string(schema.TaskReproduce), map[string]string{"problem_statement": b.Bug.Issue,
 			"test_cmd": strings.Join(DefaultTestCmd, " ")})
 		if err != nil {
 			return build.Output{}, err

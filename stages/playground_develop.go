@@ -22,6 +22,7 @@ func init() {
 			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3}
 		},
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
+		Assets:   []*build.Asset{playgroundPrompts},
 		Run:      runDevelop,
 	})
 	build.Register(&build.Kind{
@@ -180,11 +181,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 	for try := 0; try < d.p.MaxTestTries && tests == nil; try++ {
 		out.TestTries++
 		vars := d.vars(t, testFile, feedback)
-		system, err := renderPlayground("develop_tests.system", vars)
+		system, err := renderPlayground(ctx, "develop_tests.system", vars)
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		user, err := renderPlayground("develop_tests.user", vars)
+		user, err := renderPlayground(ctx, "develop_tests.user", vars)
 		if err != nil {
 			return cache.Digest{}, err
 		}
@@ -248,11 +249,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 	for try := 0; try < d.p.MaxImplTries; try++ {
 		out.ImplTries++
 		vars := d.vars(t, testFile, feedback)
-		system, err := renderPlayground("develop_impl.system", vars)
+		system, err := renderPlayground(ctx, "develop_impl.system", vars)
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		user, err := renderPlayground("develop_impl.user", vars)
+		user, err := renderPlayground(ctx, "develop_impl.user", vars)
 		if err != nil {
 			return cache.Digest{}, err
 		}

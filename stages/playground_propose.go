@@ -21,6 +21,7 @@ func init() {
 			return &ProposeParams{PerCall: 5, MinTasks: 10, Language: "python", MaxReasks: 2, Similarity: 0.6}
 		},
 		Sections: []string{SectionModels, SectionSalt},
+		Assets:   []*build.Asset{playgroundPrompts},
 		Run:      runPropose,
 	})
 }
@@ -111,7 +112,7 @@ func runPropose(ctx context.Context, c *build.Call) (build.Output, error) {
 	if len(themes) == 0 {
 		themes = make([]string, p.Calls)
 	}
-	system, err := renderPlayground("propose.system", map[string]string{"min_tasks": fmt.Sprint(p.MinTasks), "language": p.Language})
+	system, err := renderPlayground(ctx, "propose.system", map[string]string{"min_tasks": fmt.Sprint(p.MinTasks), "language": p.Language})
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -119,7 +120,7 @@ func runPropose(ctx context.Context, c *build.Call) (build.Output, error) {
 	var keptWords []map[string]bool
 	seenIDs := map[string]bool{}
 	for i, theme := range themes {
-		user, err := renderPlayground("propose.user", map[string]string{"count": fmt.Sprint(p.PerCall), "theme": theme, "avoid": ""})
+		user, err := renderPlayground(ctx, "propose.user", map[string]string{"count": fmt.Sprint(p.PerCall), "theme": theme, "avoid": ""})
 		if err != nil {
 			return build.Output{}, err
 		}

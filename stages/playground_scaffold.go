@@ -20,6 +20,7 @@ func init() {
 		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan), verified in the sandbox to import with every function raising NotImplementedError and no tests: a PlaygroundScaffold",
 		Params:   func() any { return &ScaffoldParams{MaxTries: 2} },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
+		Assets:   []*build.Asset{playgroundPrompts},
 		Run:      runScaffold,
 	})
 }
@@ -163,7 +164,7 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	system, err := renderPlayground("scaffold.system", map[string]string{"package": plan.Package})
+	system, err := renderPlayground(ctx, "scaffold.system", map[string]string{"package": plan.Package})
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -174,7 +175,7 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 	proj := plan.Project
 	feedback := ""
 	for try := 0; try < p.MaxTries; try++ {
-		user, err := renderPlayground("scaffold.user", map[string]string{"name": proj.Name, "description": proj.Description,
+		user, err := renderPlayground(ctx, "scaffold.user", map[string]string{"name": proj.Name, "description": proj.Description,
 			"specification": proj.Specification, "plan": planText.String(), "feedback": feedback})
 		if err != nil {
 			return build.Output{}, err

@@ -22,6 +22,7 @@ func init() {
 		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
+		Assets:   []*build.Asset{mutateAsset},
 		Run:      runDeriveTestgen,
 	})
 }
@@ -102,8 +103,12 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			c.Count(ctx, "rejected:task wrote no source", 1)
 			continue
 		}
+		script, err := mutateScript(ctx)
+		if err != nil {
+			return build.Output{}, err
+		}
 		res, err := runner.Run(ctx, sandbox.Spec{Image: proj.Base, Workspace: proj.Final, Dir: agent.Workdir,
-			Argv: append([]string{"python3", "-"}, args...), Env: agent.BashEnv, Stdin: mutateScript, Limits: SandboxLimits(c)})
+			Argv: append([]string{"python3", "-"}, args...), Env: agent.BashEnv, Stdin: script, Limits: SandboxLimits(c)})
 		if err != nil {
 			return build.Output{}, err
 		}

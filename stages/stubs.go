@@ -14,11 +14,12 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "stub_tasks", Version: "4",
+		Name: "stub_tasks", Version: "5",
 		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function)",
 		Params:   func() any { return &StubTasksParams{Group: "module", TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
+		Assets:   []*build.Asset{mutateAsset},
 		Run:      runStubTasks,
 	})
 }
@@ -45,7 +46,10 @@ type StubTasksParams struct {
 	// Include restricts the source files (globs relative to the
 	// repository root).
 	Include []string `yaml:"include" json:"include,omitempty"`
-	// TestTimeout bounds each test run ("10s").
+	// TestTimeout is the CPU time each test run may use ("10s", rounded
+	// up to whole seconds), as in inject_bugs: a stubbed module whose run
+	// uses more is rejected as "timeout". The wall-clock timeout is a
+	// backstop (see testLimits).
 	TestTimeout string `yaml:"test_timeout" json:"test_timeout"`
 
 	timeout time.Duration

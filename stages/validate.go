@@ -86,7 +86,7 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, err
 	}
 	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
-		Labels:     provenanceLabels(c, repo, tree),
+		Labels:     provenanceLabels(repo, tree),
 		WorkingDir: agent.Workdir,
 	})
 	if err != nil {
@@ -181,14 +181,14 @@ func stableStatus(reports []*agent.TestReport) (map[string]string, []string) {
 }
 
 // provenanceLabels are the image labels of the images the task kinds make:
-// the node (its key names kind, version, params and inputs) and the
-// repository an image came from. Recipe and stage names are left out: they
-// are not part of node keys, so a second recipe with the same stage would
-// be handed images labelled with the first one's names. (Labels do not
+// the repository an image came from and the digest of its tree. They name
+// content only: a node key in a label would change the image's digest
+// whenever the key changed (a param that does not change the image, say),
+// and so defeat early cutoff for everything downstream of the image.
+// Recipe and stage names are left out for the same reason. (Labels do not
 // reach sandbox run keys, which depend on layers and environment only.)
-func provenanceLabels(c *build.Call, repo string, tree cache.Digest) map[string]string {
+func provenanceLabels(repo string, tree cache.Digest) map[string]string {
 	return map[string]string{
-		"org.dsbuild.node": c.Key.String(),
 		"org.dsbuild.repo": repo,
 		"org.dsbuild.tree": tree.String(),
 	}

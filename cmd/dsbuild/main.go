@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -94,6 +95,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		&cli.BoolFlag{Name: "offline", Usage: "no network effects: a cache miss that needs one is an error"},
 		&cli.StringFlag{Name: "out", Usage: "output folder (default out/<recipe name>)"},
 		&cli.BoolFlag{Name: "json", Usage: "print progress as JSON events, one per line"},
+		&cli.GenericFlag{Name: "recheck", Value: &fraction{}, Usage: "run again this `FRACTION` of cache hits (nodes and sandbox runs; --recheck alone: all) and fail on any that gives another result"},
 	}
 	buildCmd := func(ctx context.Context, cmd *cli.Command) error {
 		if cmd.Args().Len() != 1 {
@@ -179,7 +181,7 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	}
 	rec, err := build.Build(ctx, r, store, build.Options{
 		Jobs: int(cmd.Int("jobs")), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
-		OutDir: cmd.String("out"), Observer: obs,
+		OutDir: cmd.String("out"), Observer: obs, Recheck: recheckFraction(cmd),
 	})
 	if tty != nil {
 		tty.Close()
@@ -188,6 +190,32 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 		printSummary(stdout, rec)
 	}
 	return err
+}
+
+// fraction is the value of --recheck: a number from 0 to 1, or "true"
+// (the flag alone) for 1.
+type fraction struct{ v float64 }
+
+func (f *fraction) Set(s string) error {
+	if s == "true" {
+		f.v = 1
+		return nil
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || !(v >= 0 && v <= 1) {
+		return fmt.Errorf("want a fraction from 0 to 1, got %q", s)
+	}
+	f.v = v
+	return nil
+}
+
+func (f *fraction) String() string   { return strconv.FormatFloat(f.v, 'g', -1, 64) }
+func (f *fraction) Get() any         { return f.v }
+func (f *fraction) IsBoolFlag() bool { return true }
+
+func recheckFraction(cmd *cli.Command) float64 {
+	v, _ := cmd.Value("recheck").(float64)
+	return v
 }
 
 func isTerminal(w io.Writer) bool {
@@ -206,6 +234,9 @@ func printSummary(w io.Writer, rec *build.Record) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\n", s.Stage, s.Kind, s.Nodes, s.Ran, s.Cached, s.Failed, s.Items, s.Seconds, details)
 	}
 	tw.Flush()
+	if rec.Rechecked > 0 {
+		fmt.Fprintf(w, "recheck: %d cache hits ran again and matched\n", rec.Rechecked)
+	}
 	fmt.Fprintf(w, "build %s: %s in %.2fs", rec.Recipe, rec.Status, rec.Seconds)
 	for _, p := range rec.Published {
 		fmt.Fprintf(w, "; output in %s", p)

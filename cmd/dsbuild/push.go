@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -147,8 +146,7 @@ func lookupImage(ctx context.Context, store *cache.Store, published []string, tr
 		return img, nil
 	}
 	for _, dir := range published {
-		marker, rerr := os.ReadFile(filepath.Join(dir, ".dsbuild-tree"))
-		if rerr != nil || strings.TrimSpace(string(marker)) != tree.String() {
+		if got, rerr := build.PublishedTree(dir); rerr != nil || got != tree {
 			continue
 		}
 		spec := oci.BaseSpec{Layout: filepath.Join(dir, stages.ExportImagesDir) + ":" + im.Tag}
