@@ -63,8 +63,8 @@
 //     the work that used it is not memoised as final either and a later
 //     build runs it again.
 //   - A memo entry holding a wall-clock timeout (written before this rule)
-//     reads as a miss, as does one whose output tree or captured output is
-//     no longer in the store.
+//     reads as a miss, as does one that reaches any blob no longer in the
+//     store (cache.Store.Missing): a file of its output tree, say.
 //
 // Every other limit (cpu, memory, processes, output, workspace) is a
 // property of the program, not of the machine's load, and is memoised like
@@ -495,10 +495,17 @@ func (r *Runner) executeInSlot(ctx context.Context, s Spec) (*Result, error) {
 var errStale = errors.New("stale sandbox result")
 
 // load reads the memoised result d. It fails with errStale for a result
-// that must not be replayed: one that hit the wall-clock timeout (memoised
-// before such runs became provisional), or whose output tree is no longer
-// in the store.
+// that must not be replayed: one that reaches blobs no longer in the store
+// (its output tree, say, in part or whole), or one that hit the wall-clock
+// timeout (memoised before such runs became provisional).
 func (r *Runner) load(d cache.Digest) (*Result, error) {
+	missing, err := r.store.Missing(d)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("%w: %d blobs it reaches are missing, %s first", errStale, len(missing), missing[0])
+	}
 	b, err := r.store.Get(d)
 	if err != nil {
 		return nil, err
@@ -509,9 +516,6 @@ func (r *Runner) load(d cache.Digest) (*Result, error) {
 	}
 	if rec.LimitHit == LimitTimeout {
 		return nil, fmt.Errorf("%w: it hit the wall-clock timeout", errStale)
-	}
-	if !rec.Output.IsZero() && !r.store.Has(rec.Output) {
-		return nil, fmt.Errorf("%w: output tree %s is not in the store", errStale, rec.Output)
 	}
 	stdout, err := r.store.Get(rec.Stdout)
 	if err != nil {

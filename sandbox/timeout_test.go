@@ -139,31 +139,44 @@ func TestCPULoopIsMemoised(t *testing.T) {
 	}
 }
 
-// A memoised result whose output tree is no longer in the store reads as a
-// miss: the run is redone and the memo entry replaced.
-func TestResultWithLostOutputTreeIsRedone(t *testing.T) {
+// A memoised result whose output tree is no longer wholly in the store
+// (its root, or a file deep in it) reads as a miss: the run is redone,
+// which stores the tree again.
+func TestResultWithLostOutputIsRedone(t *testing.T) {
 	r, img := setup(t)
-	s := Spec{Image: img, Argv: []string{"sh", "-c", "echo " + t.Name() + " > marker"}}
-	first := run(t, r, s)
-	if first.Cached || first.Output.IsZero() {
-		t.Fatalf("first run: cached %v, output %s", first.Cached, first.Output)
-	}
-	// The store keeps blob d at blobs/<first two hex digits>/<hex>.
-	h := first.Output.Hex()
-	if err := os.Remove(filepath.Join(r.store.Root(), "blobs", h[:2], h)); err != nil {
-		t.Fatalf("removing the output tree: %v", err)
-	}
-	// The run is redone, which stores the tree again. (The result returned
-	// may be the memoised one, complete again: first writer wins.)
-	second := run(t, r, s)
-	if !r.store.Has(first.Output) {
-		t.Fatal("a result whose output tree is gone was replayed from the memo")
-	}
-	if second.Output != first.Output {
-		t.Fatalf("redone run's output %s, want %s", second.Output, first.Output)
-	}
-	if third := run(t, r, s); !third.Cached || third.Output != first.Output {
-		t.Fatalf("third run: cached %v, output %s; want the memoised result", third.Cached, third.Output)
+	for _, lose := range []string{"root", "file"} {
+		t.Run(lose, func(t *testing.T) {
+			s := Spec{Image: img, Argv: []string{"sh", "-c", "mkdir -p a/b && echo " + t.Name() + " > a/b/marker"}}
+			first := run(t, r, s)
+			if first.Cached || first.Output.IsZero() {
+				t.Fatalf("first run: cached %v, output %s", first.Cached, first.Output)
+			}
+			lost := first.Output
+			if lose == "file" {
+				files, err := r.store.Files(first.Output)
+				if err != nil {
+					t.Fatal(err)
+				}
+				lost = files["a/b/marker"].Digest
+			}
+			// The store keeps blob d at blobs/<first two hex digits>/<hex>.
+			h := lost.Hex()
+			if err := os.Remove(filepath.Join(r.store.Root(), "blobs", h[:2], h)); err != nil {
+				t.Fatalf("removing the %s blob: %v", lose, err)
+			}
+			// The result returned may be the memoised one, complete again:
+			// first writer wins.
+			second := run(t, r, s)
+			if !r.store.Has(lost) {
+				t.Fatalf("a result whose output lost its %s blob was replayed from the memo", lose)
+			}
+			if second.Output != first.Output {
+				t.Fatalf("redone run's output %s, want %s", second.Output, first.Output)
+			}
+			if third := run(t, r, s); !third.Cached || third.Output != first.Output {
+				t.Fatalf("third run: cached %v, output %s; want the memoised result", third.Cached, third.Output)
+			}
+		})
 	}
 }
 
