@@ -67,6 +67,9 @@ type nodeResult struct {
 	// Provisional holds why the result may differ in a later build (see
 	// cache.MarkProvisional); such a result is used but not memoised.
 	Provisional []string `json:"provisional,omitempty"`
+	// Flat says no output blob refers to another blob, so a cache hit is
+	// checked by the presence of the outputs alone.
+	Flat bool `json:"flat,omitempty"`
 }
 
 type node struct {
@@ -429,7 +432,7 @@ func (e *engine) exec(n *node) {
 	var cached *nodeResult // a hit chosen to be rechecked
 	if hit {
 		var res nodeResult
-		if err = GetJSON(store, d, &res); err == nil && outputIntact(store, res.Output) {
+		if err = GetJSON(store, d, &res); err == nil && outputIntact(store, &res) {
 			if !sampled(n.key, e.opts.Recheck) {
 				<-e.ioSlots
 				n.state, n.resultD, n.result = StateCached, d, &res
@@ -477,7 +480,8 @@ func (e *engine) exec(n *node) {
 		}
 		return
 	}
-	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot(), Provisional: rec.Provisional()}
+	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot(), Provisional: rec.Provisional(),
+		Flat: flat(store, out)}
 	if cached != nil {
 		e.compareRecheck(n, d, cached, res)
 		return
@@ -575,16 +579,41 @@ func (e *engine) repairItem(d cache.Digest) bool {
 	return err == nil && len(missing) == 0
 }
 
-// outputIntact reports whether every blob a cached output reaches is still
-// in the store and readable (see cache.Store.Missing; blobs found complete
-// are not checked again by this process).
-func outputIntact(store *cache.Store, out Output) bool {
-	roots := []cache.Digest{out.Value}
-	if out.IsCollection {
-		roots = roots[:0]
-		for _, it := range out.Items {
-			roots = append(roots, it.Value)
+// outputRoots returns the digests an output names.
+func outputRoots(out Output) []cache.Digest {
+	if !out.IsCollection {
+		return []cache.Digest{out.Value}
+	}
+	roots := make([]cache.Digest, len(out.Items))
+	for i, it := range out.Items {
+		roots[i] = it.Value
+	}
+	return roots
+}
+
+// flat reports whether no blob of out refers to another blob.
+func flat(store *cache.Store, out Output) bool {
+	for _, d := range outputRoots(out) {
+		if refs, err := store.HasReferences(d); err != nil || refs {
+			return false
 		}
+	}
+	return true
+}
+
+// outputIntact reports whether every blob a cached result's output reaches
+// is still in the store: for a flat output, that its blobs are present;
+// else that nothing below them is missing or corrupt (cache.Store.Missing;
+// blobs found complete are not checked again by this process).
+func outputIntact(store *cache.Store, res *nodeResult) bool {
+	roots := outputRoots(res.Output)
+	if res.Flat {
+		for _, d := range roots {
+			if !store.Has(d) {
+				return false
+			}
+		}
+		return true
 	}
 	missing, err := store.Missing(roots...)
 	return err == nil && len(missing) == 0

@@ -102,7 +102,7 @@ func Plan(r *Recipe, store *cache.Store) ([]PlanEntry, error) {
 					e.Status = PlanWillRun
 					e.Reasons = []string{"re-reads its sources in every build (what follows assumes they are unchanged)"}
 				}
-				if !outputIntact(store, res.Output) {
+				if !outputIntact(store, &res) {
 					e.Status = PlanWillRun
 					e.Reasons = []string{"its cached output lost a blob (deleted or corrupt); running it again restores it"}
 				}

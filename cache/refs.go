@@ -508,3 +508,15 @@ func (s *Store) reachable(roots, leaves []Digest) map[Digest]bool {
 	}
 	return live
 }
+
+// HasReferences reports whether the blob d refers to any other blob (see
+// "What a reference is"). A blob's references are fixed by its digest, so
+// a caller may remember the answer: the build engine does, to check a
+// cached output that refers to nothing with a stat rather than a read.
+func (s *Store) HasReferences(d Digest) (bool, error) {
+	r, err := s.inspect(d, false, true)
+	if err != nil {
+		return false, err
+	}
+	return len(r.nodes)+len(r.leaves) > 0, nil
+}

@@ -249,21 +249,23 @@ func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 	if err != nil {
 		return err
 	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return err
+	renamed := false
+	defer func() {
+		if !renamed {
+			os.Remove(f.Name())
 		}
+	}()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(0o644)
 	}
-	if err := f.Close(); err != nil {
-		return err
+	if err == nil && sync {
+		err = f.Sync()
 	}
-	if err := os.Chmod(f.Name(), 0o644); err != nil {
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
 		return err
 	}
 	err = os.Rename(f.Name(), path)
@@ -275,6 +277,7 @@ func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 		}
 		err = os.Rename(f.Name(), path)
 	}
+	renamed = err == nil
 	return err
 }
 
