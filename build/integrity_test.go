@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -382,5 +384,33 @@ stages:
 	// A fraction samples by key: 0 rechecks nothing.
 	if _, runs, err = e.build(bad, build.Options{Recheck: 0}); err != nil || len(runs) != 0 {
 		t.Fatalf("recheck 0 ran %v, %v", runs, err)
+	}
+}
+
+// A stage with both foreach: and from: costs in proportion to its nodes:
+// the from-inputs are hashed once per stage, not once per node. Measured in
+// allocations, which do not depend on how busy the machine is: doubling
+// the items must not much more than double them (it quadrupled them when
+// every node hashed every from-item).
+func TestForeachWithFromIsLinear(t *testing.T) {
+	allocs := func(n int) uint64 {
+		e := newEnv(t)
+		r := fmt.Sprintf(`name: ff
+stages:
+  words: {uses: list, with: {count: %d}}
+  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
+  both:  {uses: template, foreach: words, from: [greet], with: {text: "again {{.Input}}"}}
+`, n)
+		e.mustBuild(r)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		e.mustBuild(r)
+		runtime.ReadMemStats(&after)
+		return after.Mallocs - before.Mallocs
+	}
+	small, large := allocs(300), allocs(1200)
+	if ratio := float64(large) / float64(small); ratio > 5.5 {
+		t.Fatalf("a no-op build of 4x the items made %.1fx the allocations (%d vs %d); want about 4x", ratio, large, small)
 	}
 }
