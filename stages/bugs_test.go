@@ -467,3 +467,64 @@ func checkBugRejections(t *testing.T, b *taskBuild) {
 		t.Errorf("edge statement does not quote the error:\n%s", in.ProblemStatement)
 	}
 }
+
+// slowProject's suite takes 9 s of wall-clock time (a sleep) but well under
+// a second of CPU time.
+var slowProject = map[string]string{
+	"conftest.py":          conftest,
+	"src/slow/__init__.py": "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n",
+	"tests/test_slow.py": `import time
+from slow import add, sub
+
+
+def test_add_slowly():
+    time.sleep(9)
+    assert add(2, 3) == 5
+
+
+def test_sub():
+    assert sub(5, 3) == 2
+`,
+}
+
+// test_timeout is a CPU-time budget, not a wall-clock limit: a suite that
+// sleeps past it (using no CPU, so this holds on any machine and under any
+// load) is not rejected as "timeout", and its bugs are kept. The sleep is
+// longer than test_timeout times sandbox.SlackFactor, so the sandbox's
+// slack re-run alone would not save a wall-clock limit of test_timeout.
+func TestTestTimeoutBoundsCPUTime(t *testing.T) {
+	base := taskBaseLayout(t)
+	dir := t.TempDir()
+	writeProject(t, filepath.Join(dir, "projects"), "slow", slowProject)
+	text := fmt.Sprintf(`name: slowtest
+environments:
+  python: {layout: %q}
+sandbox: {timeout: 60s}
+stages:
+  repos:   {uses: repo, with: {paths: ["projects/*"]}}
+  checked: {uses: validate, foreach: repos, with: {runs: 1}}
+  bugs:    {uses: inject_bugs, foreach: checked, with: {per_repo: 1, candidates: 2, transforms: [swap_arith], test_timeout: 2s}}
+`, base)
+	p := filepath.Join(dir, "recipe.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := build.LoadRecipe(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := testenv.Store(t)
+	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &taskBuild{dir: dir, text: []byte(text), store: store, rec: rec, r: r}
+	counts := b.nodeCounts(t, "bugs", "slow")
+	if counts["kept"] != 1 || counts["rejected:timeout"] != 0 {
+		t.Fatalf("slow: bug counters %v; want one kept and none rejected as timeout", counts)
+	}
+	in := b.bundles(t, "bugs", "slow")[0].Instance
+	if len(in.FailToPass)+len(in.PassToPass) != 2 {
+		t.Errorf("%s: F2P %v, P2P %v; want both tests", in.InstanceID, in.FailToPass, in.PassToPass)
+	}
+}
