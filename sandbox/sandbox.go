@@ -116,7 +116,8 @@ const hostUIDBase = 1_900_000_000
 // Options configure a Runner.
 type Options struct {
 	// NoCache makes every Run execute, ignoring memoised results (results
-	// are still recorded). For benchmarks and forced re-runs.
+	// are still recorded, except provisional ones). For benchmarks and
+	// forced re-runs.
 	NoCache bool
 	// Jobs is the most runs at once; 0 means the number of CPUs. At most 256.
 	Jobs int
@@ -383,7 +384,9 @@ func (r *Runner) key(s Spec) (cache.Key, error) {
 
 // Run runs s, or returns its memoised result without starting anything.
 // The error is for infrastructure failures (bad spec, missing image, bwrap
-// failing to set up, ctx cancelled); such runs are not memoised.
+// failing to set up, ctx cancelled); such runs are not memoised. A run that
+// hits its wall-clock timeout is run again with slack, and is returned
+// Provisional, unmemoised, if it hits it again (see the package doc).
 func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 	s, err := s.normalize()
 	if err != nil {
