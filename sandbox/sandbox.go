@@ -537,7 +537,8 @@ func (r *Runner) load(d cache.Digest) (*Result, error) {
 // save stores res as the result of key and returns the result that key
 // holds afterwards: res, or the result another runner stored first (marked
 // Cached), which every caller must use. A first result that cannot be read,
-// or is stale (see load), is replaced by res. With Options.NoCache, res replaces any stored result.
+// or is stale (see load), is replaced by res. With Options.NoCache, res
+// replaces any stored result.
 func (r *Runner) save(ctx context.Context, key cache.Key, res *Result) (*Result, error) {
 	so, err := r.store.Put(res.Stdout)
 	if err != nil {
