@@ -2,7 +2,6 @@ package build
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -433,7 +432,7 @@ func (e *engine) exec(n *node) {
 	if hit {
 		var res nodeResult
 		if err = GetJSON(store, d, &res); err == nil && outputIntact(store, &res) {
-			if !sampled(n.key, e.opts.Recheck) {
+			if !cache.Sampled(n.key, e.opts.Recheck) {
 				<-e.ioSlots
 				n.state, n.resultD, n.result = StateCached, d, &res
 				n.duration = time.Since(start)
@@ -617,16 +616,6 @@ func outputIntact(store *cache.Store, res *nodeResult) bool {
 	}
 	missing, err := store.Missing(roots...)
 	return err == nil && len(missing) == 0
-}
-
-// sampled reports whether the node with key k is among the fraction of
-// cache hits that --recheck runs again. The choice is a function of the key,
-// so the same fraction rechecks the same nodes in every build.
-func sampled(k cache.Key, fraction float64) bool {
-	if fraction <= 0 {
-		return false
-	}
-	return float64(binary.BigEndian.Uint32(k[8:12])) < fraction*(1<<32)
 }
 
 // RecheckError reports a node that, run again for --recheck, gave an output

@@ -143,3 +143,14 @@ func marshalNoEscape(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
+
+// Sampled reports whether the work keyed k is among the fraction (0 to 1)
+// of keys chosen for a sample, such as the cache hits `--recheck` runs
+// again. The choice is a function of the key alone, so the same fraction
+// picks the same work every time.
+func Sampled(k Key, fraction float64) bool {
+	if fraction <= 0 {
+		return false
+	}
+	return float64(uint32(k[8])<<24|uint32(k[9])<<16|uint32(k[10])<<8|uint32(k[11])) < fraction*(1<<32)
+}

@@ -121,6 +121,9 @@ type Options struct {
 	NoCache bool
 	// Jobs is the most runs at once; 0 means the number of CPUs. At most 256.
 	Jobs int
+	// Recheck is the fraction (0 to 1) of memoised runs that run again and
+	// must end the same way (see Runner.recheck), chosen by key.
+	Recheck float64
 	// WorkDir holds unpacked images and workspaces of running programs. It
 	// must be reachable by the sandbox's host uid. Default: the store's
 	// root if every directory above it is searchable by others, else
@@ -398,6 +401,9 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 	}
 	if !r.opts.NoCache {
 		if res, ok, err := r.stored(ctx, key); err != nil || ok {
+			if err == nil && cache.Sampled(key, r.opts.Recheck) {
+				return r.recheck(ctx, s, key, res)
+			}
 			return res, err
 		}
 	}
@@ -430,6 +436,43 @@ func (r *Runner) Run(ctx context.Context, s Spec) (*Result, error) {
 		}
 		return &res, nil
 	}
+}
+
+// RecheckError reports a memoised run that, run again for Options.Recheck,
+// ended otherwise: another exit code, limit or output tree.
+type RecheckError struct {
+	Key           cache.Key
+	Cached, Rerun string // "exit N, limit L, output D"
+}
+
+func (e *RecheckError) Error() string {
+	return fmt.Sprintf("sandbox: recheck of run %s: memoised %s, but running it again gave %s: the run is not deterministic", e.Key, e.Cached, e.Rerun)
+}
+
+// recheck runs s again and compares what a run's users act on (exit code,
+// limit hit, output tree) with the memoised result cached; captured output
+// is not compared, as it may hold timings. A rerun stopped by the
+// wall-clock timeout proves nothing (load may have caused it) and is
+// ignored. The memoised result is returned when they agree.
+func (r *Runner) recheck(ctx context.Context, s Spec, key cache.Key, cached *Result) (*Result, error) {
+	fresh, err := r.executeInSlot(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: recheck of run %s %q: %w", key.Short(), s.Argv, err)
+	}
+	if fresh.LimitHit == LimitTimeout {
+		return cached, nil
+	}
+	summary := func(res *Result) string {
+		lim := res.LimitHit
+		if lim == "" {
+			lim = "none"
+		}
+		return fmt.Sprintf("exit %d, limit %s, output %s", res.ExitCode, lim, res.Output.Short())
+	}
+	if a, b := summary(cached), summary(fresh); a != b {
+		return nil, &RecheckError{Key: key, Cached: a, Rerun: b}
+	}
+	return cached, nil
 }
 
 // stored returns the memoised result of key, if there is a readable one.

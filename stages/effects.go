@@ -196,7 +196,7 @@ func countLLM(ctx context.Context, ci llm.CallInfo) {
 // Sandbox returns the build's sandbox runner.
 func Sandbox(c *build.Call) (*sandbox.Runner, error) {
 	return build.Service(c.Session, "sandbox", func() (*sandbox.Runner, error) {
-		return sandbox.New(c.Store(), sandbox.Options{})
+		return sandbox.New(c.Store(), sandbox.Options{Recheck: c.Session.Recheck})
 	})
 }
 
