@@ -18,7 +18,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "derive_testgen", Version: "4",
+		Name: "derive_testgen", Version: "5",
 		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
@@ -34,7 +34,10 @@ type DeriveTestgenParams struct {
 	Mutants int `yaml:"mutants" json:"mutants"`
 	// MinKilled is the least mutants the reference tests must kill.
 	MinKilled int `yaml:"min_killed" json:"min_killed"`
-	// MutantTimeout bounds each mutant's test run (a mutant may loop).
+	// MutantTimeout is the CPU time each mutant's test run may use (a
+	// mutant may loop), as test_timeout is for inject_bugs: a CPU limit
+	// gives the same verdict on a busy machine, so it is memoised as final;
+	// the wall clock is only a backstop for a mutant that hangs.
 	MutantTimeout string `yaml:"mutant_timeout" json:"mutant_timeout"`
 	timeout       time.Duration
 }
@@ -118,8 +121,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 		if res.ExitCode != 0 || json.Unmarshal(res.Stdout, &mut) != nil {
 			return build.Output{}, fmt.Errorf("project %s task %s: mutate.py exited %d: %s", proj.Plan.Project.ID, o.Task, res.ExitCode, trimOutput(string(res.Stderr), 1000))
 		}
-		limits := SandboxLimits(c)
-		limits.Timeout = p.timeout
+		limits := testLimits(SandboxLimits(c), p.timeout)
 		env, err := AgentEnv(c)
 		if err != nil {
 			return build.Output{}, err
