@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +14,7 @@ import (
 )
 
 // MarkerFile is the file in a published folder that names the tree it
-// holds. Publish writes it last, so its modification time is when the
-// folder was complete.
+// holds, written once the rest is on disk.
 const MarkerFile = ".dsbuild-tree"
 
 // PublishedTree returns the tree digest the marker of the published folder
@@ -28,11 +28,12 @@ func PublishedTree(dir string) (cache.Digest, error) {
 }
 
 // Publish writes the tree d to dir, replacing what was there in one rename.
-// A dir that already holds d is left alone: its marker names d, and it has
-// exactly the tree's entries, with the tree's types, sizes and executable
-// bits, none modified after the marker was written. A folder with a file
-// deleted, added, or edited since (which sets its modification time) is
-// written again.
+// Every file gets the modification time PublishedFileTime. A dir that
+// already holds d is left alone: its marker names d, and it has exactly the
+// tree's entries, with the tree's types, sizes and executable bits, and
+// every file still has PublishedFileTime. A folder with a file deleted,
+// added, or edited since (which sets its modification time) is written
+// again.
 func Publish(store *cache.Store, d cache.Digest, dir string) error {
 	if intactPublished(store, dir, d) {
 		return nil
@@ -46,6 +47,10 @@ func Publish(store *cache.Store, d cache.Digest, dir string) error {
 	suffix := hex.EncodeToString(nonce[:])
 	tmp := filepath.Clean(dir) + ".tmp-" + suffix
 	if err := store.Materialize(d, tmp); err != nil {
+		os.RemoveAll(tmp)
+		return err
+	}
+	if err := setFileTimes(tmp); err != nil {
 		os.RemoveAll(tmp)
 		return err
 	}
@@ -73,21 +78,33 @@ func Publish(store *cache.Store, d cache.Digest, dir string) error {
 	return syncFS(dir)
 }
 
+// PublishedFileTime is the modification time of every file Publish writes:
+// fixed, so that the folder's bytes and metadata are the same in every
+// build, and so that a file edited since (which gets the current time)
+// stands out. It is 1980-01-01, the earliest time a zip archive can hold.
+var PublishedFileTime = time.Date(1980, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// setFileTimes gives every regular file below dir PublishedFileTime.
+func setFileTimes(dir string) error {
+	return filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
+		if err != nil || !de.Type().IsRegular() {
+			return err
+		}
+		return os.Chtimes(p, PublishedFileTime, PublishedFileTime)
+	})
+}
+
 // intactPublished reports whether dir holds d as Publish left it.
 func intactPublished(store *cache.Store, dir string, d cache.Digest) bool {
 	got, err := PublishedTree(dir)
 	if err != nil || got != d {
 		return false
 	}
-	mi, err := os.Stat(filepath.Join(dir, MarkerFile))
-	if err != nil {
-		return false
-	}
-	return sameAsTree(store, dir, d, mi.ModTime(), true)
+	return sameAsTree(store, dir, d, true)
 }
 
 // sameAsTree compares the folder dir with the tree d, entry by entry.
-func sameAsTree(store *cache.Store, dir string, d cache.Digest, notAfter time.Time, root bool) bool {
+func sameAsTree(store *cache.Store, dir string, d cache.Digest, root bool) bool {
 	t, err := store.GetTree(d)
 	if err != nil {
 		return false
@@ -111,7 +128,7 @@ func sameAsTree(store *cache.Store, dir string, d cache.Digest, notAfter time.Ti
 		}
 		switch e.Type {
 		case cache.TypeDir:
-			if !fi.IsDir() || !sameAsTree(store, p, e.Digest, notAfter, false) {
+			if !fi.IsDir() || !sameAsTree(store, p, e.Digest, false) {
 				return false
 			}
 		case cache.TypeSymlink:
@@ -119,7 +136,7 @@ func sameAsTree(store *cache.Store, dir string, d cache.Digest, notAfter time.Ti
 				return false
 			}
 		case cache.TypeFile:
-			if !fi.Mode().IsRegular() || fi.Size() != e.Size || (fi.Mode()&0o100 != 0) != e.Exec || fi.ModTime().After(notAfter) {
+			if !fi.Mode().IsRegular() || fi.Size() != e.Size || (fi.Mode()&0o100 != 0) != e.Exec || !fi.ModTime().Equal(PublishedFileTime) {
 				return false
 			}
 		default:
