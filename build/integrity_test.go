@@ -152,6 +152,18 @@ stages:
 	}
 	restore := testAsset.Replace(fstest.MapFS{"script.py": {Data: []byte("print('v2')\n")}})
 	defer restore()
+	plan, err := build.Plan(e.recipe(r), e.store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pe := range plan {
+		if pe.Node == "script[a]" && (pe.Status != build.PlanWillRun || !strings.Contains(strings.Join(pe.Reasons, ";"), "asset build_test/asset changed")) {
+			t.Errorf("plan for script[a]: %s %v", pe.Status, pe.Reasons)
+		}
+		if pe.Node == "echo[a]" && pe.Status != build.PlanCached {
+			t.Errorf("plan for echo[a]: %s %v", pe.Status, pe.Reasons)
+		}
+	}
 	second, runs := e.mustBuild(r)
 	want := map[string]int{"script[a]": 1, "script[b]": 1}
 	if len(runs) != len(want) || runs["script[a]"] != 1 || runs["script[b]"] != 1 {

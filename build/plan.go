@@ -182,6 +182,11 @@ func diffInputs(a, b KeyInputs) []string {
 			out = append(out, fmt.Sprintf("recipe section %s changed", n))
 		}
 	}
+	for _, n := range unionKeys(a.Assets, b.Assets) {
+		if a.Assets[n] != b.Assets[n] {
+			out = append(out, fmt.Sprintf("asset %s changed (its content is part of the key)", n))
+		}
+	}
 	for _, d := range unionKeys(a.Inputs, b.Inputs) {
 		if a.Inputs[d] != b.Inputs[d] {
 			out = append(out, fmt.Sprintf("input stage %s changed (its items differ)", d))
