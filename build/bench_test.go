@@ -13,18 +13,13 @@ import (
 	"github.com/dsbuild/dsbuild/cache"
 )
 
-// BenchmarkNoopBuild rebuilds, with nothing to do, a recipe that fans out
-// to 10,000 nodes (plus the list and an aggregate). Target: under 1 s per
-// no-op build and under 200 MB resident.
-func BenchmarkNoopBuild(b *testing.B) {
+// builtOnce loads the recipe text, builds it once into a fresh store and
+// returns what a benchmark needs to build it again.
+func builtOnce(b *testing.B, text string) (*build.Recipe, *cache.Store, build.Options) {
+	b.Helper()
 	dir := b.TempDir()
 	path := filepath.Join(dir, "recipe.yaml")
-	os.WriteFile(path, []byte(`name: noop
-stages:
-  words: {uses: list, with: {count: 10000}}
-  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
-  all:   {uses: test.join, from: [greet]}
-`), 0o644)
+	os.WriteFile(path, []byte(text), 0o644)
 	r, err := build.LoadRecipe(path, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -33,11 +28,24 @@ stages:
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer store.Close()
+	b.Cleanup(func() { store.Close() })
 	opts := build.Options{OutDir: filepath.Join(dir, "out")}
 	if _, err := build.Build(context.Background(), r, store, opts); err != nil {
 		b.Fatal(err)
 	}
+	return r, store, opts
+}
+
+// BenchmarkNoopBuild rebuilds, with nothing to do, a recipe that fans out
+// to 10,000 nodes (plus the list and an aggregate). Target: under 1 s per
+// no-op build and under 200 MB resident.
+func BenchmarkNoopBuild(b *testing.B) {
+	r, store, opts := builtOnce(b, `name: noop
+stages:
+  words: {uses: list, with: {count: 10000}}
+  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
+  all:   {uses: test.join, from: [greet]}
+`)
 	b.ResetTimer()
 	for range b.N {
 		rec, err := build.Build(context.Background(), r, store, opts)
@@ -60,27 +68,12 @@ stages:
 func BenchmarkForeachFromNoop(b *testing.B) {
 	for _, n := range []int{1000, 2000} {
 		b.Run("n="+strconv.Itoa(n), func(b *testing.B) {
-			dir := b.TempDir()
-			path := filepath.Join(dir, "recipe.yaml")
-			os.WriteFile(path, []byte(`name: ff
+			r, store, opts := builtOnce(b, `name: ff
 stages:
   words: {uses: list, with: {count: `+strconv.Itoa(n)+`}}
   greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
   both:  {uses: template, foreach: words, from: [greet], with: {text: "again {{.Input}}"}}
-`), 0o644)
-			r, err := build.LoadRecipe(path, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
-			store, err := cache.Open(filepath.Join(dir, "cache"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			opts := build.Options{OutDir: filepath.Join(dir, "out")}
-			if _, err := build.Build(context.Background(), r, store, opts); err != nil {
-				b.Fatal(err)
-			}
+`)
 			b.ResetTimer()
 			for range b.N {
 				rec, err := build.Build(context.Background(), r, store, opts)
