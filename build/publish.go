@@ -1,8 +1,6 @@
 package build
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
@@ -11,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/reap"
 )
 
 // MarkerFile is the file in a published folder that names the tree it
@@ -34,48 +33,70 @@ func PublishedTree(dir string) (cache.Digest, error) {
 // every file still has PublishedFileTime. A folder with a file deleted,
 // added, or edited since (which sets its modification time) is written
 // again.
+//
+// The new folder is written beside dir as <dir>.tmp-<pid>-<random> (locked
+// while in use) and the old one moved aside as <dir>.old-<pid>-<random>
+// before it is removed; Publish first removes such leftovers of killed
+// processes (see ReclaimPublished).
 func Publish(store *cache.Store, d cache.Digest, dir string) error {
+	dir = filepath.Clean(dir)
+	ReclaimPublished(dir)
 	if intactPublished(store, dir, d) {
 		return nil
 	}
-	parent := filepath.Dir(filepath.Clean(dir))
+	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
-	var nonce [4]byte
-	rand.Read(nonce[:])
-	suffix := hex.EncodeToString(nonce[:])
-	tmp := filepath.Clean(dir) + ".tmp-" + suffix
+	work, err := reap.Create(parent, filepath.Base(dir)+tmpInfix, 0o755)
+	if err != nil {
+		return err
+	}
+	defer work.Remove() // a no-op once renamed into place
+	tmp := work.Path
 	if err := store.Materialize(d, tmp); err != nil {
-		os.RemoveAll(tmp)
 		return err
 	}
 	if err := setFileTimes(tmp); err != nil {
-		os.RemoveAll(tmp)
 		return err
 	}
 	// The files must be on disk before the marker says they are complete.
 	if err := syncFS(tmp); err != nil {
-		os.RemoveAll(tmp)
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(tmp, MarkerFile), []byte(d.String()+"\n"), 0o644); err != nil {
-		os.RemoveAll(tmp)
 		return err
 	}
-	old := filepath.Clean(dir) + ".old-" + suffix
+	old := filepath.Join(parent, filepath.Base(dir)+oldInfix+strings.TrimPrefix(filepath.Base(tmp), filepath.Base(dir)+tmpInfix))
 	hadOld := os.Rename(dir, old) == nil
 	if err := os.Rename(tmp, dir); err != nil {
 		if hadOld {
 			os.Rename(old, dir)
 		}
-		os.RemoveAll(tmp)
 		return fmt.Errorf("publishing %s: %w", dir, err)
 	}
 	if hadOld {
-		os.RemoveAll(old)
+		reap.RemoveAll(old)
 	}
 	return syncFS(dir)
+}
+
+// The infixes of Publish's temporary folders: <dir>.tmp-<pid>-<random>
+// (the new folder being written) and <dir>.old-<pid>-<random> (the old
+// one, moved aside).
+const (
+	tmpInfix = ".tmp-"
+	oldInfix = ".old-"
+)
+
+// ReclaimPublished removes the temporary folders that killed processes
+// left beside the published folder dir (see Publish): those named after a
+// process that is dead and not locked by anyone, so never a live build's.
+// It returns the paths it removed.
+func ReclaimPublished(dir string) ([]string, error) {
+	dir = filepath.Clean(dir)
+	base := filepath.Base(dir)
+	return reap.Reclaim(filepath.Dir(dir), base+tmpInfix, base+oldInfix)
 }
 
 // PublishedFileTime is the modification time of every file Publish writes:

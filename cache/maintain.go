@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dsbuild/dsbuild/internal/reap"
 )
 
 // A build record is the root of everything a build needs: gc keeps the
@@ -593,10 +595,13 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Leftovers of killed processes.
+	// Leftovers of killed processes: no other process has the store open.
+	// A killed mmdebstrap's work directory may hold a chroot with proc,
+	// sysfs or bind mounts of the host's /dev below it: reap.RemoveAll
+	// detaches them first and never removes anything through a mount.
 	tmps, _ := os.ReadDir(filepath.Join(s.root, tmpDir))
 	for _, t := range tmps {
-		os.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
+		reap.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
 	}
 	return rep, nil
 }

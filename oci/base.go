@@ -13,8 +13,11 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/reap"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,13 +42,36 @@ type Builder struct {
 	bases    sync.Map // base memo key -> schema.Image, for this Builder's life
 }
 
-// NewBuilder returns a Builder that keeps images in store.
+// NewBuilder returns a Builder that keeps images in store. It first
+// removes what killed mmdebstrap runs of other processes left in the
+// store (see ReclaimLeftovers).
 func NewBuilder(store *cache.Store, opts Options) *Builder {
 	kc := opts.Keychain
 	if kc == nil {
 		kc = authn.DefaultKeychain
 	}
+	ReclaimLeftovers(store)
 	return &Builder{store: store, offline: opts.Offline, keychain: kc}
+}
+
+// mmdebstrapPrefix names mmdebstrap's work directories, which live in the
+// store's tmp/ (removed whole by gc) as mmdebstrap-<pid>-<random>: the
+// pid of the dsbuild process that runs it, which holds a flock on the
+// directory while it does (see internal/reap).
+const mmdebstrapPrefix = "mmdebstrap-"
+
+// mmdebstrapParent is the directory of mmdebstrap's work directories.
+func mmdebstrapParent(store *cache.Store) string {
+	return filepath.Join(store.Root(), "tmp")
+}
+
+// ReclaimLeftovers removes the work directories of mmdebstrap runs whose
+// dsbuild process died (a SIGKILL, a crash), detaching any mount left
+// inside first, and returns how many it removed. A live process's
+// directory is never touched.
+func ReclaimLeftovers(store *cache.Store) (int, error) {
+	removed, err := reap.Reclaim(mmdebstrapParent(store), mmdebstrapPrefix)
+	return len(removed), err
 }
 
 // Base returns the base image spec describes, building or importing it on
@@ -179,23 +205,23 @@ func (b *Builder) debian(ctx context.Context, spec BaseSpec) (schema.Image, erro
 	if b.offline && !strings.HasPrefix(d.Mirror, "file:") {
 		return schema.Image{}, fmt.Errorf("debian base %s is not in the store and offline mode forbids fetching packages from %s", d.Suite, d.Mirror)
 	}
-	tmp, err := os.MkdirTemp("", "dsbuild-mmdebstrap-")
+	work, err := reap.Create(mmdebstrapParent(b.store), mmdebstrapPrefix, 0o755)
 	if err != nil {
-		return schema.Image{}, err
+		return schema.Image{}, fmt.Errorf("mmdebstrap work directory: %w", err)
 	}
-	defer os.RemoveAll(tmp)
+	defer work.Remove()
+	tmp := work.Path
 	out := filepath.Join(tmp, "rootfs.tar")
 	args := []string{"--quiet", "--variant=" + d.Variant, "--format=tar"}
 	if len(d.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(d.Packages, ","))
 	}
 	args = append(args, d.Suite, out, d.Mirror)
-	cmd := exec.CommandContext(ctx, mm, args...)
-	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=0", "TMPDIR="+tmp)
 	var stderr bytes.Buffer
-	cmd.Stdout = &stderr
-	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runMmdebstrap(ctx, mm, args, tmp, &stderr); err != nil {
+		if ctx.Err() != nil {
+			return schema.Image{}, fmt.Errorf("mmdebstrap %s: %w", d.Suite, ctx.Err())
+		}
 		return schema.Image{}, fmt.Errorf("mmdebstrap %s (variant %s, packages %v) failed: %v\n%s", d.Suite, d.Variant, d.Packages, err, tail(stderr.Bytes(), 4000))
 	}
 	f, err := os.Open(out)
@@ -203,7 +229,7 @@ func (b *Builder) debian(ctx context.Context, spec BaseSpec) (schema.Image, erro
 		return schema.Image{}, err
 	}
 	defer f.Close()
-	lb, err := putLayer(b.store, func(w io.Writer) error { return normaliseRootfs(f, w) })
+	lb, err := putLayer(b.store, func(w io.Writer) error { return normaliseRootfs(ctx, f, w) })
 	if err != nil {
 		return schema.Image{}, fmt.Errorf("storing debian rootfs: %w", err)
 	}
@@ -222,6 +248,73 @@ func (b *Builder) debian(ctx context.Context, spec BaseSpec) (schema.Image, erro
 	return putImage(b.store, cfg, nil, []v1.Descriptor{layer}, nil)
 }
 
+// runMmdebstrap runs mmdebstrap with args and TMPDIR=tmp so that it dies,
+// with everything it started and everything it mounted, when ctx is done
+// or when this process dies, however it dies:
+//
+//   - As root it is pid 1 of a new pid namespace, so the kernel kills every
+//     process it started when it dies, and has a mount namespace of its
+//     own (with private propagation), so the proc, sysfs and /dev mounts
+//     of its chroot vanish with it instead of staying on the host.
+//   - It leads a process group of its own (a terminal's Ctrl-C is for
+//     dsbuild, which stops it itself), and gets SIGKILL when dsbuild dies
+//     (Pdeathsig).
+//   - When ctx is done it is killed at once: as root, SIGKILL to its pid
+//     namespace; otherwise (mmdebstrap's unshare mode, which has
+//     namespaces of its own) SIGTERM to its process group, so it can
+//     remove files owned by its subordinate ids, then SIGKILL after
+//     killGrace.
+//
+// Where namespaces cannot be created (a container without CAP_SYS_ADMIN),
+// it runs without them.
+func runMmdebstrap(ctx context.Context, mm string, args []string, tmp string, output *bytes.Buffer) error {
+	asRoot := os.Geteuid() == 0
+	newCmd := func(namespaces bool) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, mm, args...)
+		cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=0", "TMPDIR="+tmp)
+		cmd.Stdout = output
+		cmd.Stderr = output
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if namespaces {
+			cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
+			cmd.SysProcAttr.Unshareflags = syscall.CLONE_NEWNS
+		}
+		cmd.Cancel = func() error {
+			if namespaces {
+				return cmd.Process.Kill() // the kernel kills the rest of its pid namespace
+			}
+			sig := syscall.SIGKILL
+			if !asRoot {
+				sig = syscall.SIGTERM
+				pgid := cmd.Process.Pid
+				time.AfterFunc(killGrace, func() { syscall.Kill(-pgid, syscall.SIGKILL) })
+			}
+			err := syscall.Kill(-cmd.Process.Pid, sig)
+			if errors.Is(err, syscall.ESRCH) {
+				return os.ErrProcessDone
+			}
+			return err
+		}
+		// Output pipes held open by a straggler must not hold up Wait.
+		cmd.WaitDelay = killGrace + 2*time.Second
+		return cmd
+	}
+	cmd := newCmd(asRoot)
+	err := cmd.Start()
+	if err != nil && asRoot && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL)) {
+		cmd = newCmd(false)
+		err = cmd.Start()
+	}
+	if err != nil {
+		return err
+	}
+	return cmd.Wait()
+}
+
+// killGrace is how long mmdebstrap has to clean up after SIGTERM (when it
+// does not run as root) before it is killed.
+const killGrace = 5 * time.Second
+
 func tail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
@@ -233,10 +326,13 @@ func tail(b []byte, n int) []byte {
 // extended attributes, with every time set to zero, names relative without
 // "./", and device nodes and fifos dropped (runtimes provide /dev, and
 // unprivileged unpacking cannot create them).
-func normaliseRootfs(r io.Reader, w io.Writer) error {
+func normaliseRootfs(ctx context.Context, r io.Reader, w io.Writer) error {
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			break

@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"archive/tar"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,9 +13,12 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/reap"
 	"github.com/dsbuild/dsbuild/schema"
 )
 
@@ -26,18 +30,32 @@ const rootfsDir = "rootfs"
 // mount over them in a read-only root.
 var mountpoints = []string{"dev", "proc", "tmp", "testbed"}
 
-// Rootfs returns the directory holding the unpacked root file system of img,
-// unpacking it first if this store has not done so yet. Unpacking happens
-// once per image digest: into a temporary directory, then renamed into
-// place, under a file lock so that concurrent runs and processes share the
-// work. The result must be treated as read-only.
+// Rootfs is RootfsContext without cancellation.
 func (r *Runner) Rootfs(img schema.Image) (string, error) {
+	return r.RootfsContext(context.Background(), img)
+}
+
+// RootfsContext returns the directory holding the unpacked root file system
+// of img, unpacking it first if this store has not done so yet. Unpacking
+// happens once per image digest: into a temporary directory
+// (rootfs/unpack-<pid>-<random>, locked while in use), then renamed into
+// place, under a file lock so that concurrent runs and processes share the
+// work. The result must be treated as read-only. Waiting for another
+// process's unpack and unpacking stop when ctx is done (between tar
+// entries), leaving nothing behind.
+//
+// The first call in a process for a work directory also makes the process
+// a user of it, removing what killed processes left there when no other
+// process uses it (see claimWorkDir); runs call it before they create
+// their workspace.
+func (r *Runner) RootfsContext(ctx context.Context, img schema.Image) (string, error) {
 	if _, err := cache.ParseDigest(img.Digest); err != nil {
 		return "", fmt.Errorf("sandbox: image %q: bad digest: %w", img.Ref, err)
 	}
 	if len(img.Layers) == 0 {
 		return "", fmt.Errorf("sandbox: image %s has no layers", img.Digest)
 	}
+	claimWorkDir(r.workDir)
 	// Layers that only fill /testbed are shadowed by the run's workspace, so
 	// they are left out and the root file system is keyed by the layers that
 	// remain: every task image of one environment shares one unpacked root.
@@ -63,21 +81,25 @@ func (r *Runner) Rootfs(img schema.Image) (string, error) {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
 	defer lf.Close()
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX); err != nil {
+	if err := flockContext(ctx, lf); err != nil {
 		return "", fmt.Errorf("sandbox: locking %s: %w", final, err)
 	}
 	if _, err := os.Stat(final); err == nil { // unpacked meanwhile
 		return final, nil
 	}
-	tmp, err := os.MkdirTemp(base, "unpack-")
+	reap.Reclaim(base, unpackPrefix) // what killed unpacks left
+	tmp, err := reap.Create(base, unpackPrefix, 0o755)
 	if err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
-	defer removeAll(tmp)
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	defer tmp.Remove() // a no-op once renamed into place
+	if err := os.Chmod(tmp.Path, 0o755); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
-	if err := r.unpackLayers(img, tmp); err != nil {
+	if err := r.unpackLayers(ctx, img, tmp.Path); err != nil {
+		if ctx.Err() != nil {
+			return "", fmt.Errorf("sandbox: unpacking image %s: %w", img.Digest, ctx.Err())
+		}
 		return "", fmt.Errorf("sandbox: unpacking image %s: %w", img.Digest, err)
 	}
 	list, err := json.Marshal(layers)
@@ -87,13 +109,101 @@ func (r *Runner) Rootfs(img schema.Image) (string, error) {
 	if err := cache.WriteFileAtomic("", final+layersSuffix, list); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
+	if err := os.Rename(tmp.Path, final); err != nil {
 		return "", fmt.Errorf("sandbox: %w", err)
 	}
 	return final, nil
 }
 
-func (r *Runner) unpackLayers(img schema.Image, dir string) error {
+// unpackPrefix names unpacks under way (or left by killed processes) in
+// rootfs/: unpack-<pid>-<random> (see internal/reap).
+const unpackPrefix = "unpack-"
+
+// flockContext takes an exclusive flock on f, giving up when ctx is done.
+func flockContext(ctx context.Context, f *os.File) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+}
+
+// usersLock is the file in a work directory (beside work/ and rootfs/) on
+// which every process that runs sandboxes there holds a shared flock for
+// its life.
+const usersLock = "sandbox-users.lock"
+
+// workClaims holds this process's claim on each work directory it used.
+var workClaims sync.Map // work directory -> *workClaim
+
+type workClaim struct {
+	once sync.Once
+	lock *os.File // held until the process ends
+}
+
+// claimWorkDir makes this process a user of the work directory wd, once
+// per process: it holds a shared flock on sandbox-users.lock from then on.
+// A process that gets the exclusive lock first knows that no other live
+// process uses wd, so every workspace (work/run-*) and unpack
+// (rootfs/unpack-*) there was left by a killed one: it removes them before
+// taking the shared lock. Otherwise it removes the unpacks whose process
+// is dead (they are named after it); workspaces are not, so while another
+// process uses wd they are left for a later start, or for gc.
+func claimWorkDir(wd string) {
+	v, _ := workClaims.LoadOrStore(wd, &workClaim{})
+	c := v.(*workClaim)
+	c.once.Do(func() {
+		if err := os.MkdirAll(wd, 0o755); err != nil {
+			return
+		}
+		f, err := os.OpenFile(filepath.Join(wd, usersLock), os.O_RDWR|os.O_CREATE, 0o644)
+		if err != nil {
+			return
+		}
+		removeLeftovers(wd, syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil)
+		// Converting the lock (or waiting for another process's removal).
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH); err != nil {
+			f.Close()
+			return
+		}
+		c.lock = f
+	})
+}
+
+// removeLeftovers removes what killed processes left in the work directory
+// wd: with all, every workspace and unpack (the caller knows that no other
+// process uses wd); otherwise the unpacks whose process is dead. It returns
+// how many unpacks it removed.
+func removeLeftovers(wd string, all bool) int {
+	base := filepath.Join(wd, rootfsDir)
+	if !all {
+		removed, _ := reap.Reclaim(base, unpackPrefix)
+		return len(removed)
+	}
+	work := filepath.Join(wd, "work")
+	des, _ := os.ReadDir(work)
+	for _, de := range des {
+		if de.IsDir() && strings.HasPrefix(de.Name(), "run-") {
+			reap.RemoveAll(filepath.Join(work, de.Name()))
+		}
+	}
+	n := 0
+	des, _ = os.ReadDir(base)
+	for _, de := range des {
+		if de.IsDir() && strings.HasPrefix(de.Name(), unpackPrefix) && reap.RemoveAll(filepath.Join(base, de.Name())) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *Runner) unpackLayers(ctx context.Context, img schema.Image, dir string) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -109,7 +219,7 @@ func (r *Runner) unpackLayers(img schema.Image, dir string) error {
 		if err != nil {
 			return fmt.Errorf("layer %d: %w", i, err)
 		}
-		err = applyLayer(root, rc, dirModes)
+		err = applyLayer(ctx, root, rc, dirModes)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("layer %d (%s): %w", i, ld.Short(), err)
@@ -172,13 +282,16 @@ func cleanTarName(name string) (string, error) {
 }
 
 // applyLayer extracts one uncompressed layer tarball into root, honouring
-// OCI whiteouts. Paths cannot escape root (os.Root refuses), device nodes,
+// OCI whiteouts, and stops between entries when ctx is done. Paths cannot escape root (os.Root refuses), device nodes,
 // fifos and sockets are skipped (bubblewrap provides /dev), and set-id bits
 // are dropped.
-func applyLayer(root *os.Root, r io.Reader, dirModes map[string]fs.FileMode) error {
+func applyLayer(ctx context.Context, root *os.Root, r io.Reader, dirModes map[string]fs.FileMode) error {
 	tr := tar.NewReader(r)
 	created := map[string]bool{} // paths written by this layer, for opaque whiteouts
 	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		h, err := tr.Next()
 		if err == io.EOF {
 			return nil
@@ -325,31 +438,44 @@ func opaque(root *os.Root, dir string, created map[string]bool) error {
 // layers it was made from (for Prune).
 const layersSuffix = ".layers"
 
-// Prune removes the unpacked root file systems (and leftovers of killed
-// unpacks) that the store can no longer rebuild, because a layer they were
-// made from is gone, and returns how many it removed. Run it only while no
-// build uses the store (cache gc holds the store's exclusive lock).
+// Prune removes the unpacked root file systems that the store can no longer
+// rebuild, because a layer they were made from is gone, and what killed
+// processes left (workspaces work/run-*, unpacks rootfs/unpack-*), and
+// returns how many unpacked roots and unpacks it removed. Run it only
+// while no build uses the store (cache gc holds the store's exclusive
+// lock); even so, leftovers are removed only if no process holds the work
+// directory (see claimWorkDir), and otherwise only unpacks whose process
+// is dead.
 func Prune(store *cache.Store, opts Options) (int, error) {
 	wd, err := workDirFor(store, opts, os.Geteuid() == 0)
 	if err != nil {
 		return 0, err
 	}
+	removed := 0
+	if f, err := os.OpenFile(filepath.Join(wd, usersLock), os.O_RDWR, 0); err == nil {
+		all := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) == nil
+		removed += removeLeftovers(wd, all)
+		f.Close()
+	} else {
+		// No process ever claimed it (it was written before the lock
+		// existed, or not at all): nobody uses it now.
+		removed += removeLeftovers(wd, true)
+	}
 	base := filepath.Join(wd, rootfsDir)
 	des, err := os.ReadDir(base)
 	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+		return removed, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("sandbox: %w", err)
+		return removed, fmt.Errorf("sandbox: %w", err)
 	}
-	removed := 0
 	for _, de := range des {
 		name := de.Name()
-		if !de.IsDir() {
+		if !de.IsDir() || strings.HasPrefix(name, unpackPrefix) {
 			continue
 		}
 		dir := filepath.Join(base, name)
-		if !strings.HasPrefix(name, "unpack-") && rootStillValid(store, dir) {
+		if rootStillValid(store, dir) {
 			continue
 		}
 		removeAll(dir)

@@ -94,7 +94,13 @@ func (r *Runner) bwrapRun(ctx context.Context, s Spec, rootfs, ws string, uid in
 	cmd := exec.CommandContext(runCtx, r.prlimit, r.bwrapArgs(s, rootfs, ws)...)
 	cmd.Env = []string{}
 	cmd.Dir = "/"
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// bwrap leads a process group of its own, and dies with this process
+	// (Pdeathsig, SIGKILL) even before its own --die-with-parent is set up
+	// or while it waits for the sandbox: a dsbuild killed mid-run must not
+	// leave a sandbox running for its whole program. (Pdeathsig fires when
+	// the thread that started bwrap ends, so that thread must outlive it:
+	// Go's threads do, unless a goroutine locked to one exits.)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if r.asRoot {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}
 	}
