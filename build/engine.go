@@ -25,8 +25,11 @@ type Options struct {
 	KeepGoing bool
 	// Offline forbids network effects; a cache miss that needs one fails.
 	Offline bool
-	// OutDir receives published outputs (default out/<recipe name>).
+	// OutDir receives published outputs (default out/<recipe name>). A
+	// folder that holds files dsbuild did not write is refused (see
+	// CheckOutDir) unless Force is set.
 	OutDir string
+	Force  bool
 	// Observer receives progress events (may be nil).
 	Observer Observer
 	// Recheck is the fraction (0 to 1) of cache hits that run again and
@@ -137,6 +140,11 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	}
 	if opts.OutDir == "" {
 		opts.OutDir = "out/" + r.Name
+	}
+	if !opts.Force {
+		if err := CheckOutDir(opts.OutDir); err != nil {
+			return nil, err
+		}
 	}
 	obs := opts.Observer
 	if obs == nil {

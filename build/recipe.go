@@ -1,16 +1,25 @@
 package build
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"path/filepath"
+	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/ast"
+	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
+	"github.com/goccy/go-yaml/token"
 )
 
 // Recipe is a parsed and validated recipe.
@@ -38,6 +47,37 @@ type Recipe struct {
 // nil if the recipe does not have it.
 func (r *Recipe) Section(name string) any { return r.sections[name] }
 
+// Stage returns the stage called id, or nil.
+func (r *Recipe) Stage(id string) *Stage {
+	for _, s := range r.Stages {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// RecipeChecker is an optional interface of a kind's params (see
+// Kind.Params) for what they name elsewhere in the recipe: a model or an
+// environment of a section, the stage a foreach takes its items from.
+// CheckRecipe runs once every section and stage is decoded and the graph
+// is checked, after Resolve and Validate, so that such a mistake is bad
+// input found when the recipe is loaded, located, before anything runs or
+// is written. An error that names a param as "param: ..." is located at
+// that param's value.
+type RecipeChecker interface {
+	CheckRecipe(r *Recipe, st *Stage) error
+}
+
+// Limits on a recipe's text, so that no recipe can exhaust memory while it
+// is read: its size, the nesting depth of its collections, and the number
+// of nodes its aliases (*name) may add in all when they are expanded.
+const (
+	MaxRecipeBytes      = 1 << 20
+	MaxRecipeDepth      = 64
+	MaxRecipeAliasNodes = 100_000
+)
+
 // Stage is one stage of a recipe.
 type Stage struct {
 	ID      string
@@ -49,6 +89,9 @@ type Stage struct {
 	Pos string
 	// params is Params in canonical JSON, as it enters keys.
 	params []byte
+	// decl (the id), body (the stage's mapping), with and defaults locate
+	// errors found after decoding.
+	decl, body, with, defaults ast.Node
 }
 
 // RecipeError is a problem in a recipe, located at file:line:col.
@@ -111,11 +154,29 @@ var (
 // LoadRecipe reads, interpolates, parses and validates the recipe at path.
 // getenv looks up environment variables (os.Getenv if nil).
 func LoadRecipe(path string, getenv func(string) string) (*Recipe, error) {
-	raw, err := os.ReadFile(path)
+	raw, err := readLimited(path)
 	if err != nil {
 		return nil, &RecipeError{File: path, Msg: fmt.Sprintf("cannot read recipe: %v", errors.Unwrap(err))}
 	}
 	return ParseRecipe(path, raw, getenv)
+}
+
+// readLimited reads the file at path, but no more than one byte past
+// MaxRecipeBytes (enough for ParseRecipe to refuse it).
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.IsDir() {
+		return nil, &os.PathError{Op: "read", Path: path, Err: errors.New("is a directory")}
+	}
+	raw, err := io.ReadAll(io.LimitReader(f, MaxRecipeBytes+1))
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return raw, nil
 }
 
 // ParseRecipe parses and validates recipe text; path is used for messages
@@ -125,8 +186,16 @@ func ParseRecipe(path string, raw []byte, getenv func(string) string) (*Recipe, 
 		getenv = os.Getenv
 	}
 	p := &recipeParser{file: path, dir: dirOf(path)}
+	if len(raw) > MaxRecipeBytes {
+		line, col := posAt(raw, MaxRecipeBytes)
+		return nil, &RecipeError{File: path, Line: line, Col: col,
+			Msg: fmt.Sprintf("the recipe is larger than %d bytes; a recipe holds settings, not data (point a stage at data files instead)", MaxRecipeBytes)}
+	}
 	text := p.interpolate(string(raw), getenv)
 	if len(p.errs) > 0 {
+		return nil, p.errs
+	}
+	if p.checkDepth(text); len(p.errs) > 0 {
 		return nil, p.errs
 	}
 	r := p.parse(text)
@@ -157,6 +226,19 @@ func ParseRecipe(path string, raw []byte, getenv func(string) string) (*Recipe, 
 	return r, nil
 }
 
+// posAt returns the line and column (in bytes, from 1) of offset in b.
+func posAt(b []byte, offset int) (line, col int) {
+	line, col = 1, 1
+	for _, c := range b[:min(offset, len(b))] {
+		if c == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return line, col
+}
+
 func dirOf(path string) string {
 	if i := strings.LastIndexByte(path, '/'); i >= 0 {
 		if i == 0 {
@@ -171,6 +253,8 @@ type recipeParser struct {
 	file string
 	dir  string
 	errs RecipeErrors
+	// anchors holds the value of every anchor (&name), by name.
+	anchors map[string]ast.Node
 }
 
 func (p *recipeParser) errAt(n ast.Node, format string, args ...any) {
@@ -185,6 +269,15 @@ func (p *recipeParser) errAt(n ast.Node, format string, args ...any) {
 
 // yamlErr turns a go-yaml error into a located RecipeError.
 func (p *recipeParser) yamlErr(err error, context string, fallback ast.Node) {
+	p.yamlErrFrom(err, context, fallback, nil)
+}
+
+// yamlErrFrom is yamlErr for an error whose position counts from base (the
+// first token of a node whose text a value decoded by itself), not from
+// the start of the file: go-yaml hands such a value the node's text less
+// the indentation of its first token. An error with no position is located
+// at the key of fallback it names (see locateIn), or at fallback.
+func (p *recipeParser) yamlErrFrom(err error, context string, fallback ast.Node, base *token.Position) {
 	var ye yaml.Error
 	if errors.As(err, &ye) {
 		msg := ye.GetMessage()
@@ -195,47 +288,101 @@ func (p *recipeParser) yamlErr(err error, context string, fallback ast.Node) {
 		e := &RecipeError{File: p.file, Msg: context + msg}
 		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
 			e.Line, e.Col = tk.Position.Line, tk.Position.Column
+			if base != nil {
+				e.Line, e.Col = base.Line+e.Line-1, base.Column+e.Col-1
+			}
 		}
 		p.errs = append(p.errs, e)
 		return
+	}
+	if fallback != nil {
+		fallback = locateIn(p.resolve(fallback), err.Error(), p.resolve)
 	}
 	p.errAt(fallback, "%s%v", context, err)
 }
 
 // interpolate replaces ${VAR} and ${VAR:-default}; $$ is a literal $.
-// Comments (whole lines, and from an unquoted " #" on) are left alone. A
-// value that would change the recipe's structure rather than fill in a
-// scalar (a newline, a quote, a flow-collection character, ": " or " #") is
-// an error: interpolation fills in values, it does not write YAML.
+// Comments (whole lines, and from an unquoted " #" on) are left alone.
+// Interpolation fills in values, it does not write YAML: a value that would
+// not stay the plain text it is wherever it lands (in a plain, a quoted or
+// a flow scalar) is an error located at the ${...}; see plainValueProblem.
 func (p *recipeParser) interpolate(src string, getenv func(string) string) string {
 	lines := strings.SplitAfter(src, "\n")
 	for i, line := range lines {
 		code, comment := splitComment(line)
-		lines[i] = interpRE.ReplaceAllStringFunc(code, func(m string) string {
-			if m == "$$" {
-				return "$"
+		var b strings.Builder
+		last := 0
+		for _, m := range interpRE.FindAllStringSubmatchIndex(code, -1) {
+			b.WriteString(code[last:m[0]])
+			last = m[1]
+			if code[m[0]:m[1]] == "$$" {
+				b.WriteByte('$')
+				continue
 			}
-			sub := interpRE.FindStringSubmatch(m)
-			name, def := sub[1], sub[2]
-			col := strings.Index(code, m) + 1
+			name := code[m[2]:m[3]]
+			col := utf8.RuneCountInString(code[:m[0]]) + 1
 			v := getenv(name)
 			if v == "" {
-				if !strings.Contains(m, ":-") {
+				if m[4] < 0 {
 					p.errs = append(p.errs, &RecipeError{File: p.file, Line: i + 1, Col: col,
 						Msg: fmt.Sprintf("environment variable %s is not set (write ${%s:-default} to give a default)", name, name)})
-					return ""
+					continue
 				}
-				v = def
+				v = code[m[4]:m[5]]
 			}
-			if strings.ContainsAny(v, "\n\"'{}[],") || strings.Contains(v, ": ") || strings.Contains(v, " #") {
+			if why := plainValueProblem(v); why != "" {
 				p.errs = append(p.errs, &RecipeError{File: p.file, Line: i + 1, Col: col,
-					Msg: fmt.Sprintf("the value of %s holds characters that would change the recipe's structure (newline, quote, one of {}[], or \": \" / \" #\"); interpolation only fills in plain values", name)})
-				return ""
+					Msg: fmt.Sprintf("the value of %s holds characters that would change the recipe's structure (%s); interpolation only fills in plain values", name, why)})
+				continue
 			}
-			return v
-		}) + comment
+			b.WriteString(v)
+		}
+		b.WriteString(code[last:])
+		lines[i] = b.String() + comment
 	}
 	return strings.Join(lines, "")
+}
+
+// plainValueProblem says why v would not stay the text it is when written
+// into a recipe in place of a ${...}, or "" if it would. A value is safe
+// anywhere (a plain scalar, inside quotes, in a flow collection) when it
+// holds no control character or line break, no quote or backslash (quoted
+// scalars), none of {}[], (flow collections), no ": " and no " #" (a
+// mapping, a comment), has no leading or trailing space (dropped), and does
+// not start with a character that starts other YAML (| > * & ! % @ `, or
+// "- ", "? ", ": ").
+func plainValueProblem(v string) string {
+	for _, r := range v {
+		switch {
+		case r == '\t':
+			return "a tab"
+		case r == '\n' || r == '\r' || r == 0x85 || r == 0x2028 || r == 0x2029:
+			return "a line break"
+		case r < 0x20 || r == 0x7f || r == 0xfeff || r == utf8.RuneError:
+			return "a control character"
+		case r == '"' || r == '\'':
+			return "a quote"
+		case r == '\\':
+			return "a backslash"
+		case strings.ContainsRune("{}[],", r):
+			return "one of {}[],"
+		}
+	}
+	switch {
+	case v == "":
+		return ""
+	case strings.Contains(v, ": ") || strings.HasSuffix(v, ":"):
+		return `": " or a final ":", which make a mapping`
+	case strings.Contains(v, " #") || v[0] == '#':
+		return `"#" at the start or after a space, which starts a comment`
+	case v[0] == ' ' || v[len(v)-1] == ' ':
+		return "a leading or trailing space"
+	case strings.ContainsRune("|>*&!%@`", rune(v[0])):
+		return fmt.Sprintf("a leading %q, which starts YAML syntax", v[:1])
+	case v == "-" || v == "?" || strings.HasPrefix(v, "- ") || strings.HasPrefix(v, "? "):
+		return fmt.Sprintf("a leading %q, which starts YAML syntax", v[:1])
+	}
+	return ""
 }
 
 // splitComment splits a line before its comment: a '#' at the start of
@@ -256,6 +403,139 @@ func splitComment(line string) (code, comment string) {
 		}
 	}
 	return line, ""
+}
+
+// checkDepth refuses text whose collections nest deeper than
+// MaxRecipeDepth, before the parser sees it (its cost grows with the
+// square of the depth). It counts on the tokens: flow collections by their
+// brackets, block collections by the columns of their "- " entries and
+// keys (a deeper column opens a collection, a shallower one closes those
+// to its right). A list at its key's column counts with the key's mapping,
+// so the count may fall short of the true depth, never by more than half.
+func (p *recipeParser) checkDepth(text string) {
+	var (
+		flow  int
+		block []int
+		prev  *token.Token
+	)
+	for _, tk := range lexer.Tokenize(text) {
+		switch tk.Type {
+		case token.SequenceStartType, token.MappingStartType:
+			flow++
+		case token.SequenceEndType, token.MappingEndType:
+			flow = max(flow-1, 0)
+		case token.SequenceEntryType, token.MappingValueType:
+			if flow > 0 || tk.Position == nil {
+				break
+			}
+			col := tk.Position.Column
+			if tk.Type == token.MappingValueType && prev != nil && prev.Position != nil && prev.Position.Line == tk.Position.Line {
+				col = prev.Position.Column // the key's column
+			}
+			for len(block) > 0 && block[len(block)-1] > col {
+				block = block[:len(block)-1]
+			}
+			if len(block) == 0 || block[len(block)-1] < col {
+				block = append(block, col)
+			}
+		}
+		if flow+len(block) > MaxRecipeDepth {
+			e := &RecipeError{File: p.file, Msg: fmt.Sprintf("collections nest deeper than %d levels", MaxRecipeDepth)}
+			if tk.Position != nil {
+				e.Line, e.Col = tk.Position.Line, tk.Position.Column
+			}
+			p.errs = append(p.errs, e)
+			return
+		}
+		if tk.Type != token.SpaceType && tk.Type != token.CommentType {
+			prev = tk
+		}
+	}
+}
+
+// checkAliases records every anchor's value and refuses a document whose
+// aliases would add more than MaxRecipeAliasNodes nodes in all when
+// expanded (an alias of an alias multiplies: a few lines can stand for
+// billions of nodes). The error is located at the alias that crosses the
+// limit.
+func (p *recipeParser) checkAliases(doc ast.Node) {
+	const ceiling = 1 << 40 // sizes saturate here rather than overflow
+	p.anchors = map[string]ast.Node{}
+	sizes := map[string]int{}
+	added := 0
+	var size func(n ast.Node) int
+	size = func(n ast.Node) int {
+		if n == nil || added > MaxRecipeAliasNodes {
+			return 0
+		}
+		sum := func(ns ...ast.Node) int {
+			t := 1
+			for _, c := range ns {
+				t = min(t+size(c), ceiling)
+			}
+			return t
+		}
+		switch n := n.(type) {
+		case *ast.DocumentNode:
+			return size(n.Body)
+		case *ast.AnchorNode:
+			s := size(n.Value)
+			name := anchorName(n.Name)
+			sizes[name] = s
+			p.anchors[name] = n.Value
+			return s
+		case *ast.AliasNode:
+			s := sizes[anchorName(n.Value)]
+			added = min(added+s, ceiling)
+			if added > MaxRecipeAliasNodes {
+				p.errAt(n, "aliases expand to more than %d nodes; write the values out, or use fewer aliases of aliases", MaxRecipeAliasNodes)
+			}
+			return s
+		case *ast.TagNode:
+			return size(n.Value)
+		case *ast.MappingKeyNode:
+			return size(n.Value)
+		case *ast.MappingValueNode:
+			return sum(n.Key, n.Value)
+		case *ast.MappingNode:
+			ns := make([]ast.Node, len(n.Values))
+			for i, v := range n.Values {
+				ns[i] = v
+			}
+			return sum(ns...)
+		case *ast.SequenceNode:
+			return sum(n.Values...)
+		}
+		return 1
+	}
+	size(doc)
+}
+
+func anchorName(n ast.Node) string {
+	if n == nil {
+		return ""
+	}
+	if tk := n.GetToken(); tk != nil {
+		return tk.Value
+	}
+	return n.String()
+}
+
+// resolve follows anchors, tags and aliases to the node holding the value.
+func (p *recipeParser) resolve(n ast.Node) ast.Node {
+	for range 100 {
+		switch v := n.(type) {
+		case *ast.AnchorNode:
+			n = v.Value
+		case *ast.TagNode:
+			n = v.Value
+		case *ast.AliasNode:
+			n = p.anchors[anchorName(v.Value)]
+		default:
+			return n
+		}
+	}
+	return n
 }
 
 // entries returns the key/value pairs of a mapping node.
@@ -298,13 +578,34 @@ func (p *recipeParser) parse(text string) *Recipe {
 		p.yamlErr(err, "", nil)
 		return r
 	}
-	if len(f.Docs) != 1 || f.Docs[0].Body == nil {
-		p.errs = append(p.errs, &RecipeError{File: p.file, Msg: "a recipe is one YAML document with name: and stages:"})
+	var docs []*ast.DocumentNode
+	for _, d := range f.Docs {
+		if d.Body != nil || d.Start != nil {
+			docs = append(docs, d)
+		}
+	}
+	if len(docs) > 1 {
+		e := &RecipeError{File: p.file, Msg: "a second YAML document: a recipe is one document with name: and stages: (remove this --- and what follows, or make it a recipe of its own)"}
+		at := firstPos(docs[1].Body)
+		if docs[1].Start != nil && docs[1].Start.Position != nil {
+			at = docs[1].Start.Position
+		}
+		if at != nil {
+			e.Line, e.Col = at.Line, at.Column
+		}
+		p.errs = append(p.errs, e)
 		return r
 	}
-	top, ok := entries(f.Docs[0].Body)
+	if len(docs) == 0 || docs[0].Body == nil || isComment(docs[0].Body) {
+		p.errs = append(p.errs, &RecipeError{File: p.file, Line: 1, Col: 1, Msg: "the recipe is empty: a recipe is a YAML mapping with name: and stages:"})
+		return r
+	}
+	if p.checkAliases(docs[0]); len(p.errs) > 0 {
+		return r
+	}
+	top, ok := entries(docs[0].Body)
 	if !ok {
-		p.errAt(f.Docs[0].Body, "a recipe must be a mapping with name: and stages:")
+		p.errAt(docs[0].Body, "a recipe must be a mapping with name: and stages:")
 		return r
 	}
 	var stagesNode ast.Node
@@ -329,6 +630,9 @@ func (p *recipeParser) parse(text string) *Recipe {
 			r.Description, _ = p.str(mv.Value, "description")
 		case "pools":
 			var pools map[string]int
+			if !p.checkTypes(mv.Value, reflect.TypeOf(pools), "pools: ") {
+				continue
+			}
 			if err := yaml.NodeToValue(mv.Value, &pools, yaml.Strict()); err != nil {
 				p.yamlErr(err, "pools: ", mv.Value)
 			}
@@ -362,19 +666,29 @@ func (p *recipeParser) parse(text string) *Recipe {
 				continue
 			}
 			v := newValue()
+			if !p.checkTypes(mv.Value, reflect.TypeOf(v), k+": ") {
+				continue
+			}
 			if err := yaml.NodeToValue(mv.Value, v, yaml.Strict()); err != nil {
-				p.yamlErr(err, k+": ", mv.Value)
+				// A value that reads itself from YAML text is handed a copy
+				// of its node's text, so positions in its errors count from
+				// where the node starts.
+				if customYAML(reflect.TypeOf(v)) {
+					p.yamlErrFrom(err, k+": ", mv.Value, firstPos(mv.Value))
+				} else {
+					p.yamlErr(err, k+": ", mv.Value)
+				}
 				continue
 			}
 			if res, ok := v.(interface{ Resolve(recipeDir string) error }); ok {
 				if err := res.Resolve(p.dir); err != nil {
-					p.errAt(mv.Value, "%s: %v", k, err)
+					p.errAt(locateIn(p.resolve(mv.Value), err.Error(), p.resolve), "%s: %v", k, err)
 					continue
 				}
 			}
 			if val, ok := v.(interface{ Validate() error }); ok {
 				if err := val.Validate(); err != nil {
-					p.errAt(mv.Value, "%s: %v", k, err)
+					p.errAt(locateIn(p.resolve(mv.Value), err.Error(), p.resolve), "%s: %v", k, err)
 				}
 			}
 			r.sections[k] = v
@@ -391,7 +705,50 @@ func (p *recipeParser) parse(text string) *Recipe {
 	if len(p.errs) == 0 {
 		p.checkGraph(r)
 	}
+	if len(p.errs) == 0 {
+		p.checkRecipe(r)
+	}
 	return r
+}
+
+// checkRecipe runs every stage's RecipeChecker.
+func (p *recipeParser) checkRecipe(r *Recipe) {
+	for _, st := range r.Stages {
+		c, ok := st.Params.(RecipeChecker)
+		if !ok {
+			continue
+		}
+		if err := c.CheckRecipe(r, st); err != nil {
+			p.errAt(p.paramNode(st, err.Error()), "stage %q (%s): %v", st.ID, st.Kind.Name, err)
+		}
+	}
+}
+
+// paramNode returns the node an error about stage st's params is located
+// at: the value of the param the message names (see locateIn) in with:,
+// else in the kind's defaults, else the stage key it names (foreach:,
+// from:), else with:, else the stage's declaration.
+func (p *recipeParser) paramNode(st *Stage, msg string) ast.Node {
+	for _, n := range []ast.Node{st.with, st.defaults, st.body} {
+		if n == nil {
+			continue
+		}
+		if at := locateIn(p.resolve(n), msg, p.resolve); at != p.resolve(n) {
+			return at
+		}
+	}
+	if st.with != nil {
+		return st.with
+	}
+	return st.decl
+}
+
+func isComment(n ast.Node) bool {
+	switch n.(type) {
+	case *ast.CommentGroupNode, *ast.CommentNode:
+		return true
+	}
+	return false
 }
 
 func kindNames() []string {
@@ -426,7 +783,7 @@ func (p *recipeParser) parseStages(r *Recipe, n ast.Node, defaults map[string]as
 			p.errAt(smv.Value, "stage %q must be a mapping with uses: and optionally with:, foreach:, from:", id)
 			continue
 		}
-		st := &Stage{ID: id, Pos: pos}
+		st := &Stage{ID: id, Pos: pos, body: smv.Value}
 		var withNode, usesNode ast.Node
 		for _, fmv := range fields {
 			switch fk := keyText(fmv); fk {
@@ -491,6 +848,7 @@ func (p *recipeParser) pos(n ast.Node) string {
 }
 
 func (p *recipeParser) decodeParams(st *Stage, defaults, with ast.Node, at ast.Node) {
+	st.decl, st.with, st.defaults = at, with, defaults
 	if st.Kind.Params == nil {
 		if with != nil {
 			p.errAt(with, "stage %q: kind %q takes no params", st.ID, st.Kind.Name)
@@ -499,6 +857,7 @@ func (p *recipeParser) decodeParams(st *Stage, defaults, with ast.Node, at ast.N
 		return
 	}
 	v := st.Kind.Params()
+	context := fmt.Sprintf("stage %q (%s): ", st.ID, st.Kind.Name)
 	for _, n := range []ast.Node{defaults, with} {
 		if n == nil {
 			continue
@@ -506,37 +865,274 @@ func (p *recipeParser) decodeParams(st *Stage, defaults, with ast.Node, at ast.N
 		if _, isNull := n.(*ast.NullNode); isNull {
 			continue
 		}
+		if !p.checkTypes(n, reflect.TypeOf(v), context) {
+			return
+		}
 		if err := yaml.NodeToValue(n, v, yaml.Strict()); err != nil {
-			p.yamlErr(err, fmt.Sprintf("stage %q (%s): ", st.ID, st.Kind.Name), n)
+			p.yamlErr(err, context, n)
 			return
 		}
 	}
 	if res, ok := v.(interface{ Resolve(recipeDir string) error }); ok {
 		if err := res.Resolve(p.dir); err != nil {
-			where := with
-			if where == nil {
-				where = at
-			}
-			p.errAt(where, "stage %q (%s): %v", st.ID, st.Kind.Name, err)
+			p.errAt(p.paramNode(st, err.Error()), "%s%v", context, err)
 			return
 		}
 	}
 	if val, ok := v.(interface{ Validate() error }); ok {
 		if err := val.Validate(); err != nil {
-			where := with
-			if where == nil {
-				where = at
-			}
-			p.errAt(where, "stage %q (%s): %v", st.ID, st.Kind.Name, err)
+			p.errAt(p.paramNode(st, err.Error()), "%s%v", context, err)
 			return
 		}
 	}
 	b, err := cache.Canonical(v)
 	if err != nil {
-		p.errAt(with, "stage %q: params cannot be encoded: %v", st.ID, err)
+		p.errAt(p.paramNode(st, ""), "stage %q: params cannot be encoded: %v", st.ID, err)
 		return
 	}
 	st.Params, st.params = v, b
+}
+
+var (
+	durationType = reflect.TypeFor[time.Duration]()
+	timeType     = reflect.TypeFor[time.Time]()
+	// Values of these types read their YAML themselves.
+	unmarshalers = []reflect.Type{
+		reflect.TypeFor[yaml.BytesUnmarshaler](),
+		reflect.TypeFor[yaml.BytesUnmarshalerContext](),
+		reflect.TypeFor[yaml.InterfaceUnmarshaler](),
+		reflect.TypeFor[yaml.InterfaceUnmarshalerContext](),
+		reflect.TypeFor[encoding.TextUnmarshaler](),
+	}
+)
+
+// customYAML reports whether values of t (or *t) decode themselves.
+func customYAML(t reflect.Type) bool {
+	if t.Kind() != reflect.Pointer {
+		t = reflect.PointerTo(t)
+	}
+	for _, u := range unmarshalers {
+		if t.Implements(u) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkTypes walks the node n along the Go type t it is about to be decoded
+// into and refuses, located, what the decoder would silently convert: a
+// number with a fraction (or any float, or a string) for an integer, which
+// it would truncate. Types that decode themselves are left to themselves.
+func (p *recipeParser) checkTypes(n ast.Node, t reflect.Type, context string) bool {
+	return p.checkTypesAt(n, t, context, "", 0)
+}
+
+func (p *recipeParser) checkTypesAt(n ast.Node, t reflect.Type, context, field string, depth int) bool {
+	n = p.resolve(n)
+	if n == nil || depth > 2*MaxRecipeDepth {
+		return true
+	}
+	if _, isNull := n.(*ast.NullNode); isNull {
+		return true
+	}
+	for t.Kind() == reflect.Pointer {
+		if customYAML(t) {
+			return true
+		}
+		t = t.Elem()
+	}
+	if t == durationType || t == timeType || customYAML(t) {
+		return true
+	}
+	name := func(key string) string {
+		if field == "" {
+			return key
+		}
+		return field + "." + key
+	}
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if _, ok := n.(*ast.IntegerNode); ok {
+			return true
+		}
+		what := "a string"
+		switch n.(type) {
+		case *ast.FloatNode, *ast.InfinityNode, *ast.NanNode:
+			what = n.GetToken().Value
+		case *ast.BoolNode:
+			what = "true or false"
+		case *ast.MappingNode, *ast.MappingValueNode:
+			what = "a mapping"
+		case *ast.SequenceNode:
+			what = "a list"
+		}
+		label := field
+		if label != "" {
+			label += ": "
+		}
+		p.errAt(n, "%s%swant an integer, got %s", context, label, what)
+		return false
+	case reflect.Slice, reflect.Array:
+		if seq, ok := n.(*ast.SequenceNode); ok {
+			for i, v := range seq.Values {
+				if !p.checkTypesAt(v, t.Elem(), context, fmt.Sprintf("%s[%d]", field, i), depth+1) {
+					return false
+				}
+			}
+		}
+	case reflect.Map:
+		es, _ := entries(n)
+		for _, mv := range es {
+			if _, merge := mv.Key.(*ast.MergeKeyNode); merge {
+				if !p.checkTypesAt(mv.Value, t, context, field, depth+1) {
+					return false
+				}
+				continue
+			}
+			if !p.checkTypesAt(mv.Value, t.Elem(), context, name(keyText(mv)), depth+1) {
+				return false
+			}
+		}
+	case reflect.Struct:
+		fields := map[string]reflect.Type{}
+		structFields(t, fields)
+		es, _ := entries(n)
+		for _, mv := range es {
+			if _, merge := mv.Key.(*ast.MergeKeyNode); merge {
+				if !p.checkTypesAt(mv.Value, t, context, field, depth+1) {
+					return false
+				}
+				continue
+			}
+			ft, ok := fields[keyText(mv)]
+			if !ok {
+				continue // the decoder reports unknown fields
+			}
+			if !p.checkTypesAt(mv.Value, ft, context, name(keyText(mv)), depth+1) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// structFields maps the YAML names of t's fields to their types, as
+// go-yaml names them (inline structs included).
+func structFields(t reflect.Type, out map[string]reflect.Type) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("yaml")
+		if tag == "" {
+			tag = f.Tag.Get("json")
+		}
+		opts := strings.Split(tag, ",")
+		if opts[0] == "-" {
+			continue
+		}
+		inline := false
+		for _, o := range opts[1:] {
+			inline = inline || o == "inline"
+		}
+		ft := f.Type
+		for ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if inline && ft.Kind() == reflect.Struct {
+			structFields(ft, out)
+			continue
+		}
+		name := strings.ToLower(f.Name)
+		if opts[0] != "" {
+			name = opts[0]
+		}
+		out[name] = f.Type
+	}
+}
+
+// firstPos returns the position of the first token of n.
+func firstPos(n ast.Node) *token.Position {
+	var first *token.Position
+	ast.Walk(visitFunc(func(c ast.Node) {
+		if tk := c.GetToken(); tk != nil && tk.Position != nil {
+			if first == nil || tk.Position.Line < first.Line || (tk.Position.Line == first.Line && tk.Position.Column < first.Column) {
+				first = tk.Position
+			}
+		}
+	}), n)
+	return first
+}
+
+type visitFunc func(ast.Node)
+
+func (f visitFunc) Visit(n ast.Node) ast.Visitor {
+	if n == nil {
+		return nil
+	}
+	f(n)
+	return f
+}
+
+// locateIn returns the node an error message is about, within the mapping
+// n: the value of the key the message first names as "key:" (or as
+// "key[i]:", the i-th element of a list), searched again within that value
+// for the rest of the message; n if it names none. resolve follows anchors
+// and aliases.
+func locateIn(n ast.Node, msg string, resolve func(ast.Node) ast.Node) ast.Node {
+	for range MaxRecipeDepth {
+		es, ok := entries(n)
+		if !ok {
+			return n
+		}
+		start, rest, at := -1, 0, ast.Node(nil)
+		for _, mv := range es {
+			k := keyText(mv)
+			if k == "" {
+				continue
+			}
+			for from := 0; ; {
+				i := strings.Index(msg[from:], k)
+				if i < 0 {
+					break
+				}
+				i += from
+				from = i + 1
+				if i > 0 && isNameByte(msg[i-1]) {
+					continue
+				}
+				end, v := i+len(k), resolve(mv.Value)
+				if m := indexRE.FindStringSubmatch(msg[end:]); m != nil {
+					seq, ok := v.(*ast.SequenceNode)
+					idx, err := strconv.Atoi(m[1])
+					if !ok || err != nil || idx >= len(seq.Values) {
+						continue
+					}
+					end, v = end+len(m[0])-1, seq.Values[idx]
+				}
+				if !strings.HasPrefix(msg[end:], ":") {
+					continue
+				}
+				if start < 0 || i < start {
+					start, rest, at = i, end+1, v
+				}
+				break
+			}
+		}
+		if at == nil {
+			return n
+		}
+		n, msg = resolve(at), msg[rest:]
+	}
+	return n
+}
+
+var indexRE = regexp.MustCompile(`^\[([0-9]+)\]:`)
+
+func isNameByte(c byte) bool {
+	return c == '_' || c == '-' || c == '.' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 }
 
 // checkGraph checks that every foreach/from names an earlier-declared or
@@ -654,4 +1250,57 @@ func typeWord(kind string) string {
 		return "a mapping"
 	}
 	return kind
+}
+
+// leftover matches the folders Publish writes beside a published folder
+// (<dir>.tmp-<pid>-<random>, <dir>.old-<pid>-<random>), which a killed
+// build may leave behind.
+var leftover = regexp.MustCompile(`\.(tmp|old)-([0-9]+-)?[0-9a-f]+$`)
+
+// CheckOutDir returns a bad-input error if a build publishing to dir would
+// replace files that dsbuild did not write. dir may be missing, empty, or
+// hold dsbuild's output: a published folder (with MarkerFile), or folders
+// of published folders (several publishing stages or items, two levels at
+// most), and what an interrupted publish left behind. Anything else (a
+// source tree, a home directory, "." given by mistake) is refused; a build
+// would delete it.
+func CheckOutDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil || fi.Mode()&os.ModeSymlink != 0 {
+		// Nothing there to lose (publishing reports what it cannot do), or
+		// a link, which publishing replaces without touching its target.
+		return nil
+	}
+	if !fi.IsDir() {
+		return BadInput("output folder %s is not a directory; a build would replace it (give another folder with --out, or --force to replace it anyway)", dir)
+	}
+	if bad := foreignEntry(dir, 0); bad != "" {
+		return BadInput("output folder %s holds %s, which dsbuild did not write; a build replaces the folder, so give an empty or new folder with --out (or --force to replace it anyway)", dir, bad)
+	}
+	return nil
+}
+
+// foreignEntry returns the first path below dir that is not dsbuild
+// output, or "".
+func foreignEntry(dir string, depth int) string {
+	if _, err := os.Lstat(filepath.Join(dir, MarkerFile)); err == nil {
+		return ""
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return dir
+	}
+	for _, de := range des {
+		p := filepath.Join(dir, de.Name())
+		switch {
+		case de.IsDir() && leftover.MatchString(de.Name()):
+		case de.IsDir() && depth < 2:
+			if bad := foreignEntry(p, depth+1); bad != "" {
+				return bad
+			}
+		default:
+			return p
+		}
+	}
+	return ""
 }

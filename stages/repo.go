@@ -54,6 +54,8 @@ type RepoParams struct {
 	sources []repoSource
 }
 
+func (*RepoParams) producesTrees() {}
+
 // GitRepo is a git repository read at one commit.
 type GitRepo struct {
 	// Path is the repository's directory (relative to the recipe).
@@ -109,12 +111,8 @@ func (p *RepoParams) Resolve(dir string) error {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			fi, err := os.Stat(m)
-			if err != nil {
+			if err := sourceDir(m); err != nil {
 				return fmt.Errorf("paths: %v", err)
-			}
-			if !fi.IsDir() {
-				return fmt.Errorf("paths: %s is not a directory", m)
 			}
 			if err := add(repoSource{name: filepath.Base(m), dir: m}); err != nil {
 				return fmt.Errorf("paths: %v", err)
@@ -129,8 +127,11 @@ func (p *RepoParams) Resolve(dir string) error {
 			return fmt.Errorf("git[%d]: commit %q must not start with '-'", i, g.Commit)
 		}
 		d := abs(g.Path)
-		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
-			return fmt.Errorf("git[%d]: %s is not a directory", i, d)
+		if err := sourceDir(d); err != nil {
+			return fmt.Errorf("git[%d]: %v", i, err)
+		}
+		if err := gitCommitExists(d, g.Commit); err != nil {
+			return fmt.Errorf("git[%d]: %v", i, err)
 		}
 		name := g.Name
 		if name == "" {
@@ -139,6 +140,41 @@ func (p *RepoParams) Resolve(dir string) error {
 		if err := add(repoSource{name: name, dir: d, commit: g.Commit}); err != nil {
 			return fmt.Errorf("git[%d]: %v", i, err)
 		}
+	}
+	return nil
+}
+
+// sourceDir checks that d is a directory, not a symbolic link (whose
+// target could change between builds without the recipe saying so).
+func sourceDir(d string) error {
+	fi, err := os.Lstat(d)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symbolic link; name the directory it points to", d)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", d)
+	}
+	return nil
+}
+
+// gitCommitExists checks that commit names a commit of the git repository
+// at dir.
+func gitCommitExists(dir, commit string) error {
+	rev := exec.Command("git", "-C", dir, "rev-parse", "--verify", "--quiet", commit+"^{commit}")
+	var stderr bytes.Buffer
+	rev.Stderr = &stderr
+	if err := rev.Run(); err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			return fmt.Errorf("running git (is it installed?): %v", err)
+		}
+		if msg := strings.TrimSpace(stderr.String()); msg != "" {
+			return fmt.Errorf("commit: cannot look up %q in %s: %s", commit, dir, msg)
+		}
+		return fmt.Errorf("commit: %q is not a commit of the git repository %s", commit, dir)
 	}
 	return nil
 }

@@ -93,3 +93,56 @@ func TestRepoKind(t *testing.T) {
 	bad("{git: [{path: gitproj, commit: deadbeef}]}", "is not a commit")
 	bad("{paths: [plain], git: [{path: gitproj, commit: HEAD, name: plain}]}", "would both be item")
 }
+
+// TestRepoSourcesCheckedAtLoad: a source that is a symbolic link or names
+// a commit that does not exist is bad input when the recipe is loaded,
+// located at the param, before any store exists.
+func TestRepoSourcesCheckedAtLoad(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "recipe")
+	writeProject(t, dir, "plain", map[string]string{"p.py": "X = 1\n"})
+	writeProject(t, root, "elsewhere", map[string]string{"secret.py": "KEY = 1\n"})
+	gitDir := filepath.Join(dir, "gitproj")
+	writeProject(t, dir, "gitproj", map[string]string{"lib.py": "V = 1\n"})
+	gitRun(t, gitDir, "init", "-q")
+	gitRun(t, gitDir, "add", ".")
+	gitRun(t, gitDir, "commit", "-q", "-m", "one")
+	if err := os.Symlink("plain", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "elsewhere"), filepath.Join(dir, "out-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "via"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(root, filepath.Join(dir, "via", "up")); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "recipe.yaml")
+	load := func(with string) error {
+		t.Helper()
+		os.WriteFile(p, []byte("name: repotest\nstages:\n  repos:\n    uses: repo\n    with: "+with+"\n"), 0o644)
+		_, err := build.LoadRecipe(p, func(string) string { return "" })
+		return err
+	}
+	for _, c := range []struct{ with, want string }{
+		{"{paths: [link]}", ":5:19: stage \"repos\" (repo): paths: " + filepath.Join(dir, "link") + " is a symbolic link"},
+		{"{paths: [out-link]}", "is a symbolic link"},
+		{"{git: [{path: link, commit: HEAD}]}", "is a symbolic link"},
+		{"{git: [{path: gitproj, commit: 0123456789abcdef0123456789abcdef01234567}]}", `:5:42: stage "repos" (repo): git[0]: commit: "0123456789abcdef0123456789abcdef01234567" is not a commit`},
+		{"{git: [{path: gitproj, commit: nosuchbranch}]}", "is not a commit"},
+	} {
+		err := load(c.with)
+		if err == nil || !build.IsBadInput(err) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("with %s: error %v, want bad input mentioning %q", c.with, err, c.want)
+		}
+	}
+	for _, with := range []string{
+		"{paths: [plain], git: [{path: gitproj, commit: HEAD}]}",
+	} {
+		if err := load(with); err != nil {
+			t.Errorf("with %s: %v", with, err)
+		}
+	}
+}

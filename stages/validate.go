@@ -3,8 +3,10 @@ package stages
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
@@ -63,6 +65,69 @@ func (p *ValidateParams) Validate() error {
 		if tp == "" || tp[0] == '/' || tp[0] == '-' {
 			return fmt.Errorf("test_paths: %q must be a path relative to the repository root", tp)
 		}
+	}
+	return nil
+}
+
+// CheckRecipe checks, when the recipe is loaded, what validate takes from
+// the rest of it: repositories from a foreach: stage whose items are
+// trees, and an environment the recipe defines.
+func (p *ValidateParams) CheckRecipe(r *build.Recipe, st *build.Stage) error {
+	if st.Foreach == "" {
+		return fmt.Errorf("validate needs foreach: <a stage of repositories, such as one of kind repo>")
+	}
+	if src := r.Stage(st.Foreach); src != nil {
+		if _, ok := src.Params.(treeSource); !ok {
+			return fmt.Errorf("foreach: stage %s (kind %s) does not produce repository trees; validate takes a stage of kind repo", src.ID, src.Kind.Name)
+		}
+	}
+	return CheckEnvironment(r, "environment", p.Environment)
+}
+
+// treeSource marks the params of kinds whose items are repository trees,
+// the input of validate.
+type treeSource interface{ producesTrees() }
+
+// CheckEnvironment reports, when a recipe is loaded, whether name picks
+// an environment the way Environment will when a node runs: a name the
+// recipe's environments: section defines, or "" when the section has at
+// most one environment. param names the param the name came from, which
+// locates the error. Kinds that call Environment use it in CheckRecipe
+// (see build.RecipeChecker).
+func CheckEnvironment(r *build.Recipe, param, name string) error {
+	var names []string
+	if envs, _ := r.Section(SectionEnvironments).(*Environments); envs != nil {
+		names = sortedKeys(*envs)
+	}
+	switch {
+	case name == "" && len(names) > 1:
+		return fmt.Errorf("%s: must name one of the recipe's environments (%s)", param, strings.Join(names, ", "))
+	case name == "":
+		return nil
+	case len(names) == 0:
+		return fmt.Errorf("%s: %q is not defined: the recipe has no environments: section", param, name)
+	case !slices.Contains(names, name):
+		return fmt.Errorf("%s: %q is not one of the recipe's environments (%s)", param, name, strings.Join(names, ", "))
+	}
+	return nil
+}
+
+// CheckModel reports, when a recipe is loaded, whether name is a profile
+// of the recipe's models: section, as Model will need when a node runs.
+// param names the param the name came from, which locates the error. Kinds
+// that call Model use it in CheckRecipe (see build.RecipeChecker).
+func CheckModel(r *build.Recipe, param, name string) error {
+	var names []string
+	if models, _ := r.Section(SectionModels).(*Models); models != nil {
+		names = sortedKeys(*models)
+	}
+	switch {
+	case name == "":
+		return fmt.Errorf("%s: must name one of the recipe's models", param)
+	case len(names) == 0:
+		return fmt.Errorf("%s: %q is not defined: the recipe has no models: section", param, name)
+	case !slices.Contains(names, name):
+		return fmt.Errorf("%s: %q is not one of the recipe's models (%s)", param, name, strings.Join(names, ", "))
 	}
 	return nil
 }
