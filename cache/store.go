@@ -89,12 +89,22 @@ func open(dir string, how int) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	// The store is private to its owner: it holds whatever sources and
+	// replies went into builds, whatever their modes were. A store made
+	// here gets 0700 directories (parents the usual 0755); one that exists
+	// keeps the modes it has.
+	if err := os.MkdirAll(filepath.Dir(abs), 0o755); err != nil {
+		return nil, fmt.Errorf("cache: creating store at %s: %w", abs, err)
+	}
+	if err := os.Mkdir(abs, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("cache: creating store at %s: %w", abs, err)
+	}
 	for _, sub := range []string{blobsDir, memoDir, recordsDir, tmpDir, quarantineDir} {
-		if err := os.MkdirAll(filepath.Join(abs, sub), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(abs, sub), 0o700); err != nil {
 			return nil, fmt.Errorf("cache: creating store at %s: %w", abs, err)
 		}
 	}
-	lf, err := os.OpenFile(filepath.Join(abs, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	lf, err := os.OpenFile(filepath.Join(abs, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}

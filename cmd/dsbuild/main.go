@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"sort"
 	"strconv"
@@ -44,7 +45,7 @@ func main() {
 		<-ctx.Done()
 		stop()
 	}()
-	err := newApp(os.Stdout, os.Stderr).Run(ctx, os.Args)
+	err := cliError(newApp(os.Stdout, os.Stderr).Run(ctx, os.Args))
 	stop()
 	os.Exit(report(os.Stderr, err))
 }
@@ -69,6 +70,25 @@ func report(w io.Writer, err error) int {
 	return exitFailed
 }
 
+var helpTopicRE = regexp.MustCompile(`^No help topic for '(.*)'`)
+
+// cliError rewrites an error of the command-line library (which would
+// have it exit with its own status, 3) as a usage error in dsbuild's words.
+func cliError(err error) error {
+	var ec cli.ExitCoder
+	if !errors.As(err, &ec) {
+		return err
+	}
+	if m := helpTopicRE.FindStringSubmatch(err.Error()); m != nil {
+		topic := m[1]
+		if k, ok := build.LookupKind(topic); ok {
+			return usageError{fmt.Sprintf("no help topic %q: %s is a stage kind (%s); `dsbuild kinds` lists them, `dsbuild help` lists the commands", topic, topic, k.Doc)}
+		}
+		return usageError{fmt.Sprintf("no help topic %q: `dsbuild help` lists the commands", topic)}
+	}
+	return usageError{err.Error()}
+}
+
 // extraCommands are subcommands defined in other files of this package
 // (push, inspect, ...), added by their init functions. A command writes to
 // cmd.Root().Writer and opens the store with openStore(cmd).
@@ -90,10 +110,17 @@ func defaultCacheDir() string {
 func newApp(stdout, stderr io.Writer) *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "cache", Usage: "store directory (default $DSBUILD_CACHE, else the user cache dir)"},
-		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "nodes run at once in the cpu and sandbox pools"},
+		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "nodes run at once in the cpu and sandbox pools (at least 1)",
+			Validator: func(n int) error {
+				if n < 1 {
+					return usageError{fmt.Sprintf("-j/--jobs: want at least 1, got %d", n)}
+				}
+				return nil
+			}},
 		&cli.BoolFlag{Name: "keep-going", Aliases: []string{"k"}, Usage: "build everything that does not depend on a failure"},
 		&cli.BoolFlag{Name: "offline", Usage: "no network effects: a cache miss that needs one is an error"},
-		&cli.StringFlag{Name: "out", Usage: "output folder (default out/<recipe name>)"},
+		&cli.StringFlag{Name: "out", Usage: "output folder (default out/<recipe name>); a folder holding files dsbuild did not write is refused"},
+		&cli.BoolFlag{Name: "force", Usage: "publish to --out even if it holds files dsbuild did not write (they are deleted)"},
 		&cli.BoolFlag{Name: "json", Usage: "print progress as JSON events, one per line"},
 		&cli.GenericFlag{Name: "recheck", Value: &fraction{}, Usage: "run again this `FRACTION` of cache hits (nodes and sandbox runs; --recheck alone: all) and fail on any that gives another result"},
 	}
@@ -111,6 +138,9 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Action:    buildCmd,
+		// Errors come back from Run and report picks the exit status; the
+		// library must not exit by itself (with its own status 3).
+		ExitErrHandler: func(context.Context, *cli.Command, error) {},
 		Commands: []*cli.Command{
 			{Name: "build", Usage: "build a recipe", ArgsUsage: "RECIPE.yaml", Action: buildCmd},
 			{Name: "plan", Usage: "say which nodes are cached and which would run, and why", ArgsUsage: "RECIPE.yaml",
@@ -119,16 +149,23 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runExplain(cmd, stdout) }},
 			{Name: "kinds", Usage: "list the stage kinds recipes can use",
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runKinds(stdout) }},
-			{Name: "cache", Usage: "look after the store", Commands: []*cli.Command{
-				{Name: "verify", Usage: "check every blob, memo entry and build record without changing anything (exit 1 if any is bad)",
-					Flags:  []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "also repair: move corrupt blobs to quarantine/ and remove bad memo entries (needs the store to itself)"}},
-					Action: func(ctx context.Context, cmd *cli.Command) error { return runVerify(ctx, cmd, stdout) }},
-				{Name: "gc", Usage: "remove what no kept build record reaches",
-					Flags:  []cli.Flag{&cli.IntFlag{Name: "keep", Value: 1, Usage: "build records to keep per recipe"}},
-					Action: func(ctx context.Context, cmd *cli.Command) error { return runGC(cmd, stdout) }},
-				{Name: "stats", Usage: "count what the store holds",
-					Action: func(ctx context.Context, cmd *cli.Command) error { return runStats(cmd, stdout) }},
-			}},
+			{Name: "cache", Usage: "look after the store", ArgsUsage: "verify | gc | stats",
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					if cmd.Args().Len() > 0 {
+						return usageError{fmt.Sprintf("unknown command %q for dsbuild cache (want verify, gc or stats)", cmd.Args().First())}
+					}
+					return cli.ShowSubcommandHelp(cmd)
+				},
+				Commands: []*cli.Command{
+					{Name: "verify", Usage: "check every blob, memo entry and build record without changing anything (exit 1 if any is bad)",
+						Flags:  []cli.Flag{&cli.BoolFlag{Name: "repair", Usage: "also repair: move corrupt blobs to quarantine/ and remove bad memo entries (needs the store to itself)"}},
+						Action: func(ctx context.Context, cmd *cli.Command) error { return runVerify(ctx, cmd, stdout) }},
+					{Name: "gc", Usage: "remove what no kept build record reaches",
+						Flags:  []cli.Flag{&cli.IntFlag{Name: "keep", Value: 1, Usage: "build records to keep per recipe"}},
+						Action: func(ctx context.Context, cmd *cli.Command) error { return runGC(cmd, stdout) }},
+					{Name: "stats", Usage: "count what the store holds",
+						Action: func(ctx context.Context, cmd *cli.Command) error { return runStats(cmd, stdout) }},
+				}},
 		},
 	}
 	app.Commands = append(app.Commands, extraCommands...)
@@ -163,6 +200,16 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	if err != nil {
 		return err
 	}
+	// Refuse an output folder before the store is touched.
+	out := cmd.String("out")
+	if out == "" {
+		out = filepath.Join("out", r.Name)
+	}
+	if !cmd.Bool("force") {
+		if err := build.CheckOutDir(out); err != nil {
+			return err
+		}
+	}
 	store, err := cache.Open(cacheDir(cmd))
 	if err != nil {
 		return err
@@ -181,7 +228,7 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	}
 	rec, err := build.Build(ctx, r, store, build.Options{
 		Jobs: int(cmd.Int("jobs")), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
-		OutDir: cmd.String("out"), Observer: obs, Recheck: recheckFraction(cmd),
+		OutDir: out, Force: cmd.Bool("force"), Observer: obs, Recheck: recheckFraction(cmd),
 	})
 	if tty != nil {
 		tty.Close()
