@@ -108,6 +108,7 @@ type Client struct {
 	set     settings
 	opts    Options
 	apiKey  string
+	sec     scrubber
 	chat    openai.ChatCompletionService
 	sem     chan struct{}
 	rpm     *bucket
@@ -145,7 +146,7 @@ func New(store *cache.Store, name string, p Profile, opts Options) (*Client, err
 	if opts.RetryMaxDelay <= 0 {
 		opts.RetryMaxDelay = time.Minute
 	}
-	c := &Client{store: store, name: name, profile: p, set: p.settings(), opts: opts, apiKey: key}
+	c := &Client{store: store, name: name, profile: p, set: p.settings(), opts: opts, apiKey: key, sec: newScrubber(key, p.BaseURL)}
 	hc := opts.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -411,6 +412,9 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 		st, retryAfter, err := c.attempt(ctx, params, reqOpts)
 		if err == nil {
 			c.tpm.charge(float64(st.Usage.PromptTokens + st.Usage.CompletionTokens))
+			// A reply that echoes the key is stored (and returned)
+			// without it.
+			st = c.sec.scrubReply(st)
 			blob, err := json.Marshal(st)
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: encoding reply: %w", c.name, err)
@@ -527,21 +531,21 @@ func (c *Client) attempt(ctx context.Context, params openai.ChatCompletionNewPar
 	return st, 0, nil
 }
 
-// scrub removes the API key from text that came from the server.
-func (c *Client) scrub(s string) string {
-	if c.apiKey == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, c.apiKey, "[redacted]")
-}
+// scrub removes the API key (whole or in pieces) and the endpoint's path
+// from text that came from the server or the HTTP client (see scrubber).
+func (c *Client) scrub(s string) string { return c.sec.text(s) }
 
-// scrubErr returns err, or an error with the same text less the API key if
-// its text holds the key.
+// scrubErr returns err, or if its text holds a secret an error with the
+// text scrubbed, which still unwraps to err.
 func (c *Client) scrubErr(err error) error {
-	if c.apiKey == "" || err == nil || !strings.Contains(err.Error(), c.apiKey) {
-		return err
+	if err == nil {
+		return nil
 	}
-	return errors.New(c.scrub(err.Error()))
+	msg := err.Error()
+	if clean := c.scrub(msg); clean != msg {
+		return &scrubbedError{msg: clean, err: err}
+	}
+	return err
 }
 
 func retryableStatus(code int) bool {

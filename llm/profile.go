@@ -26,7 +26,8 @@ type Profile struct {
 	// "https://api.openai.com/v1" or "http://127.0.0.1:8000/v1". It is not
 	// part of any cache key. It must not carry credentials (user:password@)
 	// or a query string (where some gateways take a key): keys belong in
-	// the variable APIKeyEnv names.
+	// the variable APIKeyEnv names. Gateways that take a token in the path
+	// work, and the path is never printed: errors show scheme://host only.
 	BaseURL string `yaml:"base_url" json:"base_url"`
 	// Model is the model name sent with every request.
 	Model string `yaml:"model" json:"model"`
@@ -108,10 +109,11 @@ func (p Profile) Validate() error {
 		// Checked first and never echoed: the URL may hold a key.
 		bad("base_url: must not carry credentials or a query string; put the key in the variable api_key_env names")
 	} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		if strings.ContainsAny(p.BaseURL, "@?") {
-			bad("base_url: is not an http(s) URL with a host (not shown: it may hold credentials)")
+		// Never echoed past the host: the path may hold a token.
+		if err == nil && u.Host != "" && !strings.ContainsAny(u.Host, "@?") {
+			bad("base_url: %q... is not an http(s) URL with a host", u.Scheme+"://"+u.Host)
 		} else {
-			bad("base_url: %q is not an http(s) URL with a host", p.BaseURL)
+			bad("base_url: is not an http(s) URL with a host (not shown: it may hold credentials)")
 		}
 	}
 	if p.APIKeyEnv != "" && !envNameRE.MatchString(p.APIKeyEnv) {
