@@ -189,7 +189,7 @@ sandbox: {timeout: 60s}
 stages:
   repos:
     uses: repo
-    with: {paths: [%q, "projects/*"]}
+    with: {paths: [%q, "projects/*"], allow_outside: true}
   checked:
     uses: validate
     foreach: repos

@@ -31,7 +31,7 @@ func TestImageDigestIndependentOfNodeKey(t *testing.T) {
 environments:
   python: {layout: `+base+`}
 stages:
-  repos:   {uses: repo, with: {paths: [`+project+`]}}
+  repos:   {uses: repo, with: {paths: [`+project+`], allow_outside: true}}
   checked: {uses: validate, foreach: repos, with: {environment: python, runs: `+runs+`}}
 `)
 		rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})

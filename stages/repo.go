@@ -23,7 +23,7 @@ import (
 func init() {
 	build.Register(&build.Kind{
 		Name: "repo", Version: "1",
-		Doc:    "snapshots Python projects (local directories or git path+commit) as trees, one item per repository",
+		Doc:    "snapshots Python projects (local directories or git path+commit) as trees, one item per repository; sources outside the recipe's folder need allow_outside: true",
 		Params: func() any { return &RepoParams{Exclude: DefaultRepoExclude} },
 		// Directories are re-read in every build; an unchanged snapshot
 		// keeps everything downstream cached (early cutoff). A git source
@@ -50,6 +50,12 @@ type RepoParams struct {
 	// Exclude are path.Match patterns of file and directory names left
 	// out of the snapshot (default DefaultRepoExclude).
 	Exclude []string `yaml:"exclude" json:"exclude"`
+	// AllowOutside lets paths and git sources lie outside the recipe's
+	// folder (an absolute path, "..", or a symbolic link leading out).
+	// Without it such a source is an error: a recipe from elsewhere must
+	// not be able to read, say, /etc or a home directory into the store
+	// and its outputs. It does not enter keys.
+	AllowOutside bool `yaml:"allow_outside" json:"-"`
 
 	sources []repoSource
 }
@@ -89,6 +95,10 @@ func (p *RepoParams) Resolve(dir string) error {
 		}
 		return filepath.Join(dir, p)
 	}
+	inside, err := p.insideCheck(dir)
+	if err != nil {
+		return err
+	}
 	seen := map[string]string{}
 	add := func(s repoSource) error {
 		if !repoItemName.MatchString(s.name) {
@@ -111,7 +121,7 @@ func (p *RepoParams) Resolve(dir string) error {
 		}
 		sort.Strings(matches)
 		for _, m := range matches {
-			if err := sourceDir(m); err != nil {
+			if err := sourceDir(m, inside); err != nil {
 				return fmt.Errorf("paths: %v", err)
 			}
 			if err := add(repoSource{name: filepath.Base(m), dir: m}); err != nil {
@@ -127,7 +137,7 @@ func (p *RepoParams) Resolve(dir string) error {
 			return fmt.Errorf("git[%d]: commit %q must not start with '-'", i, g.Commit)
 		}
 		d := abs(g.Path)
-		if err := sourceDir(d); err != nil {
+		if err := sourceDir(d, inside); err != nil {
 			return fmt.Errorf("git[%d]: %v", i, err)
 		}
 		if err := gitCommitExists(d, g.Commit); err != nil {
@@ -144,9 +154,40 @@ func (p *RepoParams) Resolve(dir string) error {
 	return nil
 }
 
+// insideCheck returns the check that a source directory lies inside the
+// recipe's folder dir (nil with AllowOutside).
+func (p *RepoParams) insideCheck(dir string) (func(string) error, error) {
+	if p.AllowOutside {
+		return nil, nil
+	}
+	root, err := realPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("the recipe's folder: %v", err)
+	}
+	return func(d string) error {
+		real, err := realPath(d)
+		if err != nil {
+			return err
+		}
+		if rel, err := filepath.Rel(root, real); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return fmt.Errorf("%s is outside the recipe's folder %s (set allow_outside: true to read sources from elsewhere)", d, root)
+		}
+		return nil
+	}, nil
+}
+
+func realPath(p string) (string, error) {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(a)
+}
+
 // sourceDir checks that d is a directory, not a symbolic link (whose
-// target could change between builds without the recipe saying so).
-func sourceDir(d string) error {
+// target could change between builds without the recipe saying so), and
+// that inside (if set) accepts it.
+func sourceDir(d string, inside func(string) error) error {
 	fi, err := os.Lstat(d)
 	if err != nil {
 		return err
@@ -156,6 +197,9 @@ func sourceDir(d string) error {
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", d)
+	}
+	if inside != nil {
+		return inside(d)
 	}
 	return nil
 }

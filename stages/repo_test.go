@@ -94,9 +94,10 @@ func TestRepoKind(t *testing.T) {
 	bad("{paths: [plain], git: [{path: gitproj, commit: HEAD, name: plain}]}", "would both be item")
 }
 
-// TestRepoSourcesCheckedAtLoad: a source that is a symbolic link or names
-// a commit that does not exist is bad input when the recipe is loaded,
-// located at the param, before any store exists.
+// TestRepoSourcesCheckedAtLoad: a source that is a symbolic link, lies
+// outside the recipe's folder (without allow_outside), or names a commit
+// that does not exist is bad input when the recipe is loaded, located at
+// the param, before any store exists.
 func TestRepoSourcesCheckedAtLoad(t *testing.T) {
 	root := t.TempDir()
 	dir := filepath.Join(root, "recipe")
@@ -130,6 +131,9 @@ func TestRepoSourcesCheckedAtLoad(t *testing.T) {
 		{"{paths: [link]}", ":5:19: stage \"repos\" (repo): paths: " + filepath.Join(dir, "link") + " is a symbolic link"},
 		{"{paths: [out-link]}", "is a symbolic link"},
 		{"{git: [{path: link, commit: HEAD}]}", "is a symbolic link"},
+		{"{paths: [/etc]}", ":5:19: stage \"repos\" (repo): paths: /etc is outside the recipe's folder"},
+		{"{paths: [../elsewhere]}", "is outside the recipe's folder"},
+		{"{paths: [via/up/elsewhere]}", "is outside the recipe's folder"},
 		{"{git: [{path: gitproj, commit: 0123456789abcdef0123456789abcdef01234567}]}", `:5:42: stage "repos" (repo): git[0]: commit: "0123456789abcdef0123456789abcdef01234567" is not a commit`},
 		{"{git: [{path: gitproj, commit: nosuchbranch}]}", "is not a commit"},
 	} {
@@ -140,6 +144,8 @@ func TestRepoSourcesCheckedAtLoad(t *testing.T) {
 	}
 	for _, with := range []string{
 		"{paths: [plain], git: [{path: gitproj, commit: HEAD}]}",
+		"{paths: [../elsewhere], allow_outside: true}",
+		"{paths: [" + filepath.Join(root, "elsewhere") + "], allow_outside: true}",
 	} {
 		if err := load(with); err != nil {
 			t.Errorf("with %s: %v", with, err)

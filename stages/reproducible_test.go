@@ -35,7 +35,7 @@ environments:
   python: {layout: ` + base + `}
 sandbox: {timeout: 60s}
 stages:
-  repos:   {uses: repo, with: {paths: [` + projects + `]}}
+  repos:   {uses: repo, with: {paths: [` + projects + `], allow_outside: true}}
   checked: {uses: validate, foreach: repos, with: {environment: python, runs: 2}}
   bugs:    {uses: inject_bugs, foreach: checked, with: {per_repo: 3, candidates: 8, seed: 7, test_timeout: 2s}}
   demos:   {uses: rollout, foreach: bugs, with: {policy: oracle}}
