@@ -154,7 +154,7 @@ func Build(ctx context.Context, r *Recipe, store *cache.Store, opts Options) (*R
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	e := &engine{
-		sess:    &Session{Recipe: r, Store: store, Offline: opts.Offline, OutDir: opts.OutDir, Recheck: opts.Recheck, observer: obs},
+		sess:    &Session{Recipe: r, Store: store, Offline: opts.Offline, OutDir: opts.OutDir, Recheck: opts.Recheck, Jobs: opts.Jobs, observer: obs},
 		opts:    opts,
 		byID:    map[string]*stageRun{},
 		pools:   map[string]chan struct{}{},

@@ -20,6 +20,9 @@ type Session struct {
 	Recheck float64
 	// OutDir is where published outputs go.
 	OutDir string
+	// Jobs is the build's -j (Options.Jobs): the sandbox runner's slots
+	// follow it, so that one limit bounds every sandbox run of the build.
+	Jobs int
 	// Observer receives log lines stages emit with Logf.
 	observer Observer
 	services sync.Map // name -> *service

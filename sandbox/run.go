@@ -7,11 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -141,7 +138,7 @@ func (r *Runner) bwrapRun(ctx context.Context, s Spec, rootfs, ws string, uid in
 	cmd.ExtraFiles = []*os.File{statusW}
 
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := r.start(cmd, uid); err != nil {
 		statusW.Close()
 		return nil, fmt.Errorf("starting bubblewrap: %w", err)
 	}
@@ -259,69 +256,3 @@ func classify(res *Result, ps *os.ProcessState, l Limits) string {
 var memoryMarkers = []string{"MemoryError", "Cannot allocate memory", "std::bad_alloc", "out of memory", "Out of memory"}
 
 var processMarkers = []string{"Cannot fork", "fork: retry", "fork: Resource temporarily unavailable", "BlockingIOError: [Errno 11]", "can't start new thread"}
-
-// monitor watches a running sandbox until stop is closed: the workspace
-// size, and (when the run has a host uid of its own) the number of its
-// processes. It calls w.hit when a limit is reached.
-func (r *Runner) monitor(stop <-chan struct{}, w *watch, ws string, uid int, l Limits) {
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for n := 0; ; n++ {
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-		if r.asRoot && countProcesses(uid) >= l.Processes {
-			w.hit(LimitProcesses)
-			return
-		}
-		if n%4 == 3 && workspaceOver(ws, l.WorkspaceBytes) {
-			w.hit(LimitWorkspace)
-			return
-		}
-	}
-}
-
-// countProcesses counts the host's processes owned by uid.
-func countProcesses(uid int) int {
-	des, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, de := range des {
-		if _, err := strconv.Atoi(de.Name()); err != nil {
-			continue
-		}
-		var st syscall.Stat_t
-		if syscall.Stat("/proc/"+de.Name(), &st) == nil && int(st.Uid) == uid {
-			n++
-		}
-	}
-	return n
-}
-
-var errOver = errors.New("over")
-
-// workspaceOver reports whether the workspace is larger than max, stopping
-// the walk as soon as it is.
-func workspaceOver(dir string, max int64) bool {
-	var size int64
-	err := filepath.WalkDir(dir, func(p string, de fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		size += entryOverhead
-		if de.Type().IsRegular() {
-			if fi, err := de.Info(); err == nil {
-				size += fi.Size()
-			}
-		}
-		if size > max {
-			return errOver
-		}
-		return nil
-	})
-	return err == errOver
-}

@@ -19,8 +19,8 @@
 // project's cache and schema packages.
 //
 // Isolation: the image is mounted read-only at /, the workspace read-write at
-// /testbed (Spec.Dir), a size-limited tmpfs at /tmp and /dev/shm, a minimal
-// /dev and a fresh /proc. The run gets new user, pid, ipc, uts, cgroup and
+// /testbed (Spec.Dir), /tmp and /dev/shm (see Limits.WorkspaceBytes), a
+// minimal /dev and a fresh /proc. The run gets new user, pid, ipc, uts, cgroup and
 // network namespaces (only loopback, which is not the host's), no
 // capabilities, uid and gid 1000 inside, --die-with-parent and a session of
 // its own.
@@ -33,18 +33,34 @@
 // processes, file size); a wall-clock timeout that kills the sandbox's pid 1
 // (and with it the whole pid namespace); captured output cut at a bound (the
 // run is killed); the workspace size, watched while the run goes and checked
-// after it. When dsbuild runs as root, bubblewrap runs as a dedicated
-// unprivileged host uid per job slot, so RLIMIT_NPROC is enforced by the
-// kernel (it is not for uid 0) and counts only that run's processes; a
-// watcher also counts them and stops the run at the limit. As an ordinary
-// user the user's own uid is used, and RLIMIT_NPROC counts all of the
-// user's processes.
+// after it. At most Options.Jobs runs go at once (a build passes its -j).
 //
-// Which limit a run hit is known for timeout, output and workspace. For cpu
-// it is read from the exit status (SIGXCPU, or SIGKILL after the CPU time was
-// used). Rlimit failures of memory and processes leave no record, so they are
-// inferred from the usual messages in stderr (MemoryError, "Cannot fork",
-// EAGAIN) and, as root, from the process count.
+// When dsbuild runs as root, bubblewrap runs as an unprivileged host uid of
+// the run's own, so RLIMIT_NPROC is enforced by the kernel (it is not for
+// uid 0) and counts only that run's processes. Uids come from blocks that a
+// process locks (flock on /var/tmp/dsbuild-uids/<block>), so two dsbuild
+// processes never share one, and a uid is handed to a run only once no
+// process runs as it (those of a killed fork bomb may take a while to go).
+// As an ordinary user the user's own uid is used, and RLIMIT_NPROC counts
+// all of the user's processes.
+//
+// Where the machine allows it (root, and a cgroup v2 hierarchy with memory
+// and pids for our children, or writable cgroup v1 memory or pids
+// hierarchies; see Runner.Bounds), each run also gets a cgroup of its own,
+// joined before bubblewrap starts: memory.max (v1: memory.limit_in_bytes)
+// of Limits.MemoryBytes bounds the whole run, its tmpfs /tmp and /dev/shm
+// included, and pids.max bounds its processes. Without a memory cgroup,
+// /tmp and /dev/shm are directories on disk next to the workspace and count
+// against its limit instead of taking RAM; memory is then bounded per
+// process only.
+//
+// Which limit a run hit is known for timeout, output and workspace, and for
+// memory and processes where there is a cgroup (an OOM kill, a refused
+// fork; the run is stopped at either). For cpu it is read from the exit
+// status (SIGXCPU, or SIGKILL after the CPU time was used). Without a
+// cgroup, rlimit failures of memory and processes leave no record, so they
+// are inferred from the usual messages in stderr (MemoryError, "Cannot
+// fork", EAGAIN) and, as root, from the process count.
 //
 // Wall-clock timeouts and the memo: a run's result is memoised as a pure
 // function of its key, but whether a run hits its wall-clock timeout
@@ -108,10 +124,12 @@ const (
 	SandboxGID = 1000
 )
 
-// hostUIDBase is the first host uid used for runs when dsbuild is root. Each
-// process takes a block of 256 uids (one per job slot) chosen by its pid, so
-// concurrent dsbuild processes rarely share one.
+// hostUIDBase is the first host uid used for runs when dsbuild is root (see
+// uidPool: blocks of uidBlockSize uids, each held by one process).
 const hostUIDBase = 1_900_000_000
+
+// MaxJobs is the most runs one Runner has going at once.
+const MaxJobs = 256
 
 // Options configure a Runner.
 type Options struct {
@@ -119,7 +137,9 @@ type Options struct {
 	// are still recorded, except provisional ones). For benchmarks and
 	// forced re-runs.
 	NoCache bool
-	// Jobs is the most runs at once; 0 means the number of CPUs. At most 256.
+	// Jobs is the most runs at once; 0 means the number of CPUs. At most
+	// MaxJobs. A build passes its -j, so that one limit bounds every run of
+	// the build, however its stage kinds fan out.
 	Jobs int
 	// Recheck is the fraction (0 to 1) of memoised runs that run again and
 	// must end the same way (see Runner.recheck), chosen by key.
@@ -139,8 +159,12 @@ type Runner struct {
 	prlimit string
 	workDir string
 	asRoot  bool
-	uidBase int
 	slots   chan int
+	// cg is where runs get cgroups (nil: nowhere, cgWhy says why); groups
+	// maps the host uid of a running sandbox to its *runGroup.
+	cg     *cgroups
+	cgWhy  string
+	groups sync.Map
 	// flight merges identical runs under way at once.
 	flight singleflight.Group
 	// testbedLayers remembers, per layer digest, whether the layer only
@@ -183,11 +207,11 @@ func New(store *cache.Store, opts Options) (*Runner, error) {
 	if opts.Jobs <= 0 {
 		opts.Jobs = runtime.NumCPU()
 	}
-	if opts.Jobs > 256 {
-		return nil, fmt.Errorf("sandbox: jobs %d: at most 256", opts.Jobs)
+	if opts.Jobs > MaxJobs {
+		return nil, fmt.Errorf("sandbox: jobs %d: at most %d", opts.Jobs, MaxJobs)
 	}
 	r := &Runner{store: store, opts: opts, bwrap: bw, prlimit: pl, asRoot: os.Geteuid() == 0}
-	r.uidBase = hostUIDBase + (os.Getpid()%4096)*256
+	r.cg, r.cgWhy = hostCgroups()
 	wd, err := workDirFor(store, opts, r.asRoot)
 	if err != nil {
 		return nil, err
@@ -204,6 +228,42 @@ func New(store *cache.Store, opts Options) (*Runner, error) {
 		r.slots <- i
 	}
 	return r, nil
+}
+
+// Jobs is the most runs the Runner has going at once.
+func (r *Runner) Jobs() int { return r.opts.Jobs }
+
+// Bounds says how this machine bounds a run's memory and processes: by a
+// cgroup per run, or per process only (and why).
+func (r *Runner) Bounds() string {
+	if r.cg == nil {
+		return "no cgroups (" + r.cgWhy + "): memory is bounded per process (RLIMIT_AS), processes by RLIMIT_NPROC, /tmp and /dev/shm are on disk and count against the workspace limit"
+	}
+	var b []string
+	if r.cg.memory != "" {
+		b = append(b, "memory per run (memory cgroup, /tmp and /dev/shm included)")
+	} else {
+		b = append(b, "memory per process (RLIMIT_AS; /tmp and /dev/shm are on disk and count against the workspace limit)")
+	}
+	if r.cg.pids != "" {
+		b = append(b, "processes per run (pids cgroup)")
+	} else {
+		b = append(b, "processes by RLIMIT_NPROC")
+	}
+	return r.cg.desc + ": " + strings.Join(b, ", ")
+}
+
+// ramTmp reports whether /tmp and /dev/shm are tmpfs (in RAM, bounded by
+// the run's memory cgroup) rather than directories on disk.
+func (r *Runner) ramTmp() bool { return r.cg != nil && r.cg.memory != "" }
+
+// start starts cmd, the sandbox of the run of host uid, in the run's
+// cgroup if it has one.
+func (r *Runner) start(cmd *exec.Cmd, uid int) error {
+	if v, ok := r.groups.Load(uid); ok {
+		return v.(*runGroup).start(cmd)
+	}
+	return cmd.Start()
 }
 
 // searchableByOthers reports whether every directory from / down to dir has
@@ -643,36 +703,62 @@ var defaultEnv = []string{
 	"HOME=/tmp",
 }
 
-// prepareWorkspace materialises the workspace tree in a fresh directory
-// owned by uid.
-func (r *Runner) prepareWorkspace(s Spec, uid int) (string, error) {
-	dir, err := os.MkdirTemp(filepath.Join(r.workDir, "work"), "run-")
+// prepareRun makes a fresh run directory holding the workspace tree
+// (testbed) owned by uid and, when /tmp and /dev/shm are on disk, their
+// directories (tmp, shm). The workspace limit counts the run directory.
+func (r *Runner) prepareRun(s Spec, uid int) (runDir, ws string, err error) {
+	runDir, err = os.MkdirTemp(filepath.Join(r.workDir, "work"), "run-")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	if !s.Workspace.IsZero() {
-		if err := r.store.Materialize(s.Workspace, dir); err != nil {
-			removeAll(dir)
-			return "", err
+	defer func() {
+		if err != nil {
+			removeAll(runDir)
 		}
+	}()
+	if err := os.Chmod(runDir, 0o755); err != nil {
+		return "", "", err
 	}
-	if err := os.Chmod(dir, 0o755); err != nil {
-		removeAll(dir)
-		return "", err
+	ws = filepath.Join(runDir, "testbed")
+	if s.Workspace.IsZero() {
+		err = os.Mkdir(ws, 0o755)
+	} else {
+		err = r.store.Materialize(s.Workspace, ws)
+	}
+	if err != nil {
+		return "", "", err
+	}
+	if err := os.Chmod(ws, 0o755); err != nil {
+		return "", "", err
 	}
 	if r.asRoot {
-		err := filepath.WalkDir(dir, func(p string, _ fs.DirEntry, err error) error {
+		err := filepath.WalkDir(ws, func(p string, _ fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			return os.Lchown(p, uid, uid)
 		})
 		if err != nil {
-			removeAll(dir)
-			return "", err
+			return "", "", err
 		}
 	}
-	return dir, nil
+	if !r.ramTmp() {
+		for _, d := range []string{"tmp", "shm"} {
+			p := filepath.Join(runDir, d)
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return "", "", err
+			}
+			if r.asRoot {
+				if err := os.Lchown(p, uid, uid); err != nil {
+					return "", "", err
+				}
+			}
+			if err := os.Chmod(p, 0o1777); err != nil {
+				return "", "", err
+			}
+		}
+	}
+	return runDir, ws, nil
 }
 
 // tidyWorkspace makes everything the run left readable to us, removes what
@@ -752,13 +838,39 @@ func (r *Runner) execute(ctx context.Context, s Spec, slot int) (*Result, error)
 	}
 	uid := os.Getuid()
 	if r.asRoot {
-		uid = r.uidBase + slot
+		if uid, err = hostUIDs.acquire(ctx); err != nil {
+			return nil, err
+		}
 	}
-	ws, err := r.prepareWorkspace(s, uid)
+	runDir, ws, err := r.prepareRun(s, uid)
 	if err != nil {
+		if r.asRoot {
+			hostUIDs.release(uid, false)
+		}
 		return nil, fmt.Errorf("preparing workspace: %w", err)
 	}
-	defer removeAll(ws)
+	var group *runGroup
+	if r.cg != nil {
+		if group, err = r.cg.create(s.Limits); err != nil {
+			removeAll(runDir)
+			hostUIDs.release(uid, false)
+			return nil, err
+		}
+		r.groups.Store(uid, group)
+	}
+	defer func() {
+		// Nothing of the run may outlive it: its cgroup is emptied before
+		// the uid and the directory go back.
+		clean := false
+		if group != nil {
+			r.groups.Delete(uid)
+			clean = group.destroy()
+		}
+		removeAll(runDir)
+		if r.asRoot {
+			hostUIDs.release(uid, clean)
+		}
+	}()
 
 	res, err := r.bwrapRun(ctx, s, rootfs, ws, uid)
 	if err != nil {
@@ -767,6 +879,12 @@ func (r *Runner) execute(ctx context.Context, s Spec, slot int) (*Result, error)
 	size, err := tidyWorkspace(ws, !r.asRoot)
 	if err != nil {
 		return nil, fmt.Errorf("reading workspace after the run: %w", err)
+	}
+	if !r.ramTmp() {
+		for _, d := range []string{"tmp", "shm"} {
+			n, _ := dirSize(filepath.Join(runDir, d), math.MaxInt64)
+			size += n
+		}
 	}
 	if size > s.Limits.WorkspaceBytes && res.LimitHit == "" {
 		res.LimitHit = LimitWorkspace
@@ -802,12 +920,21 @@ func ensureMountpoint(rootfs, dir string) error {
 
 func (r *Runner) bwrapArgs(s Spec, rootfs, ws string) []string {
 	l := s.Limits
-	tmpSize := fmt.Sprint(l.WorkspaceBytes)
+	// RLIMIT_NPROC counts bubblewrap too (it runs as the host uid outside
+	// the sandbox). With a pids cgroup (pids.max is Processes+1, bwrap
+	// included) it is only a backstop, well above: the kernel counts a
+	// fork against RLIMIT_NPROC before the cgroup charges it, so forks
+	// racing at the limit would otherwise be refused by the rlimit, which
+	// leaves no record, rather than by the cgroup, which counts them.
+	nproc := l.Processes + 1
+	if r.cg != nil && r.cg.pids != "" {
+		nproc = 2*l.Processes + 16
+	}
 	args := []string{
 		// prlimit sets the rlimits, then execs bwrap, which keeps them.
 		fmt.Sprintf("--cpu=%d:%d", l.CPUSeconds, l.CPUSeconds+1),
 		fmt.Sprintf("--as=%d", l.MemoryBytes),
-		fmt.Sprintf("--nproc=%d", l.Processes),
+		fmt.Sprintf("--nproc=%d", nproc),
 		fmt.Sprintf("--fsize=%d", l.WorkspaceBytes),
 		"--core=0",
 		"--", r.bwrap,
@@ -823,14 +950,24 @@ func (r *Runner) bwrapArgs(s Spec, rootfs, ws string) []string {
 		"--hostname", "sandbox",
 		"--ro-bind", rootfs, "/",
 		"--dev", "/dev", "--remount-ro", "/dev",
-		"--size", tmpSize, "--tmpfs", "/dev/shm",
-		"--proc", "/proc",
-		"--size", tmpSize, "--tmpfs", "/tmp",
+	}
+	if r.ramTmp() {
+		tmpSize := fmt.Sprint(l.WorkspaceBytes)
+		args = append(args, "--size", tmpSize, "--tmpfs", "/dev/shm",
+			"--proc", "/proc",
+			"--size", tmpSize, "--tmpfs", "/tmp")
+	} else {
+		runDir := filepath.Dir(ws)
+		args = append(args, "--bind", filepath.Join(runDir, "shm"), "/dev/shm",
+			"--proc", "/proc",
+			"--bind", filepath.Join(runDir, "tmp"), "/tmp")
+	}
+	args = append(args,
 		"--bind", ws, s.Dir,
 		"--chdir", s.Dir,
 		"--json-status-fd", "3",
 		"--clearenv",
-	}
+	)
 	for _, kv := range mergeEnv(defaultEnv, s.Image.Env, s.Env) {
 		args = append(args, "--setenv", kv[0], kv[1])
 	}

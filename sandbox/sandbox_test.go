@@ -345,6 +345,12 @@ func TestHostilePrograms(t *testing.T) {
 				}
 			}},
 	}
+	if !r.ramTmp() {
+		// /tmp is on disk and counts against the workspace limit.
+		fill := &cases[len(cases)-1]
+		fill.wantLimit, fill.wantExit, fill.check = LimitWorkspace, -1, nil
+		fill.argv = []string{"sh", "-c", "head -c 7000000 /dev/zero > /tmp/a; head -c 7000000 /dev/zero > /tmp/b; sleep 30"}
+	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			res := run(t, r, Spec{Image: img, Argv: c.argv, Limits: c.limits})
@@ -359,8 +365,9 @@ func TestHostilePrograms(t *testing.T) {
 			}
 			if r.asRoot {
 				// Nothing of the run is left on the host.
-				for uid := r.uidBase; uid < r.uidBase+r.opts.Jobs; uid++ {
-					if n := countProcesses(uid); n != 0 {
+				owners := processOwners()
+				for _, uid := range hostUIDs.held() {
+					if n := owners[uint32(uid)]; n != 0 {
 						out, _ := exec.Command("ps", "-eo", "pid,ppid,uid,stat,args").Output()
 						t.Errorf("%d processes of sandbox uid %d still running\n%s", n, uid, out)
 					}

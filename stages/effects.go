@@ -193,10 +193,17 @@ func countLLM(ctx context.Context, ci llm.CallInfo) {
 	build.Count(ctx, "llm.dollars", ci.Dollars)
 }
 
-// Sandbox returns the build's sandbox runner.
+// Sandbox returns the build's sandbox runner. Its slots follow the build's
+// -j (Session.Jobs), so a kind that fans out runs inside one node still
+// has at most that many sandboxes going, together with every other node.
 func Sandbox(c *build.Call) (*sandbox.Runner, error) {
 	return build.Service(c.Session, "sandbox", func() (*sandbox.Runner, error) {
-		return sandbox.New(c.Store(), sandbox.Options{Recheck: c.Session.Recheck})
+		jobs := min(c.Session.Jobs, sandbox.MaxJobs)
+		r, err := sandbox.New(c.Store(), sandbox.Options{Recheck: c.Session.Recheck, Jobs: jobs})
+		if err == nil {
+			c.Session.Logf(c.Stage, "sandbox bounds: %s", r.Bounds())
+		}
+		return r, err
 	})
 }
 
