@@ -364,4 +364,3 @@ func TestSIGKILLDuringMmdebstrapMountsLeavesNoMount(t *testing.T) {
 		t.Fatalf("left after reclaiming: %v", left)
 	}
 }
-

@@ -508,8 +508,12 @@ func rootStillValid(store *cache.Store, dir string) bool {
 }
 
 // runtimeLayers returns layers without those whose every entry lies under
-// testbed/ (the workspace mount point).
+// testbed/ (the workspace mount point). Every run's key passes here, memo
+// hits included, so it also makes this process a user of the work
+// directory (claimWorkDir): a build that only replays memoised runs still
+// removes what killed builds left there.
 func (r *Runner) runtimeLayers(layers []string) ([]string, error) {
+	claimWorkDir(r.workDir)
 	out := make([]string, 0, len(layers))
 	for _, l := range layers {
 		only, err := r.testbedOnly(l)
