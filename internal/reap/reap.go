@@ -65,10 +65,12 @@ func Create(parent, prefix string, perm fs.FileMode) (*Dir, error) {
 			return nil, err
 		}
 		f, err := Lock(p)
-		if err != nil {
+		if errors.Is(err, ErrInUse) {
 			os.Remove(p)
 			return nil, err
 		}
+		// A file system without flock on directories (NFS, say) leaves
+		// the pid alone to tell a leftover.
 		return &Dir{Path: p, lock: f}, nil
 	}
 	return nil, fmt.Errorf("reap: could not create a directory in %s", parent)
@@ -84,10 +86,16 @@ func Lock(path string) (*os.File, error) {
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("reap: %s is in use: %w", path, err)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("reap: %s: %w", path, ErrInUse)
+		}
+		return nil, fmt.Errorf("reap: locking %s: %w", path, err)
 	}
 	return f, nil
 }
+
+// ErrInUse is returned (wrapped) by Lock when another holder has the lock.
+var ErrInUse = errors.New("in use")
 
 // Release unlocks d without removing it (it was renamed into place, say).
 func (d *Dir) Release() {
@@ -134,18 +142,23 @@ func Alive(pid int) bool {
 
 // Stale reports whether path, named <prefix><pid>-..., is a leftover: its
 // pid is dead and nobody holds its lock. When it is, the lock is returned
-// held, so that the caller removes it before anyone else can claim it;
-// close it afterwards.
+// held (nil where the file system has no flock), so that the caller
+// removes it before anyone else can claim it; close it afterwards.
 func Stale(path, prefix string) (*os.File, bool) {
 	pid, ok := Owner(filepath.Base(path), prefix)
 	if !ok || Alive(pid) {
 		return nil, false
 	}
 	f, err := Lock(path)
-	if err != nil {
+	switch {
+	case err == nil:
+		return f, true
+	case errors.Is(err, ErrInUse), errors.Is(err, fs.ErrNotExist):
 		return nil, false
+	default:
+		// No flock here (NFS, say): the dead pid decides.
+		return nil, true
 	}
-	return f, true
 }
 
 // Reclaim removes every leftover (see Stale) in parent whose name starts
@@ -173,7 +186,9 @@ func Reclaim(parent string, prefixes ...string) ([]string, error) {
 				break
 			}
 			err := RemoveAll(p)
-			lock.Close()
+			if lock != nil {
+				lock.Close()
+			}
 			if err != nil {
 				if first == nil {
 					first = err

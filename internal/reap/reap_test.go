@@ -1,6 +1,7 @@
 package reap
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -100,9 +101,9 @@ func TestCreateLocks(t *testing.T) {
 	if pid, ok := Owner(filepath.Base(d.Path), "w-"); !ok || pid != os.Getpid() {
 		t.Fatalf("name %s", d.Path)
 	}
-	if f, err := Lock(d.Path); err == nil {
+	if f, err := Lock(d.Path); !errors.Is(err, ErrInUse) {
 		f.Close()
-		t.Fatal("a held Dir could be locked again")
+		t.Fatalf("a held Dir could be locked again: %v", err)
 	}
 	if err := d.Remove(); err != nil {
 		t.Fatal(err)
