@@ -4,8 +4,9 @@
 // key (the digest of a canonical description of some work) to the digest of
 // its result. It also owns the one canonical encoding every key is made from.
 //
-// The package imports nothing of the project and knows nothing of stages,
-// models or sandboxes: it stores bytes and remembers results.
+// The package imports nothing of the project but internal/reap (removal of
+// killed processes' work directories) and knows nothing of stages, models
+// or sandboxes: it stores bytes and remembers results.
 package cache
 
 import (

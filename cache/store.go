@@ -134,6 +134,12 @@ func (s *Store) Close() error {
 // Root returns the store's directory.
 func (s *Store) Root() string { return s.root }
 
+// TempDir is the store's directory for temporary files and work
+// directories: on the store's file system (so a rename into the store is
+// atomic), emptied by gc. Name work directories with internal/reap so that
+// those of killed processes are reclaimed.
+func (s *Store) TempDir() string { return filepath.Join(s.root, tmpDir) }
+
 func (s *Store) blobPath(d Digest) string {
 	h := d.Hex()
 	return filepath.Join(s.root, blobsDir, h[:2], h)

@@ -62,7 +62,7 @@ const mmdebstrapPrefix = "mmdebstrap-"
 
 // mmdebstrapParent is the directory of mmdebstrap's work directories.
 func mmdebstrapParent(store *cache.Store) string {
-	return filepath.Join(store.Root(), "tmp")
+	return store.TempDir()
 }
 
 // ReclaimLeftovers removes the work directories of mmdebstrap runs whose

@@ -17,7 +17,8 @@
 // OCI diff ID, which is what schema.Image.Layers lists). Nothing else is
 // needed to run or export an image.
 //
-// The package imports only cache and schema of the project. It does not run
+// The package imports only cache, schema and internal/reap of the
+// project. It does not run
 // anything inside images (that is the sandbox package) and knows nothing of
 // recipes or stages.
 package oci

@@ -16,7 +16,7 @@
 // It owns the unpacked root file systems (<store>/rootfs/<hex>), the
 // temporary workspaces of running programs and the memo entries of runs. It
 // must not know about stages, agents or recipes, and imports only the
-// project's cache and schema packages.
+// project's cache, schema and internal/reap packages.
 //
 // Isolation: the image is mounted read-only at /, the workspace read-write at
 // /testbed (Spec.Dir), /tmp and /dev/shm (see Limits.WorkspaceBytes), a
@@ -829,7 +829,7 @@ func (e *errSetup) Error() string {
 }
 
 func (r *Runner) execute(ctx context.Context, s Spec, slot int) (*Result, error) {
-	rootfs, err := r.Rootfs(s.Image)
+	rootfs, err := r.RootfsContext(ctx, s.Image)
 	if err != nil {
 		return nil, err
 	}

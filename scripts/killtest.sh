@@ -30,10 +30,9 @@
 # It needs bubblewrap, mmdebstrap and a Debian mirror (two mmdebstrap
 # runs). Conditions are waited for with generous bounds (60 s), never
 # timed. KILLTEST_SEED makes the kill points repeatable; KILLTEST_KEEP=1
-# keeps the work directory. Leftovers of code outside this script's reach
-# (stages/export.go's dsbuild-export-* in TMPDIR, the store's own tmp/
-# files, which only gc removes) are reported as notes; KILLTEST_STRICT=1
-# makes them failures. Exit status 0 when every check passed.
+# keeps the work directory. Leftovers in the store's own tmp/ (an export's
+# work directory, reclaimed by the next export that runs, and files only gc
+# removes) are reported as notes; KILLTEST_STRICT=1 makes them failures. Exit status 0 when every check passed.
 set -u
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -249,7 +248,7 @@ notes=$(
 	cd "$K/store/tmp" && ls -A | grep -v '^mmdebstrap-' | sed 's|^|store/tmp/|'
 )
 if [ -n "$notes" ]; then
-	echo "NOTE: left by killed builds, not covered here (stages/export.go's temporary directory in TMPDIR; the store's tmp/, which gc empties): $(echo $notes)"
+	echo "NOTE: left by killed builds in the store's tmp/ (the next export or gc removes them): $(echo $notes)"
 	[ "${KILLTEST_STRICT:-}" = 1 ] && fail "strict: $(echo $notes)"
 fi
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/reap"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -114,16 +115,23 @@ func ReadExportBuild(store *cache.Store, tree cache.Digest) (*ExportBuild, error
 	return &eb, nil
 }
 
+// exportTempPrefix names export's work directories in the store's tmp/.
+const exportTempPrefix = "export-"
+
 func runExport(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*ExportParams)
 	if len(c.Inputs) == 0 {
 		return build.Output{}, build.BadInput("stage %s (export) needs from: [stages of task bundles and/or trajectories]", c.Stage)
 	}
-	tmp, err := os.MkdirTemp("", "dsbuild-export-")
+	// The dataset is written in the store's temp directory, named so that
+	// the next export reclaims it if this process is killed.
+	reap.Reclaim(c.Store().TempDir(), exportTempPrefix)
+	work, err := reap.Create(c.Store().TempDir(), exportTempPrefix, 0o755)
 	if err != nil {
 		return build.Output{}, err
 	}
-	defer os.RemoveAll(tmp)
+	defer work.Remove()
+	tmp := work.Path
 	dir := filepath.Join(tmp, "dataset")
 	w, err := schema.NewDatasetWriter(dir, schema.DatasetOptions{
 		Name: p.Name, Description: p.Description, TestFraction: p.TestFraction, TargetShardBytes: p.ShardBytes,
