@@ -1,22 +1,19 @@
 package oci
 
 import (
-	"bufio"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/testenv"
 )
 
 // These tests kill a process that runs mmdebstrap through Builder.Base
@@ -95,11 +92,11 @@ func startMmdebstrap(t *testing.T, mirror string) *mmRun {
 			t.Logf("helper output:\n%s", b)
 		}
 		// Whatever a failed test left: processes first, then mounts.
-		for pid := range processesNaming(base) {
+		for pid := range testenv.ProcessesNaming(base) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		waitFor(30*time.Second, func() bool { return len(processesNaming(base)) == 0 })
-		for _, m := range hostMountsNaming(base) {
+		testenv.WaitFor(30*time.Second, func() bool { return len(testenv.ProcessesNaming(base)) == 0 })
+		for _, m := range testenv.HostMountsNaming(base) {
 			syscall.Unmount(m, syscall.MNT_DETACH)
 		}
 		os.RemoveAll(base)
@@ -112,7 +109,7 @@ func startMmdebstrap(t *testing.T, mirror string) *mmRun {
 func (r *mmRun) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	ended := false
-	ok := waitFor(5*time.Minute, func() bool {
+	ok := testenv.WaitFor(5*time.Minute, func() bool {
 		select {
 		case <-r.done:
 			ended = true
@@ -128,7 +125,7 @@ func (r *mmRun) waitUntil(t *testing.T, what string, cond func() bool) {
 
 // mmdebstrapRunning reports whether the helper's mmdebstrap runs.
 func (r *mmRun) mmdebstrapRunning() bool {
-	for _, cmdline := range processesNaming(r.base) {
+	for _, cmdline := range testenv.ProcessesNaming(r.base) {
 		if strings.Contains(cmdline, "mmdebstrap") {
 			return true
 		}
@@ -140,11 +137,11 @@ func (r *mmRun) mmdebstrapRunning() bool {
 // is left, and fails the test otherwise.
 func (r *mmRun) noneLeft(t *testing.T, after string) {
 	t.Helper()
-	if !waitFor(60*time.Second, func() bool { return len(processesNaming(r.base)) == 0 }) {
-		t.Errorf("60 s after %s, processes are left: %v", after, processesNaming(r.base))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.ProcessesNaming(r.base)) == 0 }) {
+		t.Errorf("60 s after %s, processes are left: %v", after, testenv.ProcessesNaming(r.base))
 	}
-	if !waitFor(60*time.Second, func() bool { return len(hostMountsNaming(r.base)) == 0 }) {
-		t.Errorf("60 s after %s, mounts are left on the host: %v", after, hostMountsNaming(r.base))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.HostMountsNaming(r.base)) == 0 }) {
+		t.Errorf("60 s after %s, mounts are left on the host: %v", after, testenv.HostMountsNaming(r.base))
 	}
 }
 
@@ -156,133 +153,14 @@ func (r *mmRun) leftovers() []string {
 	return append(m, t...)
 }
 
-// processesNaming returns the processes (pid -> command line) whose
-// command line or environment contains s, this one excepted.
-func processesNaming(s string) map[int]string {
-	out := map[int]string{}
-	des, _ := os.ReadDir("/proc")
-	for _, de := range des {
-		pid, err := strconv.Atoi(de.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", de.Name(), "cmdline"))
-		environ, _ := os.ReadFile(filepath.Join("/proc", de.Name(), "environ"))
-		if strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s) {
-			out[pid] = strings.ReplaceAll(string(cmdline), "\x00", " ")
-		}
-	}
-	return out
-}
-
-// mountsNaming returns the mount points below s in the mount table file
-// (/proc/<pid>/mountinfo).
-func mountsNaming(file, s string) []string {
-	f, err := os.Open(file)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.Contains(fields[4], s) {
-			out = append(out, fields[4])
-		}
-	}
-	return out
-}
-
-func hostMountsNaming(s string) []string { return mountsNaming("/proc/self/mountinfo", s) }
-
-func waitFor(limit time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(limit); ; {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// hangingMirror serves HTTP that never finishes: every response trickles
-// one byte a second (of a length apt accepts for a Release file), so apt
-// (and mmdebstrap) wait on it for as long as it runs, as on a slow mirror.
-// It reports how many requests it received.
-func hangingMirror(t *testing.T) (string, *atomic.Int32) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var requests atomic.Int32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				requests.Add(1)
-				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000000\r\n\r\n"))
-				tick := time.NewTicker(time.Second)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := c.Write([]byte("x")); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "http://" + ln.Addr().String() + "/debian", &requests
-}
-
 // dsbuild SIGKILLed while mmdebstrap waits on a (slow) mirror: mmdebstrap
 // and everything it started die with it, and the next start removes its
 // work directory; nothing was written to the temp dir.
 func TestSIGKILLDuringMmdebstrapLeavesNothing(t *testing.T) {
-	mirror, requests := hangingMirror(t)
+	mirror, requests := testenv.HangingMirror(t)
 	r := startMmdebstrap(t, mirror)
 	r.waitUntil(t, "mmdebstrap's first request to the mirror", func() bool { return requests.Load() > 0 && r.mmdebstrapRunning() })
-	t.Logf("running: %v", processesNaming(r.base))
+	t.Logf("running: %v", testenv.ProcessesNaming(r.base))
 	r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
 	r.noneLeft(t, "dsbuild was killed")
@@ -304,7 +182,7 @@ func TestSIGKILLDuringMmdebstrapLeavesNothing(t *testing.T) {
 // dsbuild interrupted (SIGINT) while mmdebstrap waits on a mirror stops it
 // and exits 130 promptly, leaving no process, mount or directory.
 func TestSIGINTDuringMmdebstrapStopsIt(t *testing.T) {
-	mirror, requests := hangingMirror(t)
+	mirror, requests := testenv.HangingMirror(t)
 	r := startMmdebstrap(t, mirror)
 	r.waitUntil(t, "mmdebstrap's first request to the mirror", func() bool { return requests.Load() > 0 && r.mmdebstrapRunning() })
 	r.cmd.Process.Signal(os.Interrupt)
@@ -312,7 +190,7 @@ func TestSIGINTDuringMmdebstrapStopsIt(t *testing.T) {
 	select {
 	case <-r.done:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("60 s after SIGINT the process still runs: %v", processesNaming(r.base))
+		t.Fatalf("60 s after SIGINT the process still runs: %v", testenv.ProcessesNaming(r.base))
 	}
 	t.Logf("exited %v after SIGINT", time.Since(at).Round(time.Millisecond))
 	if code := r.cmd.ProcessState.ExitCode(); code != 130 {
@@ -335,9 +213,9 @@ func TestSIGKILLDuringMmdebstrapMountsLeavesNoMount(t *testing.T) {
 	r := startMmdebstrap(t, "")
 	var mounted []string
 	r.waitUntil(t, "a mount in mmdebstrap's chroot", func() bool {
-		for pid, cmdline := range processesNaming(r.base) {
+		for pid, cmdline := range testenv.ProcessesNaming(r.base) {
 			if strings.Contains(cmdline, "mmdebstrap") {
-				if m := mountsNaming(filepath.Join("/proc", strconv.Itoa(pid), "mountinfo"), r.base); len(m) > 0 {
+				if m := testenv.MountsNaming(filepath.Join("/proc", strconv.Itoa(pid), "mountinfo"), r.base); len(m) > 0 {
 					mounted = m
 					return true
 				}
@@ -346,7 +224,7 @@ func TestSIGKILLDuringMmdebstrapMountsLeavesNoMount(t *testing.T) {
 		return false
 	})
 	t.Logf("mounted in mmdebstrap's chroot: %v", mounted)
-	if m := hostMountsNaming(r.base); len(m) > 0 {
+	if m := testenv.HostMountsNaming(r.base); len(m) > 0 {
 		t.Errorf("mmdebstrap's mounts are on the host: %v", m)
 	}
 	r.cmd.Process.Signal(syscall.SIGKILL)

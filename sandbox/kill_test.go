@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -105,7 +104,7 @@ func startHelper(t *testing.T, mode, dir, marker string) *helper {
 func (h *helper) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	ended := false
-	ok := waitFor(5*time.Minute, func() bool {
+	ok := testenv.WaitFor(5*time.Minute, func() bool {
 		select {
 		case <-h.done:
 			ended = true
@@ -143,42 +142,10 @@ func newMarker() string {
 	return "dsbuild-kill-marker-" + hex.EncodeToString(b[:])
 }
 
-// processesWith returns the pids (and command lines) of the processes whose
-// command line contains s, this one excepted.
-func processesWith(s string) map[int]string {
-	out := map[int]string{}
-	des, _ := os.ReadDir("/proc")
-	for _, de := range des {
-		pid, err := strconv.Atoi(de.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", de.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(b), s) {
-			out[pid] = strings.ReplaceAll(string(b), "\x00", " ")
-		}
-	}
-	return out
-}
-
-// waitFor polls cond every 100 ms for up to limit and reports whether it
-// became true.
-func waitFor(limit time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(limit); ; {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // killAll kills what a failed test left running.
 func killAll(t *testing.T, marker string) {
 	t.Cleanup(func() {
-		for pid := range processesWith(marker) {
+		for pid := range testenv.ProcessesNaming(marker) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
@@ -201,11 +168,11 @@ func TestSIGKILLDuringRunLeavesNoSandbox(t *testing.T) {
 	dir, marker := killStore(t), newMarker()
 	killAll(t, marker)
 	helper := startHelper(t, "run", dir, marker)
-	helper.waitUntil(t, "the sandbox's start", func() bool { return len(processesWith(marker)) >= 2 })
-	t.Logf("running: %v", processesWith(marker))
+	helper.waitUntil(t, "the sandbox's start", func() bool { return len(testenv.ProcessesNaming(marker)) >= 2 })
+	t.Logf("running: %v", testenv.ProcessesNaming(marker))
 	helper.kill()
-	if !waitFor(60*time.Second, func() bool { return len(processesWith(marker)) == 0 }) {
-		t.Fatalf("60 s after dsbuild was killed, its sandbox still runs: %v", processesWith(marker))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.ProcessesNaming(marker)) == 0 }) {
+		t.Fatalf("60 s after dsbuild was killed, its sandbox still runs: %v", testenv.ProcessesNaming(marker))
 	}
 	if n := len(glob(t, filepath.Join(dir, "work", "run-*"))); n != 1 {
 		t.Fatalf("%d workspaces left by the killed run, want 1", n)
@@ -235,10 +202,10 @@ func TestSIGKILLWhileBwrapStartsLeavesNothing(t *testing.T) {
 	dir, marker := killStore(t), newMarker()
 	killAll(t, marker)
 	helper := startHelper(t, "stuck", dir, marker)
-	helper.waitUntil(t, "bwrap's start", func() bool { return len(processesWith(marker)) >= 1 })
+	helper.waitUntil(t, "bwrap's start", func() bool { return len(testenv.ProcessesNaming(marker)) >= 1 })
 	helper.kill()
-	if !waitFor(60*time.Second, func() bool { return len(processesWith(marker)) == 0 }) {
-		t.Fatalf("60 s after dsbuild was killed, its bwrap still runs: %v", processesWith(marker))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.ProcessesNaming(marker)) == 0 }) {
+		t.Fatalf("60 s after dsbuild was killed, its bwrap still runs: %v", testenv.ProcessesNaming(marker))
 	}
 }
 
@@ -288,7 +255,7 @@ func TestReclaimSparesALiveProcess(t *testing.T) {
 	dir, marker := killStore(t), newMarker()
 	killAll(t, marker)
 	helper := startHelper(t, "run", dir, marker)
-	helper.waitUntil(t, "the sandbox's start", func() bool { return len(processesWith(marker)) >= 2 })
+	helper.waitUntil(t, "the sandbox's start", func() bool { return len(testenv.ProcessesNaming(marker)) >= 2 })
 	live := glob(t, filepath.Join(dir, "work", "run-*"))
 	if len(live) != 1 {
 		t.Fatalf("workspaces %v", live)
@@ -317,7 +284,7 @@ func TestReclaimSparesALiveProcess(t *testing.T) {
 	if _, err := os.Stat(deadUnpack); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("a dead process's unpack was kept: %v", err)
 	}
-	if len(processesWith(marker)) < 2 {
+	if len(testenv.ProcessesNaming(marker)) < 2 {
 		t.Fatal("the live sandbox was disturbed")
 	}
 }
@@ -354,7 +321,7 @@ func TestRootfsStopsWhenCancelled(t *testing.T) {
 		}
 		return false
 	}
-	if !waitFor(5*time.Minute, started) {
+	if !testenv.WaitFor(5*time.Minute, started) {
 		t.Fatal("the unpack never started")
 	}
 	cancel()

@@ -1,19 +1,18 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dsbuild/dsbuild/internal/testenv"
 )
 
 // Killing dsbuild while mmdebstrap builds an environment, with real
@@ -48,115 +47,6 @@ stages:
   repos:   {uses: repo, with: {paths: [projects/*]}}
   checked: {uses: validate, foreach: repos, with: {environment: python, runs: 1}}
 `, mirror))
-}
-
-// slowMirror serves HTTP responses that never finish (one byte a second of
-// a length apt accepts for a Release file) and counts the requests.
-func slowMirror(t *testing.T) (string, *atomic.Int32) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var requests atomic.Int32
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				br := bufio.NewReader(c)
-				for {
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				requests.Add(1)
-				c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 5000000\r\n\r\n"))
-				tick := time.NewTicker(time.Second)
-				defer tick.Stop()
-				for {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-						if _, err := c.Write([]byte("x")); err != nil {
-							return
-						}
-					}
-				}
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		close(stop)
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return "http://" + ln.Addr().String() + "/debian", &requests
-}
-
-// processesNaming returns the processes (pid -> command line) whose
-// command line or environment contains s, this one excepted.
-func processesNaming(s string) map[int]string {
-	out := map[int]string{}
-	des, _ := os.ReadDir("/proc")
-	for _, de := range des {
-		pid, err := strconv.Atoi(de.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		cmdline, _ := os.ReadFile(filepath.Join("/proc", de.Name(), "cmdline"))
-		environ, _ := os.ReadFile(filepath.Join("/proc", de.Name(), "environ"))
-		if strings.Contains(string(cmdline), s) || strings.Contains(string(environ), s) {
-			out[pid] = strings.ReplaceAll(string(cmdline), "\x00", " ")
-		}
-	}
-	return out
-}
-
-// hostMounts returns the host's mount points whose path contains s.
-func hostMounts(s string) []string {
-	raw, _ := os.ReadFile("/proc/self/mountinfo")
-	var out []string
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && strings.Contains(f[4], s) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
-func waitFor(limit time.Duration, cond func() bool) bool {
-	for end := time.Now().Add(limit); ; {
-		if cond() {
-			return true
-		}
-		if time.Now().After(end) {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // killedBuild is a dsbuild build running in the background.
@@ -200,7 +90,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 // for something.
 func (b *killedBuild) waitMmdebstrap(t *testing.T, dir string, requests *atomic.Int32, before int32) {
 	t.Helper()
-	ok := waitFor(5*time.Minute, func() bool {
+	ok := testenv.WaitFor(5*time.Minute, func() bool {
 		select {
 		case <-b.done:
 			return true
@@ -209,7 +99,7 @@ func (b *killedBuild) waitMmdebstrap(t *testing.T, dir string, requests *atomic.
 		if requests.Load() <= before {
 			return false
 		}
-		for _, c := range processesNaming(dir) {
+		for _, c := range testenv.ProcessesNaming(dir) {
 			if strings.Contains(c, "mmdebstrap") {
 				return true
 			}
@@ -230,11 +120,11 @@ func (b *killedBuild) waitMmdebstrap(t *testing.T, dir string, requests *atomic.
 // mount names dir.
 func nothingRuns(t *testing.T, dir, after string) {
 	t.Helper()
-	if !waitFor(60*time.Second, func() bool { return len(processesNaming(dir)) == 0 }) {
-		t.Fatalf("60 s after %s, processes are left: %v", after, processesNaming(dir))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.ProcessesNaming(dir)) == 0 }) {
+		t.Fatalf("60 s after %s, processes are left: %v", after, testenv.ProcessesNaming(dir))
 	}
-	if !waitFor(60*time.Second, func() bool { return len(hostMounts(dir)) == 0 }) {
-		t.Fatalf("60 s after %s, mounts are left: %v", after, hostMounts(dir))
+	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.HostMountsNaming(dir)) == 0 }) {
+		t.Fatalf("60 s after %s, mounts are left: %v", after, testenv.HostMountsNaming(dir))
 	}
 }
 
@@ -252,14 +142,14 @@ func mmLeftovers(dir string) []string {
 func TestKillDuringMmdebstrap(t *testing.T) {
 	dir := t.TempDir()
 	os.MkdirAll(filepath.Join(dir, "tmp"), 0o755)
-	mirror, requests := slowMirror(t)
+	mirror, requests := testenv.HangingMirror(t)
 	recipe := killRecipe(t, dir, mirror)
 	t.Cleanup(func() {
-		for pid := range processesNaming(dir) {
+		for pid := range testenv.ProcessesNaming(dir) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
-		waitFor(30*time.Second, func() bool { return len(processesNaming(dir)) == 0 })
-		for _, m := range hostMounts(dir) {
+		testenv.WaitFor(30*time.Second, func() bool { return len(testenv.ProcessesNaming(dir)) == 0 })
+		for _, m := range testenv.HostMountsNaming(dir) {
 			syscall.Unmount(m, syscall.MNT_DETACH)
 		}
 	})
@@ -288,7 +178,7 @@ func TestKillDuringMmdebstrap(t *testing.T) {
 	select {
 	case <-b.done:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("60 s after SIGINT dsbuild still runs: %v", processesNaming(dir))
+		t.Fatalf("60 s after SIGINT dsbuild still runs: %v", testenv.ProcessesNaming(dir))
 	}
 	t.Logf("SIGINT during mmdebstrap: dsbuild exited %v later", time.Since(at).Round(time.Millisecond))
 	if code := b.cmd.ProcessState.ExitCode(); code != exitInterrupted {
