@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"maps"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/dsbuild/dsbuild/cache"
@@ -78,12 +78,7 @@ func (a *Asset) Key() cache.Key {
 func (a *Asset) Paths() []string {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	out := make([]string, 0, len(a.files))
-	for p := range a.files {
-		out = append(out, p)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(a.files))
 }
 
 // ReadFile returns the content of the asset's file at path. Under a node's

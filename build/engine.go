@@ -578,8 +578,7 @@ func (e *engine) repairItem(d cache.Digest) bool {
 	if err != nil || p.result == nil {
 		return false
 	}
-	same, err := sameOutput(p.result.Output, out)
-	if err != nil || !same {
+	if outputKey(p.result.Output) != outputKey(out) {
 		return false
 	}
 	missing, err := e.sess.Store.Missing(d)
@@ -628,12 +627,11 @@ func outputIntact(store *cache.Store, res *nodeResult) bool {
 
 // RecheckError reports a node that, run again for --recheck, gave an output
 // other than the one memoised for its key: the kind (or an effect it
-// trusts) is not a pure function of its key.
+// trusts) is not a pure function of its key. Cached and Rerun are the
+// digests of the two outputs.
 type RecheckError struct {
 	Key           cache.Key
-	Cached, Rerun cache.Digest
-	CachedOutput  Output
-	RerunOutput   Output
+	Cached, Rerun cache.Key
 }
 
 func (e *RecheckError) Error() string {
@@ -645,29 +643,22 @@ func (e *RecheckError) Error() string {
 // result d: the same output counts as a cache hit (the memo entry stays),
 // another output is the node's failure.
 func (e *engine) compareRecheck(n *node, d cache.Digest, cached, res *nodeResult) {
-	same, err := sameOutput(cached.Output, res.Output)
-	switch {
-	case err != nil:
-		n.state, n.err = StateFailed, err
-	case !same:
-		rd, _ := cache.KeyOf(res.Output)
-		cd, _ := cache.KeyOf(cached.Output)
-		n.state, n.err = StateFailed, &RecheckError{Key: n.key, Cached: cache.Digest(cd), Rerun: cache.Digest(rd),
-			CachedOutput: cached.Output, RerunOutput: res.Output}
+	if ck, rk := outputKey(cached.Output), outputKey(res.Output); ck != rk {
+		n.state, n.err = StateFailed, &RecheckError{Key: n.key, Cached: ck, Rerun: rk}
 		n.result = res
-	default:
-		n.state, n.resultD, n.result = StateCached, d, cached
-		n.rechecked = true
+		return
 	}
+	n.state, n.resultD, n.result = StateCached, d, cached
+	n.rechecked = true
 }
 
-func sameOutput(a, b Output) (bool, error) {
-	ka, err := cache.KeyOf(a)
+// outputKey is the digest of an output's canonical encoding.
+func outputKey(o Output) cache.Key {
+	k, err := cache.KeyOf(o)
 	if err != nil {
-		return false, err
+		panic(err) // an Output is plain data
 	}
-	kb, err := cache.KeyOf(b)
-	return ka == kb, err
+	return k
 }
 
 func nodeItemName(n *node) string {

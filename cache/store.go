@@ -8,8 +8,10 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -404,12 +406,7 @@ func MarkProvisional(ctx context.Context, reason string) {
 func (r *Recorder) Provisional() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]string, 0, len(r.provisional))
-	for why := range r.provisional {
-		out = append(out, why)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(r.provisional))
 }
 
 type recorderKey struct{}
