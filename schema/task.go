@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -58,8 +59,20 @@ type TaskInstance struct {
 	TaskType TaskType `json:"task_type"`
 	// Image is the environment image as "ref@sha256:<hex>".
 	Image string `json:"image"`
-	// TestCmd is the shell command that runs the tests inside the image.
+	// TestCmd is the complete shell command, run with `sh -c` in /testbed
+	// of the image, that runs the instance's tests (the test command with
+	// the test files of FAIL_TO_PASS and PASS_TO_PASS as its arguments, as
+	// SWE-bench derives test directives). Its output is read with the
+	// standard pytest log parsing (-rA summary lines).
 	TestCmd string `json:"test_cmd"`
+	// TestFiles are the files (relative to /testbed) a grader restores to
+	// their state in the image before it runs TestCmd, as the SWE-bench
+	// harness checks the test patch's files out at base_commit: a patch
+	// that edits them cannot change the verdict. Empty for reproduce and
+	// testgen tasks, whose answer is tests. (Omitted from this typed
+	// encoding when empty, so task bundles made before the field existed
+	// keep their bytes; the Hub encoding always has it.)
+	TestFiles []string `json:"test_files,omitempty"`
 	// SourceProject is the ID of the Project the task was derived from.
 	SourceProject string `json:"source_project"`
 	// Difficulty runs from 1 to 5; 0 means unknown.
@@ -67,7 +80,8 @@ type TaskInstance struct {
 }
 
 // Validate checks that t can be exported: an instance ID, a known task type
-// (or none), a difficulty in range and a pinned image reference.
+// (or none), a difficulty in range, test files that are clean relative
+// paths and a pinned image reference.
 func (t TaskInstance) Validate() error {
 	if strings.TrimSpace(t.InstanceID) == "" {
 		return fmt.Errorf("task instance (repo %q): empty instance_id", t.Repo)
@@ -80,6 +94,11 @@ func (t TaskInstance) Validate() error {
 	}
 	if t.Difficulty < 0 || t.Difficulty > 5 {
 		return fmt.Errorf("task instance %s: difficulty %d outside 0-5", t.InstanceID, t.Difficulty)
+	}
+	for _, f := range t.TestFiles {
+		if f == "" || strings.HasPrefix(f, "/") || path.Clean(f) != f || f == ".." || strings.HasPrefix(f, "../") {
+			return fmt.Errorf("task instance %s: test_files: %q is not a clean path relative to /testbed", t.InstanceID, f)
+		}
 	}
 	if t.Image != "" {
 		if err := checkPinnedRef(t.Image); err != nil {
@@ -106,7 +125,8 @@ func checkPinnedRef(ref string) error {
 // tasks/instances.jsonl and of each row of the tasks Parquet shards. Every
 // SWE-bench field is a string and FAIL_TO_PASS/PASS_TO_PASS are JSON-encoded
 // lists, as in SWE-bench on the Hugging Face Hub, so existing harnesses read
-// it unchanged. image_name repeats Image under SWE-smith's name.
+// it unchanged; test_files is a JSON-encoded list too. image_name repeats
+// Image under SWE-smith's name.
 type TaskRow struct {
 	InstanceID             string `json:"instance_id" parquet:"instance_id"`
 	Repo                   string `json:"repo" parquet:"repo,dict"`
@@ -124,6 +144,7 @@ type TaskRow struct {
 	Image                  string `json:"image" parquet:"image"`
 	ImageName              string `json:"image_name" parquet:"image_name"`
 	TestCmd                string `json:"test_cmd" parquet:"test_cmd,dict"`
+	TestFiles              string `json:"test_files" parquet:"test_files"`
 	SourceProject          string `json:"source_project" parquet:"source_project,dict"`
 	Difficulty             int64  `json:"difficulty" parquet:"difficulty"`
 	// Split is the dataset split the instance's trajectories are in; set by
@@ -140,6 +161,10 @@ func (t TaskInstance) Row() (TaskRow, error) {
 	p2p, err := encodeTestList(t.PassToPass)
 	if err != nil {
 		return TaskRow{}, fmt.Errorf("task instance %s: PASS_TO_PASS: %w", t.InstanceID, err)
+	}
+	files, err := encodeTestList(t.TestFiles)
+	if err != nil {
+		return TaskRow{}, fmt.Errorf("task instance %s: test_files: %w", t.InstanceID, err)
 	}
 	return TaskRow{
 		InstanceID:             t.InstanceID,
@@ -158,6 +183,7 @@ func (t TaskInstance) Row() (TaskRow, error) {
 		Image:                  t.Image,
 		ImageName:              t.Image,
 		TestCmd:                t.TestCmd,
+		TestFiles:              files,
 		SourceProject:          t.SourceProject,
 		Difficulty:             int64(t.Difficulty),
 	}, nil
@@ -172,6 +198,13 @@ func (r TaskRow) Instance() (TaskInstance, error) {
 	p2p, err := decodeTestList(r.PassToPass)
 	if err != nil {
 		return TaskInstance{}, fmt.Errorf("task row %s: PASS_TO_PASS: %w", r.InstanceID, err)
+	}
+	files, err := decodeTestList(r.TestFiles)
+	if err != nil {
+		return TaskInstance{}, fmt.Errorf("task row %s: test_files: %w", r.InstanceID, err)
+	}
+	if len(files) == 0 {
+		files = nil // as TaskInstance leaves it when there are none
 	}
 	image := r.Image
 	if image == "" {
@@ -193,6 +226,7 @@ func (r TaskRow) Instance() (TaskInstance, error) {
 		TaskType:               TaskType(r.TaskType),
 		Image:                  image,
 		TestCmd:                r.TestCmd,
+		TestFiles:              files,
 		SourceProject:          r.SourceProject,
 		Difficulty:             int(r.Difficulty),
 	}, nil
@@ -218,6 +252,7 @@ func ParseSWEBenchJSON(data []byte) (TaskInstance, error) {
 		TaskRow
 		FailToPass json.RawMessage `json:"FAIL_TO_PASS"`
 		PassToPass json.RawMessage `json:"PASS_TO_PASS"`
+		TestFiles  json.RawMessage `json:"test_files"`
 		Difficulty json.RawMessage `json:"difficulty"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -228,7 +263,7 @@ func ParseSWEBenchJSON(data []byte) (TaskInstance, error) {
 		name string
 		in   json.RawMessage
 		out  *string
-	}{{"FAIL_TO_PASS", raw.FailToPass, &row.FailToPass}, {"PASS_TO_PASS", raw.PassToPass, &row.PassToPass}} {
+	}{{"FAIL_TO_PASS", raw.FailToPass, &row.FailToPass}, {"PASS_TO_PASS", raw.PassToPass, &row.PassToPass}, {"test_files", raw.TestFiles, &row.TestFiles}} {
 		in := bytes.TrimSpace(f.in)
 		switch {
 		case len(in) == 0 || string(in) == "null":
