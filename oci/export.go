@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -175,7 +176,19 @@ type PushOptions struct {
 	Keychain authn.Keychain
 	// Retries is how many times a failed request is tried in all; 3 if zero.
 	Retries int
+	// Progress, if set, is called from one goroutine as bytes are
+	// uploaded, with the bytes done and the total to upload (blobs the
+	// registry already has count as done once checked).
+	Progress func(done, total int64)
 }
+
+// ErrNoLogin and ErrLoginRefused tell the two reasons a registry refuses
+// a push apart: no credentials were found for it, or the ones found were
+// not accepted (wrong user, password or token, or no push permission).
+var (
+	ErrNoLogin      = errors.New("no login found for the registry")
+	ErrLoginRefused = errors.New("the registry refused the login")
+)
 
 // PushResult reports one pushed image.
 type PushResult struct {
@@ -242,11 +255,51 @@ func Push(ctx context.Context, store *cache.Store, images map[string]schema.Imag
 		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} // the user asked for an insecure registry
 		ropts = append(ropts, remote.WithTransport(t))
 	}
+	if opts.Progress != nil {
+		updates := make(chan v1.Update, 16)
+		ropts = append(ropts, remote.WithProgress(updates))
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for u := range updates {
+				if u.Error == nil {
+					opts.Progress(u.Complete, u.Total)
+				}
+			}
+		}()
+		defer func() { <-done }()
+	}
 	err = remote.MultiWrite(todo, ropts...)
 	if err != nil {
-		return nil, fmt.Errorf("push to %s: %w", registry, err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("push to %s: %w", registry, loginError(err, kc, todo))
 	}
 	return results, nil
+}
+
+// loginError rewrites a registry's 401 or 403 as ErrNoLogin or
+// ErrLoginRefused, saying which from whether kc holds credentials for the
+// registry; other errors are returned as they are. The credentials
+// themselves never enter the message.
+func loginError(err error, kc authn.Keychain, refs map[name.Reference]remote.Taggable) error {
+	var terr *transport.Error
+	if !errors.As(err, &terr) || (terr.StatusCode != http.StatusUnauthorized && terr.StatusCode != http.StatusForbidden) {
+		return err
+	}
+	var reg name.Registry
+	for ref := range refs {
+		reg = ref.Context().Registry
+		break
+	}
+	auth, kerr := kc.Resolve(reg)
+	if kerr == nil && auth == authn.Anonymous {
+		return fmt.Errorf("%w for %s: log in with `docker login %s` (or `podman login --authfile $DOCKER_CONFIG/config.json %s`), then push again (%d %s)",
+			ErrNoLogin, reg.RegistryStr(), reg.RegistryStr(), reg.RegistryStr(), terr.StatusCode, http.StatusText(terr.StatusCode))
+	}
+	return fmt.Errorf("%w for %s: the credentials in the Docker config were not accepted or may not push here; log in again with `docker login %s` (%d %s)",
+		ErrLoginRefused, reg.RegistryStr(), reg.RegistryStr(), terr.StatusCode, http.StatusText(terr.StatusCode))
 }
 
 // dockerManifestEntry is one image in a docker-archive's manifest.json.
