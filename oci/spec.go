@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -17,13 +18,19 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// DebianSpec describes a Debian base built locally with mmdebstrap.
+// DebianSpec describes a Debian base built locally with mmdebstrap. Every
+// Debian base has git and patch (requiredDebianPackages) besides what
+// Packages lists, since agents and graders run git and patch in /testbed;
+// the packages enter keys sorted and deduplicated, so their order in a
+// recipe does not matter. Bases from a registry, a layout or an archive
+// are used as they are: they need git and patch of their own.
 type DebianSpec struct {
 	// Suite is the Debian suite, "bookworm" if empty.
 	Suite string `yaml:"suite" json:"suite,omitempty"`
 	// Variant is mmdebstrap's --variant, "essential" if empty.
 	Variant string `yaml:"variant" json:"variant,omitempty"`
-	// Packages are installed on top of the variant (mmdebstrap --include).
+	// Packages are installed on top of the variant (mmdebstrap --include),
+	// with git and patch.
 	Packages []string `yaml:"packages" json:"packages,omitempty"`
 	// Mirror is the Debian mirror URL; if empty, the first Debian mirror in
 	// the host's /etc/apt/sources.list*, else http://deb.debian.org/debian.
@@ -111,8 +118,37 @@ func (d *DebianSpec) validate() error {
 	return nil
 }
 
-// withDefaults returns d with Suite, Variant and Mirror filled in.
+// requiredDebianPackages are installed in every Debian base.
+var requiredDebianPackages = []string{"git", "patch"}
+
+// withRequiredPackages returns d with the required packages it does not
+// name added to Packages, sorted and deduplicated. A listed package counts
+// whatever version or architecture it names ("git=1:2.39.5-0+deb12u2").
+func (d DebianSpec) withRequiredPackages() DebianSpec {
+	pkgs := slices.Clone(d.Packages)
+	for _, r := range requiredDebianPackages {
+		if !slices.ContainsFunc(pkgs, func(p string) bool { return debianPackageName(p) == r }) {
+			pkgs = append(pkgs, r)
+		}
+	}
+	slices.Sort(pkgs)
+	d.Packages = slices.Compact(pkgs)
+	return d
+}
+
+// debianPackageName returns the package name of an --include entry,
+// without a version, release or architecture.
+func debianPackageName(p string) string {
+	if i := strings.IndexAny(p, ":=/"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// withDefaults returns d with the required packages added (see
+// withRequiredPackages) and Suite, Variant and Mirror filled in.
 func (d DebianSpec) withDefaults() DebianSpec {
+	d = d.withRequiredPackages()
 	if d.Suite == "" {
 		d.Suite = "bookworm"
 	}
@@ -193,11 +229,18 @@ func (s *BaseSpec) Pin() error {
 func (s BaseSpec) Pinned() string { return s.pin }
 
 // KeyView returns what of s can change the base image Builder.Base gives:
-// a Debian or registry spec as it is (its encoding, unchanged); a layout or
+// a registry spec as it is (its encoding, unchanged); a Debian spec with
+// its packages as installed (the required ones added, sorted and
+// deduplicated: see DebianSpec); a layout or
 // archive spec as the digest of its content and its env, not its path, so
 // that replacing the content re-keys and moving it does not. A layout or
 // archive spec that is not pinned is pinned (on a copy) first.
 func (s BaseSpec) KeyView() (any, error) {
+	if s.Debian != nil {
+		d := s.Debian.withRequiredPackages()
+		s.Debian = &d
+		return s, nil
+	}
 	if s.Layout == "" && s.Archive == "" {
 		return s, nil
 	}
@@ -339,7 +382,8 @@ type Options struct {
 	Keychain authn.Keychain
 }
 
-// ConfigOptions are what WithTree sets in the new image's config.
+// ConfigOptions are what WithTree sets in the new image's config, and
+// whether the tree it places is a git repository.
 type ConfigOptions struct {
 	// Labels are added to the config's labels and the manifest's
 	// annotations (provenance: recipe, node key, dsbuild version).
@@ -349,6 +393,13 @@ type ConfigOptions struct {
 	// WorkingDir is the image's working directory; the tree's location if
 	// empty.
 	WorkingDir string `json:"working_dir,omitempty"`
+	// GitRepository makes the placed tree a git repository: its .git
+	// directory (see internal/gitrepo: one commit of the tree, fixed
+	// identity, date and message, branch main, a clean index) goes into
+	// the same layer after the tree's entries. The tree must not contain
+	// a .git entry. Agents and graders run git checkout, git diff and
+	// git apply there; the commit's id is gitrepo.Commit of the tree.
+	GitRepository bool `json:"git_repository,omitempty"`
 }
 
 func (c ConfigOptions) validate() error {

@@ -164,12 +164,10 @@ func TestArchiveKeyViewFollowsContentNotPath(t *testing.T) {
 	}
 }
 
-// Debian and registry specs keep the key view they always had: the spec's
-// own encoding, so existing caches stay valid.
-func TestKeyViewOfDebianAndImageIsTheSpec(t *testing.T) {
+// Registry specs keep the key view they always had: the spec's own
+// encoding, so existing caches stay valid.
+func TestKeyViewOfImageIsTheSpec(t *testing.T) {
 	for _, spec := range []BaseSpec{
-		pythonSpec,
-		{Debian: &DebianSpec{Variant: "extract", Packages: []string{"busybox"}, Mirror: "http://deb.example/debian"}, Env: []string{"LANG=C.UTF-8"}},
 		{Image: "docker.io/library/python:3.12-slim"},
 		{Image: "127.0.0.1:5000/base@sha256:" + strings.Repeat("ab", 32), Env: []string{"A=1"}},
 	} {
@@ -192,19 +190,73 @@ func TestKeyViewOfDebianAndImageIsTheSpec(t *testing.T) {
 			t.Errorf("key view %s, want the spec %s", after, before)
 		}
 	}
-	// And the Debian base's memo key is what it was.
+}
+
+// A Debian spec is keyed by the packages it installs: git and patch
+// always, the list sorted and deduplicated, so the order in a recipe does
+// not matter and a base built before git and patch were added is not
+// reused.
+func TestKeyViewOfDebianNamesInstalledPackages(t *testing.T) {
+	viewOf := func(spec BaseSpec) string {
+		t.Helper()
+		if err := spec.Resolve("/recipes/here"); err != nil {
+			t.Fatal(err)
+		}
+		v, err := spec.KeyView()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := cache.Canonical(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	debian := func(pkgs ...string) BaseSpec {
+		return BaseSpec{Debian: &DebianSpec{Suite: "bookworm", Packages: pkgs}, Env: []string{"LANG=C.UTF-8"}}
+	}
+	want := viewOf(debian("git", "patch", "python3", "python3-pytest"))
+	if !strings.Contains(want, `"packages":["git","patch","python3","python3-pytest"]`) {
+		t.Errorf("key view %s does not list the sorted packages", want)
+	}
+	for _, pkgs := range [][]string{
+		{"python3", "python3-pytest"},
+		{"python3-pytest", "python3", "python3"},
+		{"patch", "python3-pytest", "git", "python3"},
+	} {
+		if got := viewOf(debian(pkgs...)); got != want {
+			t.Errorf("packages %v: key view %s, want %s", pkgs, got, want)
+		}
+	}
+	// A pinned version of a required package replaces it.
+	if got := viewOf(debian("git=1:2.39.5-0+deb12u2")); !strings.Contains(got, `"packages":["git=1:2.39.5-0+deb12u2","patch"]`) {
+		t.Errorf("pinned git: key view %s", got)
+	}
+	// The spec itself is not changed, and building installs what the key names.
+	spec := debian("python3")
+	viewOf(spec)
+	if len(spec.Debian.Packages) != 1 {
+		t.Errorf("KeyView changed the spec: %v", spec.Debian.Packages)
+	}
+	if got := spec.Debian.withDefaults().Packages; strings.Join(got, ",") != "git,patch,python3" {
+		t.Errorf("mmdebstrap would install %v", got)
+	}
+	// The memo key is the one baseKey computes from the view.
 	key, err := baseKey(pythonSpec)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := pythonSpec.Debian.withRequiredPackages()
+	view := pythonSpec
+	view.Debian = &d
 	old, _ := cache.KeyOf(struct {
 		Kind    string   `json:"kind"`
 		Version string   `json:"version"`
 		Arch    string   `json:"arch"`
 		Spec    BaseSpec `json:"spec"`
-	}{"oci.base", formatVersion, runtime.GOARCH, pythonSpec})
+	}{"oci.base", formatVersion, runtime.GOARCH, view})
 	if key != old {
-		t.Errorf("debian base memo key %s, was %s", key, old)
+		t.Errorf("debian base memo key %s, want %s", key, old)
 	}
 }
 

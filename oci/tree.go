@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/gitrepo"
 	"github.com/dsbuild/dsbuild/schema"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -22,14 +23,30 @@ const AnnotationBaseDigest = "org.opencontainers.image.base.digest"
 // WithTree returns base plus one layer holding the store tree tree at the
 // absolute directory at (e.g. "/testbed"), with cfg applied to the config.
 // Layer entries are in tree order (sorted per directory), owned by 0:0 with
-// zero mtimes; files are 0644 or 0755, directories 0755. Only the base's
-// manifest and config are read, never its layers. The result is memoised.
+// zero mtimes; files are 0644 or 0755, directories 0755. With
+// cfg.GitRepository the layer then holds the tree's .git directory (see
+// gitrepo.WriteTar). Only the base's manifest and config are read, never
+// its layers. The result is memoised.
 func (b *Builder) WithTree(ctx context.Context, base schema.Image, tree cache.Digest, at string, cfg ConfigOptions) (schema.Image, error) {
 	if !strings.HasPrefix(at, "/") || path.Clean(at) != at || at == "/" {
 		return schema.Image{}, fmt.Errorf("image layer: location %q must be a clean absolute path below /", at)
 	}
 	if err := cfg.validate(); err != nil {
 		return schema.Image{}, err
+	}
+	// The git repository's format enters the key only where there is one,
+	// so images without it keep their keys.
+	var (
+		gitFormat string
+		commit    gitrepo.ID
+		err       error
+	)
+	if cfg.GitRepository {
+		gitFormat = gitrepo.Version
+		// First, so a tree git cannot hold fails before anything is written.
+		if commit, err = gitrepo.Commit(b.store, tree); err != nil {
+			return schema.Image{}, fmt.Errorf("image layer for tree %s: %w", tree, err)
+		}
 	}
 	key, err := cache.KeyOf(struct {
 		Kind    string        `json:"kind"`
@@ -38,7 +55,8 @@ func (b *Builder) WithTree(ctx context.Context, base schema.Image, tree cache.Di
 		Tree    cache.Digest  `json:"tree"`
 		At      string        `json:"at"`
 		Config  ConfigOptions `json:"config"`
-	}{"oci.with_tree", formatVersion, base.Digest, tree, at, cfg})
+		Git     string        `json:"git,omitempty"`
+	}{"oci.with_tree", formatVersion, base.Digest, tree, at, cfg, gitFormat})
 	if err != nil {
 		return schema.Image{}, err
 	}
@@ -49,7 +67,7 @@ func (b *Builder) WithTree(ctx context.Context, base schema.Image, tree cache.Di
 	if err != nil {
 		return schema.Image{}, fmt.Errorf("image layer: base: %w", err)
 	}
-	lb, err := putLayer(b.store, func(w io.Writer) error { return writeTreeTar(b.store, tree, at, w) })
+	lb, err := putLayer(b.store, func(w io.Writer) error { return writeTreeTar(b.store, tree, at, cfg.GitRepository, w) })
 	if err != nil {
 		return schema.Image{}, fmt.Errorf("image layer for tree %s: %w", tree, err)
 	}
@@ -58,7 +76,11 @@ func (b *Builder) WithTree(ctx context.Context, base schema.Image, tree cache.Di
 	c.Created = epoch
 	c.RootFS.Type = "layers"
 	c.RootFS.DiffIDs = append(c.RootFS.DiffIDs, hashOf(lb.diffID))
-	c.History = append(c.History, v1.History{Created: epoch, CreatedBy: fmt.Sprintf("dsbuild: tree %s at %s", tree, at)})
+	createdBy := fmt.Sprintf("dsbuild: tree %s at %s", tree, at)
+	if cfg.GitRepository {
+		createdBy += fmt.Sprintf(", a git repository at commit %s", commit)
+	}
+	c.History = append(c.History, v1.History{Created: epoch, CreatedBy: createdBy})
 	c.Config.Env = mergeEnv(c.Config.Env, cfg.Env)
 	c.Config.WorkingDir = cfg.WorkingDir
 	if c.Config.WorkingDir == "" {
@@ -85,8 +107,9 @@ func (b *Builder) WithTree(ctx context.Context, base schema.Image, tree cache.Di
 }
 
 // writeTreeTar writes the tar of tree placed at the absolute directory at:
-// first at's directories, then the tree's entries in walk order.
-func writeTreeTar(store *cache.Store, tree cache.Digest, at string, w io.Writer) error {
+// first at's directories, then the tree's entries in walk order, then, if
+// git is set, the entries of at/.git.
+func writeTreeTar(store *cache.Store, tree cache.Digest, at string, git bool, w io.Writer) error {
 	tw := tar.NewWriter(w)
 	rel := strings.TrimPrefix(at, "/")
 	parts := strings.Split(rel, "/")
@@ -126,6 +149,11 @@ func writeTreeTar(store *cache.Store, tree cache.Digest, at string, w io.Writer)
 	})
 	if err != nil {
 		return err
+	}
+	if git {
+		if _, err := gitrepo.WriteTar(tw, store, tree, rel+"/.git"); err != nil {
+			return err
+		}
 	}
 	return tw.Close()
 }
