@@ -20,7 +20,7 @@ import (
 func init() {
 	sections := []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt}
 	build.Register(&build.Kind{
-		Name: "derive_fix", Version: "3", Pool: "llm",
+		Name: "derive_fix", Version: "4", Pool: "llm",
 		Doc:      "issue-resolution tasks from a developed project (foreach PlaygroundProject): a model proposes bugs as exact edits with GitHub-style issues; kept with at least one FAIL_TO_PASS and one PASS_TO_PASS test: TaskBundle items",
 		Params:   func() any { return &DeriveFixParams{Count: 5, MaxReasks: 2} },
 		Sections: sections,
@@ -28,14 +28,14 @@ func init() {
 		Run:      runDeriveFix,
 	})
 	build.Register(&build.Kind{
-		Name: "derive_implement", Version: "1",
+		Name: "derive_implement", Version: "2",
 		Doc:      "library-from-stubs tasks (Commit0 style) from a developed project (foreach PlaygroundProject): the scaffold with the finished tests, solved by the finished repository: a TaskBundle item",
 		Params:   func() any { return &DeriveImplementParams{} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
 		Run:      runDeriveImplement,
 	})
 	build.Register(&build.Kind{
-		Name: "derive_reproduce", Version: "4", Pool: "llm",
+		Name: "derive_reproduce", Version: "5", Pool: "llm",
 		Doc: "issue-reproduction tasks (SWT-Bench style) from a developed project (foreach PlaygroundProject): a proposed bug injected and its catching tests hidden; an agent's test is kept only if it fails on the buggy code and passes on the fixed code: TaskBundle items",
 		Params: func() any {
 			return &DeriveReproduceParams{DeriveFixParams: DeriveFixParams{Count: 5, MaxReasks: 2}, MaxTries: 2}
@@ -109,14 +109,15 @@ func loadProject(c *build.Call, kind string) (*PlaygroundProject, error) {
 }
 
 // pgBundle makes the TaskBundle of a derived task, with its image (the
-// project's base plus start at /testbed).
+// project's base plus start at /testbed as a git repository; its commit is
+// base_commit and environment_setup_commit).
 func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ schema.TaskType, id string, start, solution cache.Digest,
 	f2p, p2p []string, statement, testPatch string, difficulty int, extra ...func(*TaskBundle)) (cache.Digest, error) {
 	b, err := Images(c)
 	if err != nil {
 		return cache.Digest{}, err
 	}
-	img, err := b.WithTree(ctx, proj.Base, start, agent.Workdir, oci.ConfigOptions{Labels: map[string]string{"dsbuild.instance": id}})
+	img, commit, err := taskImage(ctx, c.Store(), b, proj.Base, start, oci.ConfigOptions{Labels: map[string]string{"dsbuild.instance": id}})
 	if err != nil {
 		return cache.Digest{}, err
 	}
@@ -134,7 +135,7 @@ func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ s
 		p2p = []string{}
 	}
 	inst := schema.TaskInstance{
-		InstanceID: id, Repo: proj.Plan.Project.ID, BaseCommit: start.String(), Patch: gold, TestPatch: testPatch,
+		InstanceID: id, Repo: proj.Plan.Project.ID, BaseCommit: commit, EnvironmentSetupCommit: commit, Patch: gold, TestPatch: testPatch,
 		ProblemStatement: statement, Version: "1", FailToPass: f2p, PassToPass: p2p, TaskType: typ,
 		Image: pinnedRef(img), TestCmd: strings.Join(DefaultTestCmd, " "), SourceProject: proj.Plan.Project.ID, Difficulty: difficulty,
 	}
