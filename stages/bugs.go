@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"path"
 	"regexp"
 	"runtime"
 	"slices"
@@ -126,6 +127,7 @@ func runInjectBugs(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
+	t.countSpaced(ctx)
 	args := []string{"--seed", strconv.FormatInt(p.Seed, 10), "--max", strconv.Itoa(p.Candidates)}
 	if len(p.Transforms) > 0 {
 		args = append(args, "--transforms", strings.Join(p.Transforms, ","))
@@ -204,6 +206,16 @@ func runInjectBugs(ctx context.Context, c *build.Call) (build.Output, error) {
 			n++
 		}
 		combos = slices.DeleteFunc(combos, func(cd *candidate) bool { return cd.reason != "" })
+		// A bug that is part of a combined instance is not an instance of
+		// its own too: the two would be near-duplicates in one data set.
+		var parts []*candidate
+		for _, cd := range combos {
+			parts = append(parts, cd.parts...)
+		}
+		if n := len(kept); len(parts) > 0 {
+			kept = slices.DeleteFunc(kept, func(cd *candidate) bool { return slices.Contains(parts, cd) })
+			c.Count(ctx, "joined into combined bugs", float64(n-len(kept)))
+		}
 	}
 
 	order := append(append([]*candidate(nil), combos...), kept...)
@@ -227,6 +239,8 @@ type candidate struct {
 	reason   string       // why it was rejected ("" if kept)
 	f2p, p2p []string
 	output   string // test output of the full run on tree
+	// parts are the kept single bugs a combined candidate joins.
+	parts []*candidate
 }
 
 func overlaps(a, b []string) bool {
@@ -259,7 +273,7 @@ func combineCandidates(store *cache.Store, orig cache.Digest, a, b *candidate) (
 		}
 		sources[f] = s
 	}
-	return &candidate{transform: "combine", sites: append(slices.Clone(a.sites), b.sites...), sources: sources}, nil
+	return &candidate{transform: "combine", sites: append(slices.Clone(a.sites), b.sites...), sources: sources, parts: []*candidate{a, b}}, nil
 }
 
 // mergeEdits applies to old the changes that turned it into each of
@@ -308,8 +322,10 @@ type taskMaker struct {
 	env    agent.Env // sandbox limits with the test timeout
 	images *oci.Builder
 	files  map[string]cache.TreeEntry // of the validated tree
-	// passing are the tests that passed in every validation run.
+	// passing are the tests that passed in every validation run, less
+	// those whose ids hold whitespace (spaced counts them).
 	passing   []string
+	spaced    int
 	protected []string
 
 	jobs int
@@ -333,6 +349,12 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if t.v.TestTimeout != "" {
+		// The repository's own test_timeout (repo kind, repos:) wins.
+		if timeout, err = parseTestTimeout(t.v.TestTimeout); err != nil {
+			return nil, build.BadInput("stage %s: item %s: %v", c.Stage, c.Input.Name, err)
+		}
+	}
 	env.SandboxLimits = testLimits(env.SandboxLimits, timeout)
 	t.env = env
 	if t.images, err = Images(c); err != nil {
@@ -341,7 +363,18 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	if t.files, err = t.store.Files(t.v.Tree); err != nil {
 		return nil, err
 	}
-	t.passing = passingTests(t.v.Status)
+	// SWE-bench's pytest log parser splits "PASSED <id>" on whitespace,
+	// so an id with a space (a parametrised test whose parameter holds
+	// one) could never be graded there: such tests are left out of
+	// FAIL_TO_PASS and PASS_TO_PASS (and counted as "tests left out: id
+	// with spaces").
+	for _, id := range passingTests(t.v.Status) {
+		if strings.ContainsAny(id, " \t") {
+			t.spaced++
+			continue
+		}
+		t.passing = append(t.passing, id)
+	}
 	t.protected = protectedPaths(t.v.TestPaths, t.files)
 	return t, nil
 }
@@ -380,25 +413,69 @@ func rejection(limit string) string {
 	return limit
 }
 
-// protectedPaths are the test paths plus every conftest.py outside them:
-// what grading restores so that editing tests cannot make them pass.
+// protectedPaths are what grading restores so that editing tests cannot
+// make them pass: every conftest.py, and the test code under the test paths
+// (everywhere when there are none): the tests/ or test/ directories that
+// hold it, test_*.py and *_test.py files outside such directories, and the
+// test paths that are files. Test paths themselves are not protected
+// whole: a project whose testpaths is its package (tests inside the
+// package) would otherwise have its fix undone.
 func protectedPaths(testPaths []string, files map[string]cache.TreeEntry) []string {
-	out := slices.Clone(testPaths)
-	for f := range files {
-		if f == "conftest.py" || strings.HasSuffix(f, "/conftest.py") {
-			covered := false
-			for _, tp := range testPaths {
-				if strings.HasPrefix(f, strings.TrimSuffix(tp, "/")+"/") || f == tp {
-					covered = true
-				}
-			}
-			if !covered {
-				out = append(out, f)
+	under := func(f string) bool {
+		if len(testPaths) == 0 {
+			return true
+		}
+		for _, tp := range testPaths {
+			tp = strings.TrimSuffix(tp, "/")
+			if f == tp || tp == "." || strings.HasPrefix(f, tp+"/") {
+				return true
 			}
 		}
+		return false
+	}
+	set := map[string]bool{}
+	for f, e := range files {
+		if e.Type == cache.TypeDir {
+			continue
+		}
+		base := path.Base(f)
+		if base == "conftest.py" {
+			set[f] = true
+			continue
+		}
+		if !under(f) {
+			continue
+		}
+		parts := strings.Split(f, "/")
+		dir := ""
+		for i, part := range parts[:len(parts)-1] {
+			if part == "tests" || part == "test" {
+				dir = strings.Join(parts[:i+1], "/") + "/"
+				break
+			}
+		}
+		switch {
+		case dir != "":
+			set[dir] = true
+		case slices.Contains(testPaths, f),
+			strings.HasSuffix(base, ".py") && (strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py")):
+			set[f] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for p := range set {
+		out = append(out, p)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// countSpaced counts the passing tests left out of the task lists for
+// the whitespace in their ids.
+func (t *taskMaker) countSpaced(ctx context.Context) {
+	if t.spaced > 0 {
+		t.c.Count(ctx, "tests left out: id with spaces", float64(t.spaced))
+	}
 }
 
 func (t *taskMaker) fail(err error) {
@@ -423,11 +500,21 @@ type mutation struct {
 	Function    string `json:"function"`
 	Line        int    `json:"line"`
 	Description string `json:"description"`
-	NewSource   string `json:"new_source"`
+	// Edit is the change to File as mutate.py --edits prints it.
+	Edit struct {
+		Start       int    `json:"start"`
+		End         int    `json:"end"`
+		Replacement string `json:"replacement"`
+	} `json:"edit"`
+	// NewSource is File with Edit applied (filled in by taskMaker.mutate).
+	NewSource string `json:"-"`
 }
 
-// mutate runs mutate.py MODE /testbed ARGS in the sandbox on the validated
-// tree, with the script on stdin.
+// mutate runs mutate.py MODE /testbed --edits ARGS in the sandbox on the
+// validated tree, with the script on stdin, and applies each candidate's
+// edit to its file. Candidates travel as edits (a span of lines and its
+// replacement), not whole files: on real libraries whole files came to tens
+// of megabytes, past the sandbox's output cap.
 func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]mutation, error) {
 	limits := SandboxLimits(t.c)
 	script, err := mutateScript(ctx)
@@ -436,7 +523,7 @@ func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]
 	}
 	res, err := t.env.Sandbox.Run(ctx, sandbox.Spec{
 		Image: t.v.Image, Workspace: t.v.Tree, Dir: agent.Workdir, Limits: limits,
-		Argv:  append([]string{"python3", "-", mode, agent.Workdir}, args...),
+		Argv:  append([]string{"python3", "-", mode, agent.Workdir, "--edits"}, args...),
 		Env:   agent.BashEnv,
 		Stdin: script,
 	})
@@ -454,6 +541,25 @@ func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]
 	}
 	if err := json.Unmarshal(res.Stdout, &out); err != nil {
 		return nil, fmt.Errorf("repository %s: mutate.py %s printed no valid JSON: %v", t.v.Repo, mode, err)
+	}
+	if msg := strings.TrimSpace(string(res.Stderr)); msg != "" {
+		t.c.Session.Logf(t.c.Stage, "%s: %s", t.v.Repo, tailText(msg, 2000))
+	}
+	originals := map[string][]byte{}
+	for i := range out.Candidates {
+		m := &out.Candidates[i]
+		old, ok := originals[m.File]
+		if !ok {
+			if old, err = t.store.ReadFile(t.v.Tree, m.File); err != nil {
+				return nil, fmt.Errorf("repository %s: mutate.py %s names %s: %v", t.v.Repo, mode, m.File, err)
+			}
+			originals[m.File] = old
+		}
+		e := m.Edit
+		if e.Start < 0 || e.Start > e.End || e.End > len(old) {
+			return nil, fmt.Errorf("repository %s: mutate.py %s: candidate %s edits bytes %d-%d of %s (%d bytes)", t.v.Repo, mode, m.ID, e.Start, e.End, m.File, len(old))
+		}
+		m.NewSource = string(old[:e.Start]) + e.Replacement + string(old[e.End:])
 	}
 	return out.Candidates, nil
 }
@@ -611,7 +717,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 	id := t.v.Repo + "__" + cd.transform + "-" + key.String()[:8]
 	labels := provenanceLabels(t.v.Repo, cd.tree)
 	labels["org.dsbuild.instance"] = id
-	img, err := t.images.WithTree(ctx, t.v.Base, cd.tree, agent.Workdir, oci.ConfigOptions{Labels: labels, WorkingDir: agent.Workdir})
+	img, commit, err := taskImage(ctx, t.store, t.images, t.v.Base, cd.tree, oci.ConfigOptions{Labels: labels, WorkingDir: agent.Workdir})
 	if err != nil {
 		return nil, fmt.Errorf("instance %s: image: %w", id, err)
 	}
@@ -641,7 +747,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 	inst := schema.TaskInstance{
 		InstanceID:             id,
 		Repo:                   t.v.Repo,
-		BaseCommit:             cd.tree.Hex(),
+		BaseCommit:             commit,
 		Patch:                  cd.gold,
 		TestPatch:              "",
 		ProblemStatement:       statement(t.v.Repo, cd),
@@ -650,7 +756,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		Version:                "1",
 		FailToPass:             cd.f2p,
 		PassToPass:             cd.p2p,
-		EnvironmentSetupCommit: t.v.Tree.Hex(),
+		EnvironmentSetupCommit: commit,
 		TaskType:               taskType,
 		Image:                  img.Ref + "@" + img.Digest,
 		TestCmd:                shellJoin(t.v.TestCmd),

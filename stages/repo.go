@@ -22,8 +22,8 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "repo", Version: "1",
-		Doc:    "snapshots Python projects (local directories or git path+commit) as trees, one item per repository; sources outside the recipe's folder need allow_outside: true",
+		Name: "repo", Version: "2",
+		Doc:    "snapshots Python projects (local directories, git path+commit, or repos: entries with per-repository test settings) as trees, one item per repository; sources outside the recipe's folder need allow_outside: true",
 		Params: func() any { return &RepoParams{Exclude: DefaultRepoExclude} },
 		// Directories are re-read in every build; an unchanged snapshot
 		// keeps everything downstream cached (early cutoff). A git source
@@ -40,13 +40,19 @@ func init() {
 var DefaultRepoExclude = []string{".git", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", ".tox", "*.egg-info"}
 
 // RepoParams are the params of the repo kind. Every directory matched by
-// Paths and every Git source becomes one item, named after the directory
-// (or GitRepo.Name); names must be unique.
+// Paths, every Git source and every Repos entry becomes one item (a
+// RepoItem), named after the directory (or the entry's Name); names must
+// be unique.
 type RepoParams struct {
 	// Paths are globs of project directories, relative to the recipe.
 	Paths []string `yaml:"paths" json:"paths,omitempty"`
 	// Git are git repositories read at a commit with `git archive`.
 	Git []GitRepo `yaml:"git" json:"git,omitempty"`
+	// Repos are project directories (or git repositories, with Commit)
+	// each with its own test settings, which validate, inject_bugs and
+	// stub_tasks use instead of their stage's params: one stage serves
+	// repositories that need different settings.
+	Repos []RepoSpec `yaml:"repos" json:"repos,omitempty"`
 	// Exclude are path.Match patterns of file and directory names left
 	// out of the snapshot (default DefaultRepoExclude).
 	Exclude []string `yaml:"exclude" json:"exclude"`
@@ -73,16 +79,82 @@ type GitRepo struct {
 	Name string `yaml:"name" json:"name,omitempty"`
 }
 
+// RepoSpec is one entry of RepoParams.Repos: a source and its settings.
+type RepoSpec struct {
+	// Path is the project directory (relative to the recipe).
+	Path string `yaml:"path" json:"path"`
+	// Commit, if set, reads Path as a git repository at that commit.
+	Commit string `yaml:"commit" json:"commit,omitempty"`
+	// Name is the item name; default the directory's base name.
+	Name         string `yaml:"name" json:"name,omitempty"`
+	RepoSettings `yaml:",inline" json:",inline"`
+}
+
+// RepoSettings are a repository's own test settings; each one that is set
+// wins over the same param of the stage that uses the repository.
+type RepoSettings struct {
+	// Environment names the recipe environment to test in.
+	Environment string `yaml:"environment" json:"environment,omitempty"`
+	// TestCmd runs the tests (validate's test_cmd).
+	TestCmd []string `yaml:"test_cmd" json:"test_cmd,omitempty"`
+	// TestPaths are the test files or directories (validate's test_paths).
+	TestPaths []string `yaml:"test_paths" json:"test_paths,omitempty"`
+	// Deselect are test ids (or id prefixes) never run, passed to pytest
+	// as --deselect: slow or network tests, say.
+	Deselect []string `yaml:"deselect" json:"deselect,omitempty"`
+	// Env are environment variables set in the repository's images (and
+	// so in every test run and in the exported task images).
+	Env map[string]string `yaml:"env" json:"env,omitempty"`
+	// TestTimeout is the CPU-time budget of a test run in inject_bugs and
+	// stub_tasks (their test_timeout).
+	TestTimeout string `yaml:"test_timeout" json:"test_timeout,omitempty"`
+}
+
+// check reports a bad setting.
+func (s *RepoSettings) check() error {
+	for _, tp := range s.TestPaths {
+		if tp == "" || tp[0] == '/' || tp[0] == '-' {
+			return fmt.Errorf("test_paths: %q must be a path relative to the repository root", tp)
+		}
+	}
+	for _, id := range s.Deselect {
+		if id == "" || id[0] == '-' {
+			return fmt.Errorf("deselect: %q must be a test id", id)
+		}
+	}
+	for k := range s.Env {
+		if !envName.MatchString(k) {
+			return fmt.Errorf("env: %q is not a variable name", k)
+		}
+	}
+	if s.TestTimeout != "" {
+		if _, err := parseTestTimeout(s.TestTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// RepoItem is an item of the repo kind: a repository's tree and its own
+// settings (zero when the recipe gives none).
+type RepoItem struct {
+	Tree     cache.Digest `json:"tree"`
+	Settings RepoSettings `json:"settings,omitzero"`
+}
+
 type repoSource struct {
 	name, dir, commit string // commit "" for a plain directory
+	settings          RepoSettings
 }
 
 var repoItemName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,100}$`)
 
 // Resolve expands the globs and checks the git sources.
 func (p *RepoParams) Resolve(dir string) error {
-	if len(p.Paths) == 0 && len(p.Git) == 0 {
-		return fmt.Errorf("give at least one directory in paths or repository in git")
+	if len(p.Paths) == 0 && len(p.Git) == 0 && len(p.Repos) == 0 {
+		return fmt.Errorf("give at least one directory in paths or repos, or repository in git")
 	}
 	for _, pat := range p.Exclude {
 		if _, err := path.Match(pat, ""); err != nil {
@@ -149,6 +221,33 @@ func (p *RepoParams) Resolve(dir string) error {
 		}
 		if err := add(repoSource{name: name, dir: d, commit: g.Commit}); err != nil {
 			return fmt.Errorf("git[%d]: %v", i, err)
+		}
+	}
+	for i, r := range p.Repos {
+		if r.Path == "" {
+			return fmt.Errorf("repos[%d]: give a path", i)
+		}
+		if err := r.check(); err != nil {
+			return fmt.Errorf("repos[%d] (%s): %v", i, r.Path, err)
+		}
+		d := abs(r.Path)
+		if err := sourceDir(d, inside); err != nil {
+			return fmt.Errorf("repos[%d]: %v", i, err)
+		}
+		if r.Commit != "" {
+			if strings.HasPrefix(r.Commit, "-") {
+				return fmt.Errorf("repos[%d]: commit %q must not start with '-'", i, r.Commit)
+			}
+			if err := gitCommitExists(d, r.Commit); err != nil {
+				return fmt.Errorf("repos[%d]: %v", i, err)
+			}
+		}
+		name := r.Name
+		if name == "" {
+			name = filepath.Base(d)
+		}
+		if err := add(repoSource{name: name, dir: d, commit: r.Commit, settings: r.RepoSettings}); err != nil {
+			return fmt.Errorf("repos[%d]: %v", i, err)
 		}
 	}
 	return nil
@@ -239,7 +338,11 @@ func runRepo(ctx context.Context, c *build.Call) (build.Output, error) {
 		if err != nil {
 			return build.Output{}, build.BadInput("repository %s: %v", s.name, err)
 		}
-		items = append(items, build.Item{Name: s.name, Value: d})
+		item, err := c.PutJSON(RepoItem{Tree: d, Settings: s.settings})
+		if err != nil {
+			return build.Output{}, err
+		}
+		items = append(items, build.Item{Name: s.name, Value: item})
 	}
 	return build.Collection(items), nil
 }

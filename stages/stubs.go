@@ -77,6 +77,7 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
+	t.countSpaced(ctx)
 	args := []string{"--seed", strconv.FormatInt(p.Seed, 10)}
 	for _, g := range p.Include {
 		args = append(args, "--include", g)

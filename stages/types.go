@@ -23,6 +23,12 @@ type Validated struct {
 	TestPaths   []string          `json:"test_paths"`
 	Status      map[string]string `json:"status"`
 	Flaky       []string          `json:"flaky,omitempty"`
+	// Ignored are the test modules that could not be collected in
+	// validation; TestCmd leaves them out (--ignore).
+	Ignored []string `json:"ignored,omitempty"`
+	// TestTimeout is the repository's own test_timeout ("" for the
+	// stage's).
+	TestTimeout string `json:"test_timeout,omitempty"`
 }
 
 // TaskBundle is an item of a task-producing kind: a task instance with what

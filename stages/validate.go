@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -13,16 +14,18 @@ import (
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/sandbox"
+	"github.com/dsbuild/dsbuild/schema"
 	"golang.org/x/sync/errgroup"
 )
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "2",
-		Doc:      "runs a repository's tests in its environment several times; keeps it (minus flaky tests) if a test passes",
+		Name: "validate", Version: "3",
+		Doc:      "installs a repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (the project's pytest testpaths unless the recipe names test paths) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
 		Sections: []string{SectionEnvironments, SectionSandbox, SectionSalt},
+		Assets:   []*build.Asset{projectAsset},
 		Run:      runValidate,
 	})
 }
@@ -46,8 +49,13 @@ type ValidateParams struct {
 	// are appended.
 	TestCmd []string `yaml:"test_cmd" json:"test_cmd"`
 	// TestPaths are the test files or directories, relative to the
-	// repository root (default ["tests/"]).
-	TestPaths []string `yaml:"test_paths" json:"test_paths"`
+	// repository root. By default a repository's tests are found as its
+	// authors' bare `pytest` would: the testpaths of its pytest
+	// configuration (pytest.ini, pyproject.toml, tox.ini, setup.cfg), else
+	// its tests/ or test/ directory, else the tests/ directories inside its
+	// packages, else pytest's discovery from the root. The configuration's
+	// python_files, markers and addopts always apply, as pytest reads them.
+	TestPaths []string `yaml:"test_paths" json:"test_paths,omitempty"`
 }
 
 // Validate fills defaults and checks the params.
@@ -57,9 +65,6 @@ func (p *ValidateParams) Validate() error {
 	}
 	if len(p.TestCmd) == 0 {
 		p.TestCmd = append([]string(nil), DefaultTestCmd...)
-	}
-	if len(p.TestPaths) == 0 {
-		p.TestPaths = []string{"tests/"}
 	}
 	for _, tp := range p.TestPaths {
 		if tp == "" || tp[0] == '/' || tp[0] == '-' {
@@ -138,17 +143,38 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, build.BadInput("stage %s: validate needs foreach: <repo stage>", c.Stage)
 	}
 	repo := c.Input.Name
-	tree := c.Input.Value
+	var item RepoItem
+	if err := c.GetJSON(c.Input.Value, &item); err != nil || item.Tree.IsZero() {
+		return build.Output{}, build.BadInput("stage %s: item %s is not a repository of the repo kind: %v", c.Stage, repo, err)
+	}
+	tree := item.Tree
 	if _, err := c.Store().GetTree(tree); err != nil {
 		return build.Output{}, build.BadInput("stage %s: item %s is not a tree: %v", c.Stage, repo, err)
 	}
-	base, err := Environment(ctx, c, p.Environment)
+	set := item.Settings
+	envName := p.Environment
+	if set.Environment != "" {
+		envName = set.Environment
+	}
+	base, err := Environment(ctx, c, envName)
 	if err != nil {
 		return build.Output{}, err
 	}
 	images, err := Images(c)
 	if err != nil {
 		return build.Output{}, err
+	}
+	runner, err := Sandbox(c)
+	if err != nil {
+		return build.Output{}, err
+	}
+	info, err := probeProject(ctx, c, runner, base, tree)
+	if err != nil {
+		return build.Output{}, fmt.Errorf("repository %s: reading its layout: %w", repo, err)
+	}
+	base, err = installProject(ctx, c, base, info, set.Env)
+	if err != nil {
+		return build.Output{}, fmt.Errorf("repository %s: %w", repo, err)
 	}
 	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
 		Labels:     provenanceLabels(repo, tree),
@@ -157,12 +183,54 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, fmt.Errorf("repository %s: image: %w", repo, err)
 	}
-	runner, err := Sandbox(c)
-	if err != nil {
-		return build.Output{}, err
-	}
 	limits := SandboxLimits(c)
-	argv := append(append([]string(nil), p.TestCmd...), p.TestPaths...)
+	testCmd := p.TestCmd
+	if len(set.TestCmd) > 0 {
+		testCmd = set.TestCmd
+	}
+	testCmd = slices.Clone(testCmd)
+	for _, id := range set.Deselect {
+		testCmd = append(testCmd, "--deselect", id)
+	}
+	testPaths, from := p.TestPaths, "the stage's test_paths"
+	switch {
+	case len(set.TestPaths) > 0:
+		testPaths, from = set.TestPaths, "the repository's test_paths"
+	case len(testPaths) > 0:
+	case len(info.TestPaths) > 0:
+		testPaths, from = info.TestPaths, "testpaths in "+info.Config
+	default:
+		testPaths, from = info.TestDirs, "the test directories found"
+	}
+	c.Session.Logf(c.Stage, "%s: import roots %v, pytest config %q, test paths %v (from %s)", repo, info.ImportRoots, info.Config, testPaths, from)
+
+	// Test modules that cannot be collected (an import the environment
+	// cannot satisfy, say) would interrupt every run; they are found by
+	// collecting once, and left out of this and every later run with
+	// --ignore, so that the task kinds do not take their error for the
+	// effect of a bug or a stub.
+	collected, err := runner.Run(ctx, sandbox.Spec{
+		Image: img, Workspace: tree, Argv: append(append(slices.Clone(testCmd), "--collect-only"), testPaths...),
+		Dir: agent.Workdir, Limits: limits, Env: agent.BashEnv,
+	})
+	if err != nil {
+		return build.Output{}, fmt.Errorf("repository %s: collecting tests: %w", repo, err)
+	}
+	collectOut := string(collected.Stdout) + string(collected.Stderr)
+	_, collectErrs := agent.ParsePytest(collectOut)
+	var ignored []string
+	for _, f := range collectErrs {
+		if strings.Contains(f, "::") || strings.HasPrefix(f, "-") || f == "." || slices.Contains(testPaths, f) || strings.HasSuffix(f, "conftest.py") {
+			continue // not a test module: ignoring it would ignore everything
+		}
+		ignored = append(ignored, f)
+		testCmd = append(testCmd, "--ignore="+f)
+	}
+	if len(ignored) > 0 {
+		c.Count(ctx, "test modules ignored: cannot be collected", float64(len(ignored)))
+		c.Session.Logf(c.Stage, "%s: test modules ignored (cannot be collected): %s; first cause: %s", repo, strings.Join(ignored, ", "), firstCause(collectOut))
+	}
+	argv := append(slices.Clone(testCmd), testPaths...)
 
 	reports := make([]*agent.TestReport, p.Runs)
 	g, gctx := errgroup.WithContext(ctx)
@@ -199,22 +267,65 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		}
 	}
 	if passing == 0 {
-		c.Session.Logf(c.Stage, "%s: no test passed in every run (%d stable, %d flaky; exit %d)", repo, len(status), len(flaky), reports[0].ExitCode)
-		c.Count(ctx, "rejected:no passing test", 1)
+		cause := firstCause(reports[0].Output)
+		if len(ignored) > 0 && (cause == "" || len(status) == 0) {
+			cause = firstCause(collectOut) // every test module was ignored
+		}
+		if cause == "" {
+			cause = fmt.Sprintf("exit %d", reports[0].ExitCode)
+			if len(status) == 0 && len(reports[0].CollectionErrors) == 0 {
+				cause = fmt.Sprintf("no test collected from %v (%s)", testPaths, from)
+			}
+		}
+		c.Session.Logf(c.Stage, "%s: no test passed in every run (%d stable, %d flaky; exit %d): %s\n%s", repo, len(status), len(flaky), reports[0].ExitCode, cause, tailText(reports[0].Output, 3000))
+		c.Count(ctx, "rejected:no passing test: "+cause, 1)
 		return build.Collection(nil), nil
 	}
 	if len(flaky) > 0 {
 		c.Count(ctx, "flaky tests", float64(len(flaky)))
 	}
+	c.Count(ctx, "tests", float64(len(status)+len(flaky)))
+	c.Count(ctx, "tests passing", float64(passing))
 	d, err := c.PutJSON(Validated{
-		Repo: repo, Tree: tree, Environment: p.Environment, Base: base, Image: img,
-		TestCmd: p.TestCmd, TestPaths: p.TestPaths, Status: status, Flaky: flaky,
+		Repo: repo, Tree: tree, Environment: envName, Base: base, Image: img,
+		TestCmd: testCmd, TestPaths: testPaths, Status: status, Flaky: flaky,
+		Ignored: ignored, TestTimeout: set.TestTimeout,
 	})
 	if err != nil {
 		return build.Output{}, err
 	}
 	c.Count(ctx, "kept", 1)
 	return build.Collection([]build.Item{{Name: repo, Value: d}}), nil
+}
+
+// installProject returns base with the project installed as installTree
+// describes (into the site-packages directory project.py found) and env
+// set in its configuration; base itself when there is nothing to add.
+func installProject(ctx context.Context, c *build.Call, base schema.Image, info projectInfo, env map[string]string) (schema.Image, error) {
+	images, err := Images(c)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	tree, err := installTree(c.Store(), info)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if tree.IsZero() && len(env) == 0 {
+		return base, nil
+	}
+	site := info.Site
+	if site == "" || !strings.HasPrefix(site, "/") {
+		return schema.Image{}, fmt.Errorf("the environment's python3 has no site-packages directory to install the project into")
+	}
+	var vars []string
+	for _, k := range sortedKeys(env) {
+		vars = append(vars, k+"="+env[k])
+	}
+	img, err := images.WithTree(ctx, base, tree, path.Clean(site), oci.ConfigOptions{Env: vars, WorkingDir: agent.Workdir})
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("installing the project: %w", err)
+	}
+	return img, nil
 }
 
 // stableStatus returns the status of every test that every run reported

@@ -861,16 +861,124 @@ def _is_trivial(body):
     return False
 
 
+# Methods Python calls while a module is being imported (class creation,
+# module attribute look-up) or that dicts and sets built at import time use.
+_IMPORT_TIME_METHODS = {"__init__", "__new__", "__init_subclass__", "__set_name__", "__class_getitem__", "__getattr__", "__hash__", "__eq__", "__post_init__"}
+
+
+def _call_name(func):
+    """Return the simple name a call goes to (f(...), x.f(...)) or ""."""
+    if isinstance(func, ast.Name):
+        return func.id
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return ""
+
+
+class _ImportTimeCalls(ast.NodeVisitor):
+    """Collects the names called by a module's top-level code (decorators,
+    default values, class bodies included; function bodies excluded) and,
+    per function name, the names its body calls."""
+
+    def __init__(self):
+        self.top = set()
+        self.callees = {}
+        self._in = []  # names of the enclosing functions
+
+    def _record(self, name):
+        if not name:
+            return
+        if self._in:
+            self.callees.setdefault(self._in[-1], set()).add(name)
+        else:
+            self.top.add(name)
+
+    def visit_Call(self, node):
+        self._record(_call_name(node.func))
+        self.generic_visit(node)
+
+    def _function(self, node):
+        for d in node.decorator_list:
+            self._record(_call_name(d))
+            self.visit(d)
+        for d in node.args.defaults + [x for x in node.args.kw_defaults if x is not None]:
+            self.visit(d)
+        self._in.append(node.name)
+        for stmt in node.body:
+            self.visit(stmt)
+        self._in.pop()
+
+    visit_FunctionDef = _function
+    visit_AsyncFunctionDef = _function
+
+    def visit_ClassDef(self, node):
+        for d in node.decorator_list:
+            self._record(_call_name(d))
+        # Creating a class at import time runs its metaclass and the
+        # __init_subclass__ of its bases; instantiating it runs __init__.
+        self.callees.setdefault(node.name, set()).update(_IMPORT_TIME_METHODS)
+        self.generic_visit(node)
+
+    def visit_Lambda(self, node):
+        self._in.append("<lambda>")
+        self.generic_visit(node)
+        self._in.pop()
+
+
+def import_time_names(root):
+    """Return the simple names of the functions that may run while any module
+    under root (tests included) is imported: those its top-level code calls,
+    the functions used as decorators, and, transitively, what they call.
+
+    Stubbing one of them would break the import of a module, and with it the
+    collection of every test that imports it, so stub mode leaves them alone.
+    Names are matched without regard to modules or classes: a conservative
+    over-approximation that costs a few stubs and needs no type inference.
+    """
+    calls = _ImportTimeCalls()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in ("__pycache__", "build", "dist", "node_modules"))
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            if not name.endswith(".py") or os.path.islink(full):
+                continue
+            try:
+                with open(full, "rb") as f:
+                    tree = ast.parse(f.read(), filename=full)
+            except (OSError, SyntaxError, ValueError):
+                continue
+            calls.visit(tree)
+    seen = set()
+    todo = list(calls.top)
+    while todo:
+        n = todo.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        todo.extend(calls.callees.get(n, ()))
+    return seen
+
+
 def stub_candidates(root, includes):
-    """Return a candidate per non-trivial function whose body becomes `raise NotImplementedError`."""
+    """Return a candidate per non-trivial function whose body becomes `raise NotImplementedError`.
+
+    Functions that may run at import time (import_time_names) and the
+    methods Python calls implicitly then are skipped: their stubs would
+    break test collection rather than make tests fail.
+    """
     candidates = []
+    at_import = import_time_names(root)
+    skipped = 0
     for relpath in source_files(root, includes):
         ctx = load(root, relpath)
         if ctx is None:
             continue
         for unit in ctx.units():
             node = unit.node
-            if node.name == "__init__":
+            if node.name in _IMPORT_TIME_METHODS:
+                continue
+            if node.name in at_import:
+                skipped += 1
                 continue
             if any(_decorator_name(d) in _SKIP_DECORATORS for d in node.decorator_list):
                 continue
@@ -904,6 +1012,42 @@ def stub_candidates(root, includes):
                     "new_source": new_source,
                 }
             )
+    if skipped:
+        sys.stderr.write("mutate.py: %d functions not stubbed: they may run at import time\n" % skipped)
+    return candidates
+
+
+def edit_of(old, new):
+    """Return the edit that turns the bytes old into new as {"start", "end",
+    "replacement"}: old[start:end] (byte offsets) is replaced by the UTF-8
+    text replacement. The span covers whole lines (it starts after a newline
+    and ends after one, or at an end of the file), so it never splits a
+    character, and is the smallest such span."""
+    n = min(len(old), len(new))
+    pre = 0
+    while pre < n and old[pre] == new[pre]:
+        pre += 1
+    suf = 0
+    while suf < n - pre and old[len(old) - 1 - suf] == new[len(new) - 1 - suf]:
+        suf += 1
+    start = old.rfind(b"\n", 0, pre) + 1
+    end = len(old) - suf
+    if end > 0 and old[end - 1:end] != b"\n":
+        nl = old.find(b"\n", end)
+        end = len(old) if nl == -1 else nl + 1
+    tail = len(old) - end
+    return {"start": start, "end": end, "replacement": new[start: len(new) - tail].decode("utf-8")}
+
+
+def as_edits(root, candidates):
+    """Replace every candidate's new_source by its edit (edit_of) of the file."""
+    originals = {}
+    for c in candidates:
+        f = c["file"]
+        if f not in originals:
+            with open(os.path.join(root, f), "rb") as fh:
+                originals[f] = fh.read()
+        c["edit"] = edit_of(originals[f], c.pop("new_source").encode("utf-8"))
     return candidates
 
 
@@ -917,6 +1061,7 @@ def main(argv=None):
         p.add_argument("--seed", type=int, default=0, help="seed of the deterministic shuffle (default 0)")
         p.add_argument("--max", type=int, default=0, dest="max_count", help="keep at most this many candidates (0: all)")
         p.add_argument("--include", action="append", default=[], help="glob of files to consider, relative to ROOT, ** for any directories (repeatable)")
+        p.add_argument("--edits", action="store_true", help="give each candidate's change as an edit of its file instead of the whole new file")
         if mode == "bugs":
             p.add_argument("--transforms", default="", help="comma-separated transform names (default: all)")
     args = parser.parse_args(argv)
@@ -940,6 +1085,8 @@ def main(argv=None):
     random.Random(args.seed).shuffle(candidates)
     if args.max_count:
         candidates = candidates[: args.max_count]
+    if args.edits:
+        candidates = as_edits(args.root, candidates)
     out = json.dumps({"candidates": candidates}, ensure_ascii=False) + "\n"
     sys.stdout.buffer.write(out.encode("utf-8"))
     sys.stdout.flush()

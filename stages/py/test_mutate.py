@@ -513,3 +513,102 @@ def test_crlf_line_endings_are_kept(tmp_path):
         assert "\n" not in c["new_source"].replace("\r\n", ""), c["id"]
     loop = [c for c in cands if c["transform"] == "remove_loop"]
     assert [c["new_source"] for c in loop] == ["def f(xs):\r\n    out = []\r\n    return out\r\n"]
+
+
+def test_edits_rebuild_the_new_sources(tmp_path):
+    # --edits gives each change as a byte span of the file and its
+    # replacement, whole lines only; applied to the file they give exactly
+    # the new_source of the plain output, for files with non-ASCII text too.
+    root = make_repo(tmp_path, """
+        NAME = "héllo €"
+
+
+        def f(xs):
+            out = []
+            for x in xs:
+                if x > 1:
+                    out.append(x + 1)
+            return out  # ünïcode
+    """)
+    for mode in ("bugs", "stub"):
+        code, plain, _ = run_cli(mode, root, "--seed", "2")
+        assert code == 0
+        code, edits, _ = run_cli(mode, root, "--seed", "2", "--edits")
+        assert code == 0
+        plain, edits = json.loads(plain)["candidates"], json.loads(edits)["candidates"]
+        assert plain and [c["id"] for c in plain] == [c["id"] for c in edits]
+        for p, e in zip(plain, edits):
+            assert "new_source" not in e
+            with open(os.path.join(root, e["file"]), "rb") as f:
+                old = f.read()
+            ed = e["edit"]
+            assert ed["start"] == 0 or old[ed["start"] - 1:ed["start"]] == b"\n"
+            assert ed["end"] == len(old) or old[ed["end"] - 1:ed["end"]] == b"\n"
+            assert old[: ed["start"]] + ed["replacement"].encode() + old[ed["end"]:] == p["new_source"].encode()
+            assert len(ed["replacement"]) < len(p["new_source"])
+
+
+def test_stub_skips_functions_run_at_import_time(tmp_path):
+    # A function that a module calls while it is imported (directly, as a
+    # decorator, through another function, from a test module, or as the
+    # constructor of a class instantiated at import) would break collection
+    # when stubbed; stub mode leaves those alone and stubs the rest.
+    root = make_repo(tmp_path, """
+        def helper(x):
+            y = x * 2
+            return y
+
+
+        def build():
+            t = {}
+            t["a"] = helper(1)
+            return t
+
+
+        TABLE = build()
+
+
+        def register(f):
+            REGISTRY.append(f)
+            return f
+
+
+        REGISTRY = []
+
+
+        @register
+        def plugin():
+            a = 1
+            return a + 1
+
+
+        class Config:
+            def __init__(self):
+                self.v = self.load()
+
+            def load(self):
+                v = 3
+                return v
+
+            def unused(self):
+                v = 4
+                return v
+
+
+        DEFAULT = Config()
+
+
+        def used_by_tests_at_import():
+            z = 5
+            return z
+
+
+        def free():
+            q = 6
+            return q
+    """)
+    tests = tmp_path / "tests" / "test_mod.py"
+    tests.parent.mkdir()
+    tests.write_text("from pkg.mod import used_by_tests_at_import\nVALUE = used_by_tests_at_import()\n")
+    names = {c["function"] for c in mutate.stub_candidates(root, [])}
+    assert names == {"plugin", "Config.unused", "free"}
