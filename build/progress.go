@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Event types.
@@ -123,10 +124,15 @@ func formatCount(name string, v float64) string {
 }
 
 // TTYObserver redraws a live table, one row per stage (done, cached,
-// running, failed, elapsed, ETA, tokens, dollars), on a terminal.
+// running, failed, ETA, tokens, dollars, state) under a line with the
+// elapsed time, on a terminal. Every line of the table is cut to the
+// terminal's width, read again at each redraw, so that no line wraps and
+// each redraw replaces the last one exactly; log lines are printed above
+// the table once and scroll away.
 type TTYObserver struct {
 	mu     sync.Mutex
 	w      io.Writer
+	width  func() int
 	order  []string
 	rows   map[string]*ttyRow
 	logs   []string
@@ -145,8 +151,10 @@ type ttyRow struct {
 }
 
 // NewTTYObserver starts redrawing on w ten times a second until Close.
-func NewTTYObserver(w io.Writer) *TTYObserver {
-	o := &TTYObserver{w: w, rows: map[string]*ttyRow{}, start: time.Now(), stop: make(chan struct{})}
+// width returns the terminal's width in columns (0 if unknown: 80 is
+// assumed).
+func NewTTYObserver(w io.Writer, width func() int) *TTYObserver {
+	o := &TTYObserver{w: w, width: width, rows: map[string]*ttyRow{}, start: time.Now(), stop: make(chan struct{})}
 	o.closed.Add(1)
 	go func() {
 		defer o.closed.Done()
@@ -253,18 +261,30 @@ func firstLine(s string) string {
 	return s
 }
 
+// ttyMinWidth is the narrowest table drawn in full; narrower terminals
+// get each line cut.
+const ttyMinWidth = 80
+
 func (o *TTYObserver) draw() {
+	width := o.width()
+	if width <= 0 {
+		width = ttyMinWidth
+	}
+	// A line exactly as wide as the terminal leaves some terminals' cursor
+	// in the last column and others' on the next line; one column less is
+	// the same everywhere.
+	fit := func(line string) string { return truncate(line, width-1) + "\n" }
 	var b strings.Builder
 	if o.lines > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA\x1b[J", o.lines)
+		fmt.Fprintf(&b, "\r\x1b[%dA\x1b[J", o.lines)
 	}
 	for _, l := range o.logs {
 		b.WriteString(l + "\n")
 	}
 	o.logs = o.logs[:0]
-	elapsed := time.Since(o.start)
-	fmt.Fprintf(&b, "%-18s %7s %7s %7s %7s %7s %9s %10s %9s\n", "STAGE", "DONE", "CACHED", "RUNNING", "FAILED", "ETA", "ELAPSED", "TOKENS", "COST")
-	lines := 1
+	b.WriteString(fit(fmt.Sprintf("elapsed %s", time.Since(o.start).Round(time.Second))))
+	b.WriteString(fit(fmt.Sprintf("%-16s %6s %6s %4s %4s %6s %8s %7s  %s", "STAGE", "DONE", "CACHED", "RUN", "FAIL", "ETA", "TOKENS", "COST", "STATE")))
+	lines := 2
 	for _, id := range o.order {
 		r := o.rows[id]
 		state := ""
@@ -276,19 +296,35 @@ func (o *TTYObserver) draw() {
 		default:
 			state = "waiting"
 		}
-		fmt.Fprintf(&b, "%-18s %7d %7d %7d %7d %7s %9s %10.0f %9s  %s\n", truncate(id, 18), r.ran, r.cached, r.running, r.failed,
-			r.eta(), elapsed.Round(time.Second), r.tokens, fmt.Sprintf("$%.2f", r.dollars), state)
+		b.WriteString(fit(fmt.Sprintf("%-16s %6d %6d %4d %4d %6s %8s %7s  %s", truncate(id, 16), r.ran, r.cached, r.running, r.failed,
+			r.eta(), shortCount(r.tokens), fmt.Sprintf("$%.2f", r.dollars), state)))
 		lines++
 	}
 	o.lines = lines
 	io.WriteString(o.w, b.String())
 }
 
+// shortCount writes n in at most 8 characters: 1234567 is "1.23M".
+func shortCount(n float64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2fG", n/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2fM", n/1e6)
+	}
+	return fmt.Sprintf("%.0f", n)
+}
+
+// truncate cuts s to at most n characters (runes), marking a cut with "…".
 func truncate(s string, n int) string {
-	if len(s) <= n {
+	if utf8.RuneCountInString(s) <= n {
 		return s
 	}
-	return s[:n-1] + "…"
+	if n <= 0 {
+		return ""
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // MultiObserver fans events out to several observers.

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,6 +51,40 @@ func main() {
 	os.Exit(report(os.Stderr, err))
 }
 
+// version says which dsbuild this is: the module version when installed
+// with `go install module@version`, else the commit it was built from
+// (with "+dirty" for uncommitted changes), and the Go release.
+func version() string {
+	v := "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return v
+	}
+	if bi.Main.Version != "" {
+		v = bi.Main.Version
+	}
+	var rev, dirty, at string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		case "vcs.time":
+			at = " " + s.Value
+		}
+	}
+	if rev != "" && (v == "(devel)" || strings.Contains(v, "-0.")) {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " commit " + rev + dirty + at
+	}
+	return v + " " + bi.GoVersion
+}
+
 // usageError marks a mistake in how dsbuild was called.
 type usageError struct{ msg string }
 
@@ -62,7 +97,7 @@ func report(w io.Writer, err error) int {
 	fmt.Fprintf(w, "dsbuild: %v\n", err)
 	var ue usageError
 	switch {
-	case errors.Is(err, build.ErrInterrupted):
+	case errors.Is(err, build.ErrInterrupted), errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &ue), build.IsBadInput(err):
 		return exitBadInput
@@ -138,6 +173,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Action:    buildCmd,
+		Version:   version(),
 		// Errors come back from Run and report picks the exit status; the
 		// library must not exit by itself (with its own status 3).
 		ExitErrHandler: func(context.Context, *cli.Command, error) {},
@@ -221,7 +257,7 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	case cmd.Bool("json"):
 		obs = build.NewJSONObserver(stdout)
 	case isTerminal(stderr):
-		tty = build.NewTTYObserver(stderr)
+		tty = build.NewTTYObserver(stderr, func() int { return terminalWidth(stderr) })
 		obs = tty
 	default:
 		obs = build.NewPlainObserver(stderr)
@@ -263,6 +299,19 @@ func (f *fraction) IsBoolFlag() bool { return true }
 func recheckFraction(cmd *cli.Command) float64 {
 	v, _ := cmd.Value("recheck").(float64)
 	return v
+}
+
+// terminalWidth is w's width in columns, 0 if w is no terminal.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	cols, _, err := term.GetSize(int(f.Fd()))
+	if err != nil {
+		return 0
+	}
+	return cols
 }
 
 func isTerminal(w io.Writer) bool {

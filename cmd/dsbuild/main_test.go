@@ -391,3 +391,12 @@ func TestCtrlCStopsCleanlyAndResumes(t *testing.T) {
 		t.Fatalf("resume: %s", r.stderr)
 	}
 }
+
+// --version names the build: a module version or the commit built from,
+// and the Go release.
+func TestVersion(t *testing.T) {
+	r := dsbuild(t, t.TempDir(), "--version")
+	if r.code != 0 || !regexp.MustCompile(`^dsbuild version \S+( commit [0-9a-f]{12}(\+dirty)?)?.* go1\.\d+`).MatchString(r.stdout) {
+		t.Fatalf("--version: exit %d: %q %s", r.code, r.stdout, r.stderr)
+	}
+}
