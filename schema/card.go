@@ -64,10 +64,21 @@ func hfDtype(n parquet.Node) string {
 }
 
 // writeFeatures writes the fields of group n as a YAML features list at
-// the given indentation, in the Hugging Face dataset card format.
-func writeFeatures(b *strings.Builder, n parquet.Node, indent string) {
+// the given indentation, in the Hugging Face dataset card format. Columns
+// named in jsonColumns hold JSON text and are declared with the `datasets`
+// Json feature (`dtype: json`, or `list: json` for a list of them), which
+// decodes each value.
+func writeFeatures(b *strings.Builder, n parquet.Node, indent string, jsonColumns map[string]bool) {
 	for _, f := range n.Fields() {
 		fmt.Fprintf(b, "%s- name: %s\n", indent, f.Name())
+		switch {
+		case jsonColumns[f.Name()] && isListNode(f):
+			fmt.Fprintf(b, "%s  list: json\n", indent)
+			continue
+		case jsonColumns[f.Name()] && f.Leaf():
+			fmt.Fprintf(b, "%s  dtype: json\n", indent)
+			continue
+		}
 		writeFeatureType(b, f, indent+"  ")
 	}
 }
@@ -82,11 +93,11 @@ func writeFeatureType(b *strings.Builder, f parquet.Node, indent string) {
 			fmt.Fprintf(b, "%ssequence: %s\n", indent, hfDtype(elem))
 		} else {
 			fmt.Fprintf(b, "%slist:\n", indent)
-			writeFeatures(b, elem, indent)
+			writeFeatures(b, elem, indent, nil)
 		}
 	default:
 		fmt.Fprintf(b, "%sstruct:\n", indent)
-		writeFeatures(b, f, indent)
+		writeFeatures(b, f, indent, nil)
 	}
 }
 
@@ -94,49 +105,64 @@ func writeFeatureType(b *strings.Builder, f parquet.Node, indent string) {
 // is valid YAML).
 func yamlString(s string) string { return strconv.Quote(s) }
 
+// trajectoryJSONColumns are the TrajectoryRow columns that hold JSON text.
+var trajectoryJSONColumns = map[string]bool{"messages": true, "tools": true}
+
+// cardConfig is one config of the card: its files' directory prefix, its
+// rows per split and its row type's schema.
+type cardConfig struct {
+	name        string
+	prefix      string // "data/" or "tasks/"
+	perSplit    map[string]int64
+	schema      parquet.Node
+	jsonColumns map[string]bool
+}
+
 // datasetCard renders README.md: YAML front matter with the configs
-// (trajectories, the default, and tasks), their features and split sizes,
-// then a short description and count tables. It holds no timestamps.
-func datasetCard(opts DatasetOptions, m *DatasetManifest, trajFiles []DatasetFile) ([]byte, error) {
-	splits := sortedKeys(m.TrajectoriesPerSplit)
+// (trajectories, the default, and tasks), each declaring exactly the
+// splits it has files for, their features and sizes; then the split rule,
+// count tables and how to load the data. It holds no timestamps.
+func datasetCard(opts DatasetOptions, m *DatasetManifest) ([]byte, error) {
+	var configs []cardConfig
+	if m.Trajectories > 0 {
+		configs = append(configs, cardConfig{"trajectories", "data/", m.TrajectoriesPerSplit, parquet.SchemaOf(TrajectoryRow{}), trajectoryJSONColumns})
+	}
+	if m.Tasks > 0 {
+		configs = append(configs, cardConfig{"tasks", "tasks/", m.TasksPerSplit, parquet.SchemaOf(TaskRow{}), nil})
+	}
 	var b strings.Builder
 	b.WriteString("---\n")
 	b.WriteString("pretty_name: " + yamlString(opts.Name) + "\n")
 	b.WriteString("tags:\n- code\n- agents\n- swe\n- dsbuild\n")
-	if m.Trajectories > 0 || m.Tasks > 0 {
+	if len(configs) > 0 {
 		b.WriteString("configs:\n")
 	}
-	if m.Trajectories > 0 {
-		b.WriteString("- config_name: trajectories\n  default: true\n  data_files:\n")
-		for _, s := range splits {
-			fmt.Fprintf(&b, "  - split: %s\n    path: %s\n", s, yamlString("data/"+s+"-*.parquet"))
+	for i, c := range configs {
+		fmt.Fprintf(&b, "- config_name: %s\n", c.name)
+		if i == 0 {
+			b.WriteString("  default: true\n")
+		}
+		b.WriteString("  data_files:\n")
+		for _, s := range sortedKeys(c.perSplit) {
+			fmt.Fprintf(&b, "  - split: %s\n    path: %s\n", s, yamlString(c.prefix+s+"-*.parquet"))
 		}
 	}
-	if m.Tasks > 0 {
-		b.WriteString("- config_name: tasks\n  data_files:\n")
-		fmt.Fprintf(&b, "  - split: %s\n    path: %s\n", SplitTrain, yamlString("tasks/tasks-*.parquet"))
-	}
-	if m.Trajectories > 0 || m.Tasks > 0 {
+	if len(configs) > 0 {
 		b.WriteString("dataset_info:\n")
 	}
-	if m.Trajectories > 0 {
-		b.WriteString("- config_name: trajectories\n  features:\n")
-		writeFeatures(&b, parquet.SchemaOf(TrajectoryRow{}), "  ")
+	for _, c := range configs {
+		fmt.Fprintf(&b, "- config_name: %s\n  features:\n", c.name)
+		writeFeatures(&b, c.schema, "  ", c.jsonColumns)
 		b.WriteString("  splits:\n")
-		for _, s := range splits {
+		for _, s := range sortedKeys(c.perSplit) {
 			var bytes int64
-			for _, f := range trajFiles {
-				if strings.HasPrefix(f.Path, "data/"+s+"-") {
+			for _, f := range m.Files {
+				if strings.HasPrefix(f.Path, c.prefix+s+"-") && strings.HasSuffix(f.Path, ".parquet") {
 					bytes += f.Bytes
 				}
 			}
-			fmt.Fprintf(&b, "  - name: %s\n    num_bytes: %d\n    num_examples: %d\n", s, bytes, m.TrajectoriesPerSplit[s])
+			fmt.Fprintf(&b, "  - name: %s\n    num_bytes: %d\n    num_examples: %d\n", s, bytes, c.perSplit[s])
 		}
-	}
-	if m.Tasks > 0 {
-		b.WriteString("- config_name: tasks\n  features:\n")
-		writeFeatures(&b, parquet.SchemaOf(TaskRow{}), "  ")
-		fmt.Fprintf(&b, "  splits:\n  - name: %s\n    num_examples: %d\n", SplitTrain, m.Tasks)
 	}
 	b.WriteString("---\n\n")
 
@@ -147,12 +173,35 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, trajFiles []DatasetFil
 	b.WriteString("Built by dsbuild: software-engineering task environments and agent trajectories, " +
 		"content-addressed and reproducible.\n\n")
 	b.WriteString("## Configurations\n\n")
-	b.WriteString("- `trajectories` (default): one row per agent rollout, `messages` and `tools` in the " +
-		"OpenAI chat layout that TRL's SFTTrainer and LLaMA-Factory read; `tools` is a JSON string.\n")
+	b.WriteString("- `trajectories` (default): one row per agent rollout. `messages` (a list of JSON objects, " +
+		"`list: json` above) and `tools` (a JSON list, `dtype: json`) use the `datasets` `Json` feature and are in " +
+		"the form Hugging Face chat templates and TRL take: each message has `role` and `content`; only assistant " +
+		"messages that call tools have `tool_calls`, each `{\"id\", \"type\": \"function\", \"function\": " +
+		"{\"name\", \"arguments\"}}` with `arguments` a JSON object (a string only where the model wrote arguments " +
+		"that are not a JSON object); only tool results have `tool_call_id` and `name`. `tools` lists JSON-schema " +
+		"function objects `{\"type\": \"function\", \"function\": {\"name\", \"description\", \"parameters\"}}`. " +
+		"In the Parquet files each message, and the tools list, is JSON text. `source_project` is the project " +
+		"the split was decided by.\n")
 	b.WriteString("- `tasks`: one row per task instance with the SWE-bench fields (all strings; " +
 		"`FAIL_TO_PASS`/`PASS_TO_PASS` are JSON-encoded lists), plus `task_type`, `image`, `test_cmd`, " +
-		"`source_project`, `difficulty`, `split`. `tasks/instances.jsonl` holds the same rows for SWE-bench harnesses.\n\n")
-	b.WriteString("Splits are assigned by hashing `instance_id`, so all trajectories of one instance share a split.\n\n")
+		"`source_project`, `difficulty`, `split`. `tasks/instances.jsonl` holds the rows of every split for " +
+		"SWE-bench harnesses; `tasks/<split>-*.parquet` holds them per split.\n\n")
+
+	b.WriteString("## Splits\n\n")
+	b.WriteString("Splits are by source project, never by instance: every task and every trajectory is in the split " +
+		"of its project (a task's `source_project`, or its `repo` when that is empty; a trajectory's, the project " +
+		"of its instance's task, or its own `repo` when the instance has no task here), so no project contributes " +
+		"to both. Projects are ranked by the sha256 of their name and taken into `test` in that order while `test` " +
+		"holds less than the test fraction of all instances, keeping at least one project in each split when " +
+		"there are two or more.")
+	fmt.Fprintf(&b, " Test fraction: %v.\n\n", opts.TestFraction)
+	for _, s := range sortedKeys(m.ProjectsPerSplit) {
+		fmt.Fprintf(&b, "- `%s`: %s\n", s, strings.Join(quoteAll(m.ProjectsPerSplit[s]), ", "))
+	}
+	if len(m.ProjectsPerSplit) > 0 {
+		b.WriteString("\n")
+	}
+
 	b.WriteString("## Counts\n\n")
 	fmt.Fprintf(&b, "| | trajectories | tasks |\n|---|---:|---:|\n")
 	for _, s := range sortedKeys(mergeKeys(m.TrajectoriesPerSplit, m.TasksPerSplit)) {
@@ -170,22 +219,86 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, trajFiles []DatasetFil
 		fmt.Fprintf(&b, "Resolved trajectories: %d of %d. Tokens: %d prompt, %d completion.\n\n",
 			m.Resolved, m.Trajectories, m.PromptTokens, m.CompletionTokens)
 	}
-	b.WriteString("## Loading\n\n```python\nfrom datasets import load_dataset\n")
-	if len(splits) > 0 {
-		var files []string
-		for _, s := range splits {
-			files = append(files, fmt.Sprintf("%q: %q", s, "data/"+s+"-*.parquet"))
-		}
-		fmt.Fprintf(&b, "trajectories = load_dataset(\"parquet\", data_files={%s})\n", strings.Join(files, ", "))
-	}
-	if m.Tasks > 0 {
-		b.WriteString("tasks = load_dataset(\"json\", data_files=\"tasks/instances.jsonl\", split=\"train\")\n")
-	}
-	b.WriteString("```\n\n`manifest.json` lists every file with its sha256, size and row count.\n")
+	writeLoading(&b, m)
+	b.WriteString("`manifest.json` lists every file with its sha256, size and row count.\n")
 	return []byte(b.String()), nil
 }
 
-func sortedKeys(m map[string]int64) []string {
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = "`" + s + "`"
+	}
+	return out
+}
+
+// writeLoading writes the card's loading instructions: `datasets`, TRL's
+// SFTTrainer and LLaMA-Factory, as exact snippets.
+func writeLoading(b *strings.Builder, m *DatasetManifest) {
+	b.WriteString("## Loading\n\n")
+	b.WriteString("With `datasets` 4.7 or later (the `Json` feature), from this folder or its Hub repository; " +
+		"`messages` and `tools` come back as lists of dicts with exactly the keys written:\n\n" +
+		"```python\nfrom datasets import load_dataset\n\n" +
+		"trajectories = load_dataset(\"path/to/this/folder\")  # config \"trajectories\"\n")
+	if m.Tasks > 0 {
+		b.WriteString("tasks = load_dataset(\"path/to/this/folder\", \"tasks\")\n")
+	}
+	b.WriteString("```\n\n")
+	if m.Trajectories == 0 {
+		return
+	}
+	b.WriteString("Older `datasets` cannot read `list: json` in the card; read the Parquet files directly " +
+		"(`messages` is then a list of JSON strings, `tools` a JSON string) and decode them with `json.loads`. " +
+		"Do not store the decoded rows back into a `datasets` table: it would unify the keys of all messages " +
+		"and arguments and fill the missing ones with `None`, which chat templates render.\n\n" +
+		"```python\nimport json\nfrom datasets import load_dataset\n\n" +
+		"raw = load_dataset(\"parquet\", data_files={\"train\": \"data/train-*.parquet\"}, split=\"train\")\n" +
+		"messages = [json.loads(m) for m in raw[0][\"messages\"]]\n" +
+		"tools = json.loads(raw[0][\"tools\"])\n```\n\n")
+	b.WriteString("### TRL\n\n" +
+		"`SFTTrainer` reads `messages` and `tools` and passes them to the tokenizer's chat template:\n\n" +
+		"```python\nfrom datasets import load_dataset\nfrom trl import SFTConfig, SFTTrainer\n\n" +
+		"train = load_dataset(\"path/to/this/folder\", split=\"train\").select_columns([\"messages\", \"tools\"])\n" +
+		"trainer = SFTTrainer(model=\"Qwen/Qwen2.5-0.5B-Instruct\", train_dataset=train, args=SFTConfig(output_dir=\"sft-out\"))\n" +
+		"trainer.train()\n```\n\n" +
+		"With `datasets` older than 4.7, render the text first and train on it:\n\n" +
+		"```python\nimport json\nfrom datasets import load_dataset\nfrom transformers import AutoTokenizer\n" +
+		"from trl import SFTConfig, SFTTrainer\n\n" +
+		"tok = AutoTokenizer.from_pretrained(\"Qwen/Qwen2.5-0.5B-Instruct\")\n" +
+		"raw = load_dataset(\"parquet\", data_files={\"train\": \"data/train-*.parquet\"}, split=\"train\")\n" +
+		"text = raw.map(lambda r: {\"text\": tok.apply_chat_template([json.loads(m) for m in r[\"messages\"]],\n" +
+		"    tools=json.loads(r[\"tools\"]), tokenize=False)}, remove_columns=raw.column_names)\n" +
+		"trainer = SFTTrainer(model=\"Qwen/Qwen2.5-0.5B-Instruct\", train_dataset=text, processing_class=tok,\n" +
+		"    args=SFTConfig(output_dir=\"sft-out\", dataset_text_field=\"text\"))\n" +
+		"trainer.train()\n```\n\n")
+	b.WriteString("### LLaMA-Factory\n\n" +
+		"LLaMA-Factory reads tool-calling data in its sharegpt format (`function_call` and `observation` turns, " +
+		"`tools` a JSON string). Convert, then register the file in `data/dataset_info.json`:\n\n" +
+		"```python\nimport json\nfrom datasets import load_dataset\n\n" +
+		"raw = load_dataset(\"parquet\", data_files={\"train\": \"data/train-*.parquet\"}, split=\"train\")\n" +
+		"rows = []\n" +
+		"for r in raw:\n" +
+		"    msgs = [json.loads(m) for m in r[\"messages\"]]\n" +
+		"    system = msgs.pop(0)[\"content\"] if msgs and msgs[0][\"role\"] == \"system\" else \"\"\n" +
+		"    conv = []\n" +
+		"    for m in msgs:\n" +
+		"        if m.get(\"tool_calls\"):\n" +
+		"            calls = [{\"name\": c[\"function\"][\"name\"], \"arguments\": c[\"function\"][\"arguments\"]} for c in m[\"tool_calls\"]]\n" +
+		"            conv.append({\"from\": \"function_call\", \"value\": json.dumps(calls[0] if len(calls) == 1 else calls, ensure_ascii=False)})\n" +
+		"        elif m[\"role\"] == \"tool\" and conv and conv[-1][\"from\"] == \"observation\":\n" +
+		"            conv[-1][\"value\"] += \"\\n\" + m[\"content\"]  # results of parallel calls: one observation\n" +
+		"        else:\n" +
+		"            conv.append({\"from\": {\"user\": \"human\", \"assistant\": \"gpt\", \"tool\": \"observation\"}[m[\"role\"]], \"value\": m[\"content\"]})\n" +
+		"    rows.append({\"conversations\": conv, \"system\": system,\n" +
+		"                 \"tools\": r[\"tools\"]})  # already the JSON string LLaMA-Factory reads\n" +
+		"json.dump(rows, open(\"LLaMA-Factory/data/dsbuild_sft.json\", \"w\"), ensure_ascii=False)\n```\n\n" +
+		"```json\n\"dsbuild_sft\": {\"file_name\": \"dsbuild_sft.json\", \"formatting\": \"sharegpt\",\n" +
+		"  \"columns\": {\"messages\": \"conversations\", \"system\": \"system\", \"tools\": \"tools\"}}\n```\n\n" +
+		"LLaMA-Factory keeps only the call of an assistant turn that also has text, and skips conversations that " +
+		"do not alternate or that end on a tool result (a rollout stopped by its turn limit).\n\n")
+}
+
+func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)

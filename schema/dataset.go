@@ -1,12 +1,15 @@
 package schema
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -23,21 +26,49 @@ const (
 	SplitTest  = "test"
 )
 
-// SplitOf assigns an instance to a split by hashing its ID: the first 8
-// bytes of sha256(instance_id), read as a fraction of 2^64, below
-// testFraction means "test", else "train". Every trajectory of one
-// instance therefore lands in one split, and adding instances never moves
-// another. (This is a partition rule, not a cache key.)
-func SplitOf(instanceID string, testFraction float64) string {
-	if testFraction <= 0 {
-		return SplitTrain
+// AssignSplits puts whole projects in splits, so that no project has
+// instances in both: instancesPerProject counts the instances (tasks, and
+// instances that only have trajectories) of each project. Projects are
+// ranked by the sha256 of their name, and taken into "test" in that order
+// while the test split holds less than testFraction of all instances;
+// with two or more projects and testFraction > 0, at least one project
+// goes to each split. A single project cannot be split without leaking,
+// so it stays in "train". The result maps every project to its split.
+//
+// The rule depends only on the set of projects and their sizes, never on
+// input order; adding instances to a project can move a project whose
+// rank comes after it (test shares are recomputed), never one before.
+func AssignSplits(instancesPerProject map[string]int64, testFraction float64) map[string]string {
+	out := make(map[string]string, len(instancesPerProject))
+	type ranked struct {
+		name string
+		hash [32]byte
 	}
-	sum := sha256.Sum256([]byte(instanceID))
-	u := float64(binary.BigEndian.Uint64(sum[:8])>>11) / (1 << 53)
-	if u < testFraction {
-		return SplitTest
+	var projects []ranked
+	var total int64
+	for p, n := range instancesPerProject {
+		out[p] = SplitTrain
+		projects = append(projects, ranked{p, sha256.Sum256([]byte(p))})
+		total += n
 	}
-	return SplitTrain
+	if testFraction <= 0 || len(projects) < 2 {
+		return out
+	}
+	slices.SortFunc(projects, func(a, b ranked) int {
+		if c := bytes.Compare(a.hash[:], b.hash[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	var test int64
+	for i, p := range projects {
+		if i == len(projects)-1 || float64(test) >= testFraction*float64(total) {
+			break
+		}
+		out[p.name] = SplitTest
+		test += instancesPerProject[p.name]
+	}
+	return out
 }
 
 // DatasetOptions configure a DatasetWriter. Zero values take the defaults.
@@ -46,8 +77,9 @@ type DatasetOptions struct {
 	Name string
 	// Description is a paragraph for the card.
 	Description string
-	// TestFraction in [0,1) is the share of instances (and so of their
-	// trajectories) put in the "test" split; 0 puts everything in "train".
+	// TestFraction in [0,1) is the share of instances put in the "test"
+	// split, by whole source projects (AssignSplits); 0 puts everything in
+	// "train".
 	TestFraction float64
 	// TargetShardBytes: a shard is closed once it reaches this size
 	// (default 256 MiB), so shards are about this size or one row group more.
@@ -99,24 +131,36 @@ type DatasetManifest struct {
 	TasksPerTaskType        map[string]int64 `json:"tasks_per_task_type"`
 	TrajectoriesPerSplit    map[string]int64 `json:"trajectories_per_split"`
 	TrajectoriesPerTaskType map[string]int64 `json:"trajectories_per_task_type"`
+	// ProjectsPerSplit lists, per split, the source projects whose tasks
+	// and trajectories it holds (sorted); no project is in two splits.
+	ProjectsPerSplit map[string][]string `json:"projects_per_split"`
 }
 
 // DatasetWriter exports task instances and trajectories as a Hugging Face
 // style dataset directory:
 //
-//	tasks/instances.jsonl                      SWE-bench-style, sorted by instance_id
-//	tasks/tasks-00000-of-0000N.parquet         the same rows as Parquet
+//	tasks/instances.jsonl                      SWE-bench-style, sorted by instance_id, every split
+//	tasks/<split>-00000-of-0000N.parquet       the same rows as Parquet, per split
 //	data/<split>-00000-of-0000N.parquet        trajectories per split
 //	README.md                                  dataset card (YAML configs, features, counts)
 //	manifest.json                              every file's sha256, bytes, rows
 //
+// Splits: every task and trajectory is in the split of its source project
+// (AssignSplits): a task's SourceProject (its Repo when that is empty), a
+// trajectory's the project of its instance's task, or, when the instance
+// has no task in the dataset, the trajectory's Repo (which dsbuild's
+// producers set to the project id). So no project contributes to both
+// train and test. Splits are decided in Close, once every row is known.
+//
 // Determinism: output depends only on the set of rows added, never on the
-// order. Rows are sorted by (split, instance_id, trajectory_id) — tasks by
-// instance_id — with an external merge sort: rows are buffered up to
+// order. Rows are sorted by (instance_id, trajectory_id) — tasks by
+// instance_id — and written to their split's shards, with an external
+// merge sort: rows are buffered up to
 // SortBufferBytes, each full buffer is sorted and spilled as a compressed
 // run file, and Close merges the runs while streaming rows into shards.
 // Memory stays bounded by the sort buffer plus one row group, however many
-// rows are added. A row added twice with identical content is kept once;
+// rows are added (plus a few bytes per distinct instance, for the split
+// rule). A row added twice with identical content is kept once;
 // two different rows with the same key are an error.
 //
 // Atomicity: everything is written into a staging directory beside dir and
@@ -134,6 +178,14 @@ type DatasetWriter struct {
 	tasks   *externalSorter
 	trajs   *externalSorter
 	done    bool
+	// projects maps every instance id to its project (see DatasetWriter;
+	// names interned in projectNames), and repoConflicts records
+	// instances whose trajectories name different repos.
+	projects      map[string]instanceProject
+	projectNames  map[string]string
+	repoConflicts map[string]string
+	// splits maps every project to its split, set by Close.
+	splits map[string]string
 }
 
 // NewDatasetWriter starts a dataset that Close will publish at dir.
@@ -153,7 +205,8 @@ func NewDatasetWriter(dir string, opts DatasetOptions) (*DatasetWriter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", dir, err)
 	}
-	w := &DatasetWriter{dir: dir, staging: staging, opts: opts}
+	w := &DatasetWriter{dir: dir, staging: staging, opts: opts,
+		projects: map[string]instanceProject{}, projectNames: map[string]string{}, repoConflicts: map[string]string{}}
 	limit := int(opts.SortBufferBytes)
 	taskRuns, err := runDir(staging, "tasks")
 	if err == nil {
@@ -180,7 +233,6 @@ func (w *DatasetWriter) AddTask(t TaskInstance) error {
 	if err != nil {
 		return err
 	}
-	row.Split = SplitOf(t.InstanceID, w.opts.TestFraction)
 	payload, err := marshalNoEscape(row)
 	if err != nil {
 		return fmt.Errorf("task instance %s: %w", t.InstanceID, err)
@@ -193,6 +245,11 @@ func (w *DatasetWriter) AddTask(t TaskInstance) error {
 	if err := w.tasks.add(t.InstanceID, payload); err != nil {
 		return fmt.Errorf("dataset %s: task %s: %w", w.dir, t.InstanceID, err)
 	}
+	project := t.SourceProject
+	if project == "" {
+		project = t.Repo
+	}
+	w.projects[t.InstanceID] = instanceProject{name: w.intern(project), fromTask: true}
 	return nil
 }
 
@@ -206,7 +263,7 @@ func (w *DatasetWriter) AddTrajectory(tr Trajectory) error {
 		return err
 	}
 	payload := encodeTrajectoryRow(&row)
-	key := SplitOf(tr.InstanceID, w.opts.TestFraction) + "\x00" + tr.InstanceID + "\x00" + tr.TrajectoryID
+	key := tr.InstanceID + "\x00" + tr.TrajectoryID
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done {
@@ -214,6 +271,11 @@ func (w *DatasetWriter) AddTrajectory(tr Trajectory) error {
 	}
 	if err := w.trajs.add(key, payload); err != nil {
 		return fmt.Errorf("dataset %s: trajectory %s: %w", w.dir, tr.TrajectoryID, err)
+	}
+	if prev, seen := w.projects[tr.InstanceID]; !seen {
+		w.projects[tr.InstanceID] = instanceProject{name: w.intern(tr.Repo)}
+	} else if !prev.fromTask && prev.name != tr.Repo {
+		w.repoConflicts[tr.InstanceID] = min(prev.name, tr.Repo) + " and " + max(prev.name, tr.Repo)
 	}
 	return nil
 }
@@ -255,6 +317,10 @@ func (w *DatasetWriter) build() (*DatasetManifest, error) {
 		TasksPerTaskType:        map[string]int64{},
 		TrajectoriesPerSplit:    map[string]int64{},
 		TrajectoriesPerTaskType: map[string]int64{},
+		ProjectsPerSplit:        map[string][]string{},
+	}
+	if err := w.assignSplits(m); err != nil {
+		return nil, err
 	}
 	taskFiles, err := w.writeTasks(m)
 	if err != nil {
@@ -271,7 +337,7 @@ func (w *DatasetWriter) build() (*DatasetManifest, error) {
 			return nil, err
 		}
 	}
-	card, err := datasetCard(w.opts, m, trajFiles)
+	card, err := datasetCard(w.opts, m)
 	if err != nil {
 		return nil, err
 	}
@@ -296,9 +362,199 @@ func (w *DatasetWriter) build() (*DatasetManifest, error) {
 	return m, nil
 }
 
-// writeTasks streams the sorted tasks into instances.jsonl and Parquet.
+// instanceProject is the project of an instance and whether its task (or
+// only its trajectories) named it.
+type instanceProject struct {
+	name     string
+	fromTask bool
+}
+
+// intern returns the one copy of a project name the writer keeps, so that
+// memory grows with instances, not with their repo strings.
+func (w *DatasetWriter) intern(name string) string {
+	if s, ok := w.projectNames[name]; ok {
+		return s
+	}
+	w.projectNames[name] = name
+	return name
+}
+
+// assignSplits decides the split of every project (see DatasetWriter) and
+// records the projects per split in m.
+func (w *DatasetWriter) assignSplits(m *DatasetManifest) error {
+	perProject := map[string]int64{}
+	for _, id := range sortedKeys(w.projects) {
+		p := w.projects[id]
+		if w.opts.TestFraction > 0 {
+			if c, ok := w.repoConflicts[id]; ok && !p.fromTask {
+				return fmt.Errorf("instance %s is not among the dataset's tasks and its trajectories name two repos, %s, so its project (and split) is ambiguous", id, c)
+			}
+			if p.name == "" && p.fromTask {
+				return fmt.Errorf("task instance %s has neither source_project nor repo, so its split cannot be decided by project", id)
+			}
+			if p.name == "" {
+				return fmt.Errorf("instance %s is not among the dataset's tasks and its trajectories have no repo, so its split cannot be decided by project", id)
+			}
+		}
+		perProject[p.name]++
+	}
+	w.splits = AssignSplits(perProject, w.opts.TestFraction)
+	for _, p := range sortedKeys(perProject) {
+		m.ProjectsPerSplit[w.splits[p]] = append(m.ProjectsPerSplit[w.splits[p]], p)
+	}
+	return nil
+}
+
+// splitWriter writes rows into per-split shards with one shard set open
+// at a time, so memory holds one row group however many splits there are:
+// rows of the train split go straight to their shards; rows of any other
+// split are appended, in order, to a spill file of their split, and
+// written to their shards by finish, one split after another.
+type splitWriter[T any] struct {
+	w      *DatasetWriter
+	prefix string
+	train  *shardSet[T]
+	spills map[string]*spillFile
+	decode func([]byte) (T, error)
+}
+
+func newSplitWriter[T any](w *DatasetWriter, prefix string, decode func([]byte) (T, error)) *splitWriter[T] {
+	return &splitWriter[T]{w: w, prefix: prefix, spills: map[string]*spillFile{}, decode: decode}
+}
+
+func (s *splitWriter[T]) newShards(split string) *shardSet[T] {
+	return newShardSet[T](s.w.staging, s.prefix+split, s.w.opts.TargetShardBytes, s.w.opts.RowGroupBytes)
+}
+
+// write adds a row of split; payload is its encoding, which decode reads
+// back for rows that wait in a spill file.
+func (s *splitWriter[T]) write(split string, row T, payload []byte) error {
+	if split == SplitTrain {
+		if s.train == nil {
+			s.train = s.newShards(split)
+		}
+		return s.train.write(row, len(payload))
+	}
+	sp := s.spills[split]
+	if sp == nil {
+		var err error
+		if sp, err = newSpillFile(filepath.Join(s.w.staging, ".spill-"+strings.ReplaceAll(s.prefix, "/", "")+"-"+split)); err != nil {
+			return err
+		}
+		s.spills[split] = sp
+	}
+	return sp.add(payload)
+}
+
+// finish closes the train shards, writes every spilled split's shards and
+// returns all their files.
+func (s *splitWriter[T]) finish() ([]DatasetFile, error) {
+	var files []DatasetFile
+	if s.train != nil {
+		f, err := s.train.finish()
+		if err != nil {
+			return nil, err
+		}
+		s.train = nil
+		files = append(files, f...)
+	}
+	for _, split := range slices.Sorted(maps.Keys(s.spills)) {
+		shards := s.newShards(split)
+		err := s.spills[split].each(func(payload []byte) error {
+			row, err := s.decode(payload)
+			if err != nil {
+				return err
+			}
+			return shards.write(row, len(payload))
+		})
+		if err != nil {
+			shards.abort()
+			return nil, err
+		}
+		f, err := shards.finish()
+		if err != nil {
+			return nil, err
+		}
+		s.spills[split].remove()
+		delete(s.spills, split)
+		files = append(files, f...)
+	}
+	return files, nil
+}
+
+func (s *splitWriter[T]) abort() {
+	if s.train != nil {
+		s.train.abort()
+	}
+	for _, sp := range s.spills {
+		sp.remove()
+	}
+}
+
+// spillFile is a temporary file of length-prefixed records, read back in
+// the order written.
+type spillFile struct {
+	f *os.File
+	w *bufio.Writer
+}
+
+func newSpillFile(path string) (*spillFile, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return &spillFile{f: f, w: bufio.NewWriterSize(f, 256<<10)}, nil
+}
+
+func (s *spillFile) add(payload []byte) error {
+	var n [binary.MaxVarintLen64]byte
+	if _, err := s.w.Write(n[:binary.PutUvarint(n[:], uint64(len(payload)))]); err != nil {
+		return err
+	}
+	_, err := s.w.Write(payload)
+	return err
+}
+
+func (s *spillFile) each(fn func([]byte) error) error {
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	r := bufio.NewReaderSize(s.f, 256<<10)
+	var buf []byte
+	for {
+		n, err := binary.ReadUvarint(r)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("spill %s: %w", s.f.Name(), err)
+		}
+		buf = slices.Grow(buf[:0], int(n))[:n]
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return fmt.Errorf("spill %s: %w", s.f.Name(), err)
+		}
+		if err := fn(buf); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *spillFile) remove() {
+	s.f.Close()
+	os.Remove(s.f.Name())
+}
+
+// writeTasks streams the sorted tasks into instances.jsonl (every split,
+// each line with its "split") and per-split Parquet shards.
 func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
-	shards := newShardSet[TaskRow](w.staging, "tasks/tasks", w.opts.TargetShardBytes, w.opts.RowGroupBytes)
+	shards := newSplitWriter(w, "tasks/", func(b []byte) (TaskRow, error) {
+		var row TaskRow
+		err := json.Unmarshal(b, &row)
+		return row, err
+	})
 	defer shards.abort()
 	var jsonl *hashingFile
 	var prevKey string
@@ -317,16 +573,21 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 				return err
 			}
 		}
-		jsonl.Write(payload) // errors surface at close
-		jsonl.Write([]byte{'\n'})
 		var row TaskRow
 		if err := json.Unmarshal(payload, &row); err != nil {
 			return fmt.Errorf("task instance %s: decode sorted row: %w", key, err)
 		}
+		row.Split = w.splits[w.projects[key].name]
+		line, err := marshalNoEscape(row)
+		if err != nil {
+			return fmt.Errorf("task instance %s: %w", key, err)
+		}
+		jsonl.Write(line) // errors surface at close
+		jsonl.Write([]byte{'\n'})
 		m.Tasks++
 		m.TasksPerSplit[row.Split]++
 		m.TasksPerTaskType[row.TaskType]++
-		return shards.write(row, len(payload))
+		return shards.write(row.Split, row, line)
 	})
 	if err != nil {
 		if jsonl != nil {
@@ -350,39 +611,27 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 
 // writeTrajectories streams the sorted trajectories into per-split shards.
 func (w *DatasetWriter) writeTrajectories(m *DatasetManifest) ([]DatasetFile, error) {
-	var files []DatasetFile
-	var shards *shardSet[TrajectoryRow]
-	var split, prevKey string
+	shards := newSplitWriter(w, "data/", decodeTrajectoryRow)
+	defer shards.abort()
+	var prevKey string
 	var prevPayload []byte
-	defer func() {
-		if shards != nil {
-			shards.abort()
-		}
-	}()
 	err := w.trajs.each(func(key string, payload []byte) error {
 		if m.Trajectories > 0 && key == prevKey {
 			if bytes.Equal(payload, prevPayload) {
 				return nil
 			}
-			parts := strings.Split(key, "\x00")
-			return fmt.Errorf("trajectory %s of instance %s added twice with different contents", parts[2], parts[1])
+			inst, traj, _ := strings.Cut(key, "\x00")
+			return fmt.Errorf("trajectory %s of instance %s added twice with different contents", traj, inst)
 		}
 		prevKey, prevPayload = key, payload
-		s, _, _ := strings.Cut(key, "\x00")
-		if shards == nil || s != split {
-			if shards != nil {
-				f, err := shards.finish()
-				if err != nil {
-					return err
-				}
-				files = append(files, f...)
-			}
-			split = s
-			shards = newShardSet[TrajectoryRow](w.staging, "data/"+split, w.opts.TargetShardBytes, w.opts.RowGroupBytes)
-		}
 		row, err := decodeTrajectoryRow(payload)
 		if err != nil {
 			return fmt.Errorf("trajectory %s: decode sorted row: %w", key, err)
+		}
+		row.SourceProject = w.projects[row.InstanceID].name
+		split := w.splits[row.SourceProject]
+		if split != SplitTrain {
+			payload = encodeTrajectoryRow(&row) // with its project, for the spill file
 		}
 		m.Trajectories++
 		m.TrajectoriesPerSplit[split]++
@@ -392,20 +641,12 @@ func (w *DatasetWriter) writeTrajectories(m *DatasetManifest) ([]DatasetFile, er
 		if row.Resolved {
 			m.Resolved++
 		}
-		return shards.write(row, len(payload))
+		return shards.write(split, row, payload)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if shards != nil {
-		f, err := shards.finish()
-		if err != nil {
-			return nil, err
-		}
-		shards = nil
-		files = append(files, f...)
-	}
-	return files, nil
+	return shards.finish()
 }
 
 func writeSmallFile(root, rel string, data []byte) (DatasetFile, error) {

@@ -7,6 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -91,22 +93,39 @@ func arrowShard(t testing.TB, path string) (*arrow.Schema, string, []json.RawMes
 	return tbl.Schema(), createdBy, rows
 }
 
-// The Arrow types the shards must have (what `datasets` sees through pyarrow).
-const (
-	wantMessagesType = "list<element: struct<role: utf8, content: utf8, tool_calls: list<element: struct<id: utf8, type: utf8, function: struct<name: utf8, arguments: utf8>>>, tool_call_id: utf8 nullable, name: utf8 nullable>>"
-)
+// The Arrow type of the messages column (what `datasets` sees through
+// pyarrow before the card's Json feature decodes each element).
+const wantJSONListType = "list<element: utf8>"
 
 func normalizeRow(r TrajectoryRow) TrajectoryRow {
 	if r.Messages == nil {
-		r.Messages = []Message{}
-	}
-	r.Messages = slices.Clone(r.Messages)
-	for i := range r.Messages {
-		if r.Messages[i].ToolCalls == nil {
-			r.Messages[i].ToolCalls = []ToolCall{}
-		}
+		r.Messages = []JSONText{}
 	}
 	return r
+}
+
+// wantSplits is the split of every instance of tasks and trajs by the
+// documented rule: the project of its task, else the trajectory's repo.
+func wantSplits(tasks []TaskInstance, trajs []Trajectory, f float64) (split, project map[string]string) {
+	project = map[string]string{}
+	for _, t := range tasks {
+		project[t.InstanceID] = t.SourceProject
+	}
+	for _, tr := range trajs {
+		if _, ok := project[tr.InstanceID]; !ok {
+			project[tr.InstanceID] = tr.Repo
+		}
+	}
+	per := map[string]int64{}
+	for _, p := range project {
+		per[p]++
+	}
+	bySplit := AssignSplits(per, f)
+	split = map[string]string{}
+	for id, p := range project {
+		split[id] = bySplit[p]
+	}
+	return split, project
 }
 
 func writeDataset(t testing.TB, dir string, opts DatasetOptions, tasks []TaskInstance, trajs []Trajectory) *DatasetManifest {
@@ -167,13 +186,15 @@ func TestDatasetRoundTripThroughArrow(t *testing.T) {
 	}
 
 	// Expected rows per split, in the documented order.
+	splitOf, projectOf := wantSplits(tasks, trajs, smallShards.TestFraction)
 	want := map[string][]TrajectoryRow{}
 	for _, tr := range trajs {
 		row, err := tr.Row()
 		if err != nil {
 			t.Fatal(err)
 		}
-		s := SplitOf(tr.InstanceID, smallShards.TestFraction)
+		row.SourceProject = projectOf[tr.InstanceID]
+		s := splitOf[tr.InstanceID]
 		want[s] = append(want[s], normalizeRow(row))
 	}
 	for _, rows := range want {
@@ -255,22 +276,30 @@ func TestDatasetRoundTripThroughArrow(t *testing.T) {
 		}
 	}
 
-	// Nullable fields come back as nulls, not empty strings.
+	// Keys that do not apply are absent from a message, not null.
 	_, _, first := arrowShard(t, filepath.Join(dir, "data/train-00000-of-"+pad5(countPrefix(m, "data/train-"))+".parquet"))
 	var raw struct {
-		Messages []map[string]any `json:"messages"`
+		Messages []string `json:"messages"`
 	}
 	json.Unmarshal(first[0], &raw)
-	if v, ok := raw.Messages[0]["tool_call_id"]; !ok || v != nil {
-		t.Errorf("system message tool_call_id = %#v, want null", v)
+	var system, call map[string]any
+	json.Unmarshal([]byte(raw.Messages[0]), &system)
+	json.Unmarshal([]byte(raw.Messages[2]), &call)
+	if len(system) != 2 || system["role"] != "system" {
+		t.Errorf("system message %v, want role and content only", system)
+	}
+	if calls, _ := call["tool_calls"].([]any); len(calls) != 1 || calls[0].(map[string]any)["function"].(map[string]any)["arguments"].(map[string]any)["command"] == nil {
+		t.Errorf("assistant message %v, want one call with an arguments object", call)
 	}
 
-	// Tasks: Parquet through arrow, and the JSONL, both sorted by instance_id.
+	// Tasks: Parquet through arrow, per split, and the JSONL, both sorted
+	// by instance_id.
 	wantTasks := slices.Clone(tasks)
 	slices.SortFunc(wantTasks, func(a, b TaskInstance) int { return strings.Compare(a.InstanceID, b.InstanceID) })
 	var gotTasks []TaskInstance
 	for _, f := range m.Files {
-		if !strings.HasPrefix(f.Path, "tasks/tasks-") {
+		split, _, _ := strings.Cut(strings.TrimPrefix(f.Path, "tasks/"), "-")
+		if !strings.HasPrefix(f.Path, "tasks/") || !strings.HasSuffix(f.Path, ".parquet") {
 			continue
 		}
 		sc, _, rows := arrowShard(t, filepath.Join(dir, f.Path))
@@ -288,9 +317,13 @@ func TestDatasetRoundTripThroughArrow(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if splitOf[task.InstanceID] != split {
+				t.Errorf("%s: task %s in split %s, want %s", f.Path, task.InstanceID, split, splitOf[task.InstanceID])
+			}
 			gotTasks = append(gotTasks, task)
 		}
 	}
+	slices.SortFunc(gotTasks, func(a, b TaskInstance) int { return strings.Compare(a.InstanceID, b.InstanceID) })
 	if !reflect.DeepEqual(gotTasks, wantTasks) {
 		t.Errorf("tasks through arrow differ (%d vs %d rows)", len(gotTasks), len(wantTasks))
 	}
@@ -312,7 +345,7 @@ func TestDatasetRoundTripThroughArrow(t *testing.T) {
 		}
 		var obj map[string]any
 		json.Unmarshal([]byte(line), &obj)
-		if obj["split"] != SplitOf(task.InstanceID, smallShards.TestFraction) {
+		if obj["split"] != splitOf[task.InstanceID] {
 			t.Errorf("line %d: split %v", i, obj["split"])
 		}
 	}
@@ -337,10 +370,10 @@ func countPrefix(m *DatasetManifest, prefix string) int {
 func checkTrajectorySchema(t testing.TB, sc *arrow.Schema) {
 	t.Helper()
 	want := []struct{ name, typ string }{
-		{"trajectory_id", "utf8"}, {"instance_id", "utf8"}, {"repo", "utf8"}, {"task_type", "utf8"},
-		{"model", "utf8"}, {"policy", "utf8"}, {"messages", wantMessagesType}, {"tools", "utf8"},
-		{"patch", "utf8"}, {"resolved", "bool"}, {"reward", "float64"}, {"exit_status", "utf8"},
-		{"num_turns", "int64"}, {"prompt_tokens", "int64"}, {"completion_tokens", "int64"},
+		{"trajectory_id", "utf8"}, {"instance_id", "utf8"}, {"repo", "utf8"}, {"source_project", "utf8"},
+		{"task_type", "utf8"}, {"model", "utf8"}, {"policy", "utf8"}, {"messages", wantJSONListType},
+		{"tools", "utf8"}, {"patch", "utf8"}, {"resolved", "bool"}, {"reward", "float64"},
+		{"exit_status", "utf8"}, {"num_turns", "int64"}, {"prompt_tokens", "int64"}, {"completion_tokens", "int64"},
 	}
 	if sc.NumFields() != len(want) {
 		t.Fatalf("arrow schema has %d fields, want %d:\n%s", sc.NumFields(), len(want), sc)
@@ -503,25 +536,10 @@ func TestDatasetReplacesExistingAndCardDescribesIt(t *testing.T) {
 	if meta.PrettyName != "second" || len(meta.Configs) != 2 || meta.Configs[0].ConfigName != "trajectories" || !meta.Configs[0].Default || meta.Configs[1].ConfigName != "tasks" {
 		t.Fatalf("configs: %+v", meta)
 	}
-	for _, df := range meta.Configs[0].DataFiles {
-		if df.Path != "data/"+df.Split+"-*.parquet" || mj.TrajectoriesPerSplit[df.Split] == 0 {
-			t.Errorf("trajectory data_files entry %+v", df)
-		}
-	}
-	var total int64
-	for _, s := range meta.DatasetInfo[0].Splits {
-		total += s.NumExamples
-	}
-	if total != 9 {
-		t.Errorf("card splits sum to %d, want 9", total)
-	}
+	checkCardMatchesFiles(t, front, &mj)
 	feats := meta.DatasetInfo[0].Features
-	if len(feats) != 15 || feats[6]["name"] != "messages" || feats[6]["list"] == nil || feats[0]["dtype"] != "string" || feats[9]["dtype"] != "bool" {
+	if len(feats) != 16 || feats[7]["name"] != "messages" || feats[7]["list"] != "json" || feats[8]["dtype"] != "json" || feats[0]["dtype"] != "string" || feats[10]["dtype"] != "bool" {
 		t.Errorf("trajectory features: %v", feats)
-	}
-	msgFields, _ := feats[6]["list"].([]any)
-	if len(msgFields) != 5 || msgFields[2].(map[string]any)["name"] != "tool_calls" || msgFields[2].(map[string]any)["list"] == nil {
-		t.Errorf("messages features: %v", msgFields)
 	}
 	if !strings.Contains(card, "| **total** | 9 | 3 |") {
 		t.Errorf("card counts missing:\n%s", card)
@@ -536,25 +554,178 @@ func TestEmptyDataset(t *testing.T) {
 	}
 }
 
-func TestSplitOf(t *testing.T) {
-	test := 0
-	for i := 0; i < 10000; i++ {
-		id := synthInstanceID(i)
-		s := SplitOf(id, 0.2)
-		if s != SplitOf(id, 0.2) {
-			t.Fatal("not deterministic")
+// checkCardMatchesFiles checks that every config of the card's front
+// matter declares one data_files entry per split it has rows in, that each
+// entry's glob matches exactly that split's Parquet files of the manifest,
+// and that dataset_info's num_examples and num_bytes are theirs.
+func checkCardMatchesFiles(t *testing.T, front string, m *DatasetManifest) {
+	t.Helper()
+	var meta struct {
+		Configs []struct {
+			ConfigName string `yaml:"config_name"`
+			DataFiles  []struct {
+				Split string `yaml:"split"`
+				Path  string `yaml:"path"`
+			} `yaml:"data_files"`
+		} `yaml:"configs"`
+		DatasetInfo []struct {
+			ConfigName string `yaml:"config_name"`
+			Splits     []struct {
+				Name        string `yaml:"name"`
+				NumBytes    int64  `yaml:"num_bytes"`
+				NumExamples int64  `yaml:"num_examples"`
+			} `yaml:"splits"`
+		} `yaml:"dataset_info"`
+	}
+	if err := yaml.Unmarshal([]byte(front), &meta); err != nil {
+		t.Fatal(err)
+	}
+	if len(meta.Configs) != len(meta.DatasetInfo) {
+		t.Fatalf("%d configs, %d dataset_info entries", len(meta.Configs), len(meta.DatasetInfo))
+	}
+	for i, c := range meta.Configs {
+		var perSplit map[string]int64
+		switch c.ConfigName {
+		case "trajectories":
+			perSplit = m.TrajectoriesPerSplit
+		case "tasks":
+			perSplit = m.TasksPerSplit
+		default:
+			t.Errorf("unknown config %s", c.ConfigName)
 		}
-		if SplitOf(id, 0) != SplitTrain {
-			t.Fatal("fraction 0 must be all train")
+		info := meta.DatasetInfo[i]
+		if info.ConfigName != c.ConfigName || len(c.DataFiles) != len(perSplit) || len(info.Splits) != len(perSplit) {
+			t.Errorf("config %s: data_files %+v, splits %+v, want the splits of %v", c.ConfigName, c.DataFiles, info.Splits, perSplit)
+			continue
 		}
-		if s == SplitTest {
-			test++
+		for j, df := range c.DataFiles {
+			var rows, bytes int64
+			var matched int
+			for _, f := range m.Files {
+				if ok, _ := filepath.Match(df.Path, f.Path); ok {
+					rows += f.Rows
+					bytes += f.Bytes
+					matched++
+				}
+			}
+			if matched == 0 || rows != perSplit[df.Split] || info.Splits[j].Name != df.Split ||
+				info.Splits[j].NumExamples != rows || info.Splits[j].NumBytes != bytes {
+				t.Errorf("config %s split %s: glob %s matches %d files with %d rows, %d bytes; manifest counts %d; card says %+v",
+					c.ConfigName, df.Split, df.Path, matched, rows, bytes, perSplit[df.Split], info.Splits[j])
+			}
 		}
 	}
-	if test < 1800 || test > 2200 {
-		t.Errorf("%d of 10000 in test at fraction 0.2", test)
+}
+
+func TestAssignSplits(t *testing.T) {
+	per := map[string]int64{}
+	var total int64
+	for i := 0; i < 200; i++ {
+		per[fmt.Sprintf("proj%03d", i)] = int64(1 + i%7)
+		total += int64(1 + i%7)
+	}
+	splits := AssignSplits(per, 0.2)
+	var test int64
+	for p, s := range splits {
+		if s == SplitTest {
+			test += per[p]
+		}
+	}
+	if !reflect.DeepEqual(splits, AssignSplits(maps.Clone(per), 0.2)) {
+		t.Error("not deterministic")
+	}
+	if share := float64(test) / float64(total); share < 0.2 || share > 0.2+7.0/float64(total) {
+		t.Errorf("test share %.3f at fraction 0.2 (%d of %d instances)", share, test, total)
+	}
+	for p, s := range AssignSplits(per, 0) {
+		if s != SplitTrain {
+			t.Fatalf("fraction 0 put %s in %s", p, s)
+		}
+	}
+	// Two projects and a tiny fraction: one each side. One project: train.
+	two := AssignSplits(map[string]int64{"a": 100, "b": 100}, 0.01)
+	if two["a"] == two["b"] {
+		t.Errorf("two projects at 0.01: %v", two)
+	}
+	if two := AssignSplits(map[string]int64{"a": 1, "b": 100}, 0.99); two["a"] == two["b"] {
+		t.Errorf("two projects at 0.99: %v", two)
+	}
+	if one := AssignSplits(map[string]int64{"a": 5}, 0.5); one["a"] != SplitTrain {
+		t.Errorf("single project: %v", one)
 	}
 	if _, err := NewDatasetWriter(t.TempDir(), DatasetOptions{TestFraction: 1}); err == nil {
 		t.Error("test fraction 1 accepted")
+	}
+}
+
+// The issue's leak: a test-split task and a train trajectory sharing a
+// reference patch, because splits hashed instance ids. By project, the
+// task (whose project is in its source_project), the trajectory of another
+// instance of the same project (which has no task, so its repo decides)
+// and every other row of the project land in one split.
+func TestSplitsNeverShareAProject(t *testing.T) {
+	var tasks []TaskInstance
+	var trajs []Trajectory
+	for p := 0; p < 12; p++ {
+		proj := fmt.Sprintf("pkg%02d", p)
+		for i := 0; i < 1+p%3; i++ {
+			task := synthTask(p*10 + i)
+			task.InstanceID = fmt.Sprintf("%s.testgen.%d", proj, i)
+			task.SourceProject, task.Repo = proj, proj
+			tasks = append(tasks, task)
+			tr := synthTrajectory(p*10+i, 1)
+			tr.InstanceID, tr.Repo = fmt.Sprintf("%s.%d.tests", proj, i), proj // develop-stage rollout, no task
+			tr.TrajectoryID = tr.InstanceID + "/agent"
+			trajs = append(trajs, tr)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "ds")
+	m := writeDataset(t, dir, DatasetOptions{TestFraction: 0.3, TargetShardBytes: 16 << 10, RowGroupBytes: 8 << 10}, tasks, trajs)
+	if len(m.ProjectsPerSplit[SplitTest]) == 0 || len(m.ProjectsPerSplit[SplitTrain]) == 0 {
+		t.Fatalf("projects per split %v", m.ProjectsPerSplit)
+	}
+	projectSplit := map[string]string{}
+	see := func(file, project, split string) {
+		if prev, ok := projectSplit[project]; ok && prev != split {
+			t.Errorf("%s: project %s in %s and %s", file, project, prev, split)
+		}
+		projectSplit[project] = split
+	}
+	for _, f := range m.Files {
+		if !strings.HasSuffix(f.Path, ".parquet") {
+			continue
+		}
+		split, _, _ := strings.Cut(f.Path[strings.Index(f.Path, "/")+1:], "-")
+		_, _, rows := arrowShard(t, filepath.Join(dir, f.Path))
+		for _, r := range rows {
+			var row struct {
+				SourceProject string `json:"source_project"`
+			}
+			json.Unmarshal(r, &row)
+			see(f.Path, row.SourceProject, split)
+		}
+	}
+	for p, s := range projectSplit {
+		if !slices.Contains(m.ProjectsPerSplit[s], p) {
+			t.Errorf("project %s in %s, manifest says %v", p, s, m.ProjectsPerSplit)
+		}
+	}
+	if len(projectSplit) != 12 {
+		t.Errorf("%d projects seen", len(projectSplit))
+	}
+	card, _ := os.ReadFile(filepath.Join(dir, "README.md"))
+	front, _, _ := strings.Cut(strings.TrimPrefix(string(card), "---\n"), "\n---\n")
+	checkCardMatchesFiles(t, front, m)
+	if !strings.Contains(string(card), "Splits are by source project") || !strings.Contains(string(card), "`"+m.ProjectsPerSplit[SplitTest][0]+"`") {
+		t.Errorf("card does not state the split rule and the test projects:\n%s", card)
+	}
+
+	// A trajectory whose instance has no task and no repo cannot be placed.
+	w, _ := NewDatasetWriter(filepath.Join(t.TempDir(), "ds"), DatasetOptions{TestFraction: 0.3})
+	orphan := trajs[0]
+	orphan.Repo = ""
+	w.AddTrajectory(orphan)
+	if _, err := w.Close(); err == nil || !strings.Contains(err.Error(), orphan.InstanceID) || !strings.Contains(err.Error(), "no repo") {
+		t.Errorf("orphan trajectory: %v", err)
 	}
 }

@@ -36,9 +36,9 @@ func TestInspect(t *testing.T) {
 	if row["trajectory_id"] != "traj-0000001" {
 		t.Errorf("first row %v", row["trajectory_id"])
 	}
-	content := row["messages"].([]any)[1].(map[string]any)["content"].(string)
-	if !strings.HasSuffix(content, "…(+800 bytes)") {
-		t.Errorf("long content not shortened: %q", content)
+	message := row["messages"].([]any)[1].(string) // one JSON text per message
+	if !strings.HasPrefix(message, `{"role":"user","content":"long long`) || !strings.HasSuffix(message, " bytes)") {
+		t.Errorf("long message not shortened: %q", message)
 	}
 
 	// Not Parquet: a clear error naming the file.

@@ -5,16 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/klauspost/compress/zstd"
-	"github.com/parquet-go/parquet-go/format"
 	"hash"
 	"io"
 	"os"
 	"path/filepath"
 	"sync"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/parquet-go/parquet-go"
 	pqzstd "github.com/parquet-go/parquet-go/compress/zstd"
+	"github.com/parquet-go/parquet-go/format"
 )
 
 // CreatedBy is the created_by string written into every Parquet footer. It
@@ -69,18 +69,37 @@ type pinnedCreatedBy string
 
 func (p pinnedCreatedBy) ConfigureWriter(c *parquet.WriterConfig) { c.CreatedBy = string(p) }
 
+// blobColumns are the free-text columns of dsbuild's tables (patches,
+// problem statements, test lists, chat messages and tools): their min and
+// max are meaningless and as large as the values, so they get null counts
+// only, in the footer, and no page statistics.
+var blobColumns = [][]string{
+	{"patch"}, {"test_patch"}, {"problem_statement"}, {"hints_text"},
+	{"FAIL_TO_PASS"}, {"PASS_TO_PASS"},
+	{"messages", "list", "element"}, {"tools", "list", "element"},
+}
+
 // writerOptions are the Parquet settings of every file dsbuild writes:
 // zstd, data page v1 (v2 leaves repetition/definition levels uncompressed,
 // which made chat data several times larger), 1 MiB pages, pinned
 // created_by, no row-count cap (row groups are cut by size, see shardSet).
+// Statistics: every column chunk records its null count, and, except for
+// blobColumns, its min and max (footer and page headers) and a column
+// index of page bounds, so readers can skip row groups and pages by value
+// (instance_id, task_type, repo, resolved, ...).
 func writerOptions() []parquet.WriterOption {
-	return []parquet.WriterOption{
+	opts := []parquet.WriterOption{
 		parquet.Compression(zstdCodec),
 		parquet.DataPageVersion(1),
 		parquet.PageBufferSize(pageWindow),
 		parquet.WriteBufferSize(0), // hashingFile buffers, and counts what is written
+		parquet.DataPageStatistics(true),
 		pinnedCreatedBy(CreatedBy),
 	}
+	for _, path := range blobColumns {
+		opts = append(opts, parquet.SkipPageBounds(path...), parquet.SkipPageStatistics(path...))
+	}
+	return opts
 }
 
 // DatasetFile describes one file of an exported dataset.

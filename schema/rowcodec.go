@@ -21,40 +21,25 @@ func (e *rowEncoder) str(s string) {
 func (e *rowEncoder) uvarint(v uint64) { e.b = binary.AppendUvarint(e.b, v) }
 func (e *rowEncoder) varint(v int64)   { e.b = binary.AppendVarint(e.b, v) }
 
-// Optional fields (tool_call_id, name) need no presence flag: Message
-// treats "" as absent, and the Parquet writer writes "" as null.
-
 func encodeTrajectoryRow(r *TrajectoryRow) []byte {
-	size := 64 + len(r.Tools) + len(r.Patch)
+	size := 64 + len(r.Patch)
 	for _, m := range r.Messages {
-		size += 16 + len(m.Content) + len(m.Role)
-		for _, c := range m.ToolCalls {
-			size += 16 + len(c.ID) + len(c.Function.Arguments)
-		}
+		size += 4 + len(m)
 	}
+	size += len(r.Tools)
 	e := rowEncoder{b: make([]byte, 0, size)}
 	e.str(r.TrajectoryID)
 	e.str(r.InstanceID)
 	e.str(r.Repo)
+	e.str(r.SourceProject)
 	e.str(r.TaskType)
 	e.str(r.Model)
 	e.str(r.Policy)
 	e.uvarint(uint64(len(r.Messages)))
-	for i := range r.Messages {
-		m := &r.Messages[i]
-		e.str(m.Role)
-		e.str(m.Content)
-		e.uvarint(uint64(len(m.ToolCalls)))
-		for _, c := range m.ToolCalls {
-			e.str(c.ID)
-			e.str(c.Type)
-			e.str(c.Function.Name)
-			e.str(c.Function.Arguments)
-		}
-		e.str(m.ToolCallID)
-		e.str(m.Name)
+	for _, m := range r.Messages {
+		e.str(string(m))
 	}
-	e.str(r.Tools)
+	e.str(string(r.Tools))
 	e.str(r.Patch)
 	if r.Resolved {
 		e.b = append(e.b, 1)
@@ -132,28 +117,15 @@ func decodeTrajectoryRow(b []byte) (TrajectoryRow, error) {
 	r.TrajectoryID = d.str()
 	r.InstanceID = d.str()
 	r.Repo = d.str()
+	r.SourceProject = d.str()
 	r.TaskType = d.str()
 	r.Model = d.str()
 	r.Policy = d.str()
-	r.Messages = make([]Message, d.count())
+	r.Messages = make([]JSONText, d.count())
 	for i := range r.Messages {
-		m := &r.Messages[i]
-		m.Role = d.str()
-		m.Content = d.str()
-		if n := d.count(); n > 0 {
-			m.ToolCalls = make([]ToolCall, n)
-			for j := range m.ToolCalls {
-				c := &m.ToolCalls[j]
-				c.ID = d.str()
-				c.Type = d.str()
-				c.Function.Name = d.str()
-				c.Function.Arguments = d.str()
-			}
-		}
-		m.ToolCallID = d.str()
-		m.Name = d.str()
+		r.Messages[i] = JSONText(d.str())
 	}
-	r.Tools = d.str()
+	r.Tools = JSONText(d.str())
 	r.Patch = d.str()
 	if d.err == nil && len(d.b) >= 9 {
 		r.Resolved = d.b[0] == 1

@@ -1,6 +1,8 @@
 package schema
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -41,25 +43,63 @@ type Trajectory struct {
 	CompletionTokens int64 `json:"completion_tokens"`
 }
 
-// TrajectoryRow is a Trajectory as stored in a Parquet shard: tools as one
-// JSON string (as public SFT sets carry them), messages as a nested
-// list<struct> column.
+// TrajectoryRow is a Trajectory as stored in a Parquet shard, in the
+// layout Hugging Face chat templates and TRL's SFTTrainer take as they are
+// (see ChatMessages and ChatTools): `messages` is a list whose elements are
+// JSON objects, one message each, stored as JSON text; `tools` is the JSON
+// text of the list of tools (one dictionary-encoded string: every rollout
+// of an agent offers the same tools). The dataset card declares them
+// `list: json` and `dtype: json` (the `datasets` Json feature), so
+// `datasets` decodes every message to exactly the keys it was written
+// with: tool_calls only on assistant messages that call tools, arguments
+// as a mapping. A fixed Parquet struct cannot do that: `datasets` unifies
+// struct fields across rows and fills missing keys with None.
 type TrajectoryRow struct {
-	TrajectoryID     string    `json:"trajectory_id" parquet:"trajectory_id"`
-	InstanceID       string    `json:"instance_id" parquet:"instance_id"`
-	Repo             string    `json:"repo" parquet:"repo,dict"`
-	TaskType         string    `json:"task_type" parquet:"task_type,dict"`
-	Model            string    `json:"model" parquet:"model,dict"`
-	Policy           string    `json:"policy" parquet:"policy,dict"`
-	Messages         []Message `json:"messages" parquet:"messages,list"`
-	Tools            string    `json:"tools" parquet:"tools,dict"`
-	Patch            string    `json:"patch" parquet:"patch"`
-	Resolved         bool      `json:"resolved" parquet:"resolved"`
-	Reward           float64   `json:"reward" parquet:"reward"`
-	ExitStatus       string    `json:"exit_status" parquet:"exit_status,dict"`
-	NumTurns         int64     `json:"num_turns" parquet:"num_turns"`
-	PromptTokens     int64     `json:"prompt_tokens" parquet:"prompt_tokens"`
-	CompletionTokens int64     `json:"completion_tokens" parquet:"completion_tokens"`
+	TrajectoryID string `json:"trajectory_id" parquet:"trajectory_id"`
+	InstanceID   string `json:"instance_id" parquet:"instance_id"`
+	Repo         string `json:"repo" parquet:"repo,dict"`
+	// SourceProject is the project the split was decided by (see
+	// AssignSplits); set by DatasetWriter.
+	SourceProject    string     `json:"source_project" parquet:"source_project,dict"`
+	TaskType         string     `json:"task_type" parquet:"task_type,dict"`
+	Model            string     `json:"model" parquet:"model,dict"`
+	Policy           string     `json:"policy" parquet:"policy,dict"`
+	Messages         []JSONText `json:"messages" parquet:"messages,list"`
+	Tools            JSONText   `json:"tools" parquet:"tools,dict"`
+	Patch            string     `json:"patch" parquet:"patch"`
+	Resolved         bool       `json:"resolved" parquet:"resolved"`
+	Reward           float64    `json:"reward" parquet:"reward"`
+	ExitStatus       string     `json:"exit_status" parquet:"exit_status,dict"`
+	NumTurns         int64      `json:"num_turns" parquet:"num_turns"`
+	PromptTokens     int64      `json:"prompt_tokens" parquet:"prompt_tokens"`
+	CompletionTokens int64      `json:"completion_tokens" parquet:"completion_tokens"`
+}
+
+// JSONText is one JSON value stored as text: a string column in Parquet,
+// the value itself (not a quoted string) in JSON.
+type JSONText string
+
+// MarshalJSON returns the text as it is.
+func (j JSONText) MarshalJSON() ([]byte, error) {
+	if j == "" {
+		return []byte("null"), nil
+	}
+	return []byte(j), nil
+}
+
+// UnmarshalJSON keeps the value's text; a JSON string holding JSON (as
+// Arrow renders a string column) is unquoted first.
+func (j *JSONText) UnmarshalJSON(b []byte) error {
+	var s string
+	if len(b) > 0 && b[0] == '"' && json.Unmarshal(b, &s) == nil && json.Valid([]byte(s)) {
+		b = []byte(s)
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return err
+	}
+	*j = JSONText(buf.String())
+	return nil
 }
 
 // validRoles are the chat roles a trajectory may contain.
@@ -112,16 +152,17 @@ func (tr Trajectory) Validate() error {
 	return nil
 }
 
-// Row returns tr as a Parquet row. Tools are encoded as a compact JSON list
-// ("[]" when none); NumTurns, when 0, is the number of assistant messages.
+// Row returns tr as a Parquet row: messages and tools in the chat-template
+// form (ChatMessages, ChatTools); NumTurns, when 0, is the number of
+// assistant messages. SourceProject is left for DatasetWriter to fill.
 func (tr Trajectory) Row() (TrajectoryRow, error) {
-	tools := tr.Tools
-	if tools == nil {
-		tools = []Tool{}
-	}
-	toolsJSON, err := marshalNoEscape(tools)
+	messages, err := ChatMessages(tr.Messages)
 	if err != nil {
-		return TrajectoryRow{}, fmt.Errorf("trajectory %s: tools: %w", tr.TrajectoryID, err)
+		return TrajectoryRow{}, fmt.Errorf("trajectory %s: %w", tr.TrajectoryID, err)
+	}
+	tools, err := ChatTools(tr.Tools)
+	if err != nil {
+		return TrajectoryRow{}, fmt.Errorf("trajectory %s: %w", tr.TrajectoryID, err)
 	}
 	turns := int64(tr.NumTurns)
 	if turns == 0 {
@@ -131,10 +172,6 @@ func (tr Trajectory) Row() (TrajectoryRow, error) {
 			}
 		}
 	}
-	messages := tr.Messages
-	if messages == nil {
-		messages = []Message{}
-	}
 	return TrajectoryRow{
 		TrajectoryID:     tr.TrajectoryID,
 		InstanceID:       tr.InstanceID,
@@ -143,7 +180,7 @@ func (tr Trajectory) Row() (TrajectoryRow, error) {
 		Model:            tr.Model,
 		Policy:           tr.Policy,
 		Messages:         messages,
-		Tools:            string(toolsJSON),
+		Tools:            tools,
 		Patch:            tr.Patch,
 		Resolved:         tr.Resolved,
 		Reward:           tr.Reward,
