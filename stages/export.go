@@ -16,11 +16,12 @@ import (
 	"github.com/dsbuild/dsbuild/internal/reap"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/schema"
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "export", Version: "1", Publish: true,
+		Name: "export", Version: "2", Publish: true,
 		Doc:    "writes task bundles and trajectories of its from: stages as a dataset folder (Parquet shards, SWE-bench JSONL, card, manifest) with an OCI image layout of every task's image",
 		Params: func() any { return NewExportParams() },
 		Run:    runExport,
@@ -50,9 +51,17 @@ type ExportParams struct {
 	// Images writes an OCI image layout of every task's image under
 	// images/, tagged by instance id.
 	Images bool `yaml:"images" json:"images"`
-	// DockerArchive also writes them as one docker-archive, images.tar
-	// (tags "dsbuild:<instance tag>"), for `docker load`.
+	// DockerArchive also writes them as one docker-archive, images.tar,
+	// for `docker load` and `podman load`, each image under its name.
 	DockerArchive bool `yaml:"docker_archive" json:"docker_archive"`
+	// Registry is where `dsbuild push` publishes the images:
+	// HOST[:PORT][/NAMESPACE...], "localhost" (podman's name for local
+	// images) if empty.
+	Registry string `yaml:"registry" json:"registry"`
+	// Repository is the images' repository below Registry; if empty, the
+	// dataset name lower-cased with every other run of characters made
+	// one '-' ("dsbuild quickstart" gives "dsbuild-quickstart").
+	Repository string `yaml:"repository" json:"repository"`
 }
 
 // NewExportParams returns the defaults: title "dsbuild dataset", no test
@@ -75,7 +84,48 @@ func (p *ExportParams) Validate() error {
 	if p.DockerArchive && !p.Images {
 		return fmt.Errorf("docker_archive: needs images: true")
 	}
+	if strings.Contains(p.Registry, "://") {
+		return fmt.Errorf("registry: %q: give HOST[:PORT][/NAMESPACE] without a scheme", p.Registry)
+	}
+	if strings.Contains(p.Registry, "@") {
+		// Not echoed: what stands before the @ is likely a password.
+		return fmt.Errorf("registry: must not carry credentials (log in with `docker login` instead)")
+	}
+	if _, err := exportImageName(p, "tag"); err != nil {
+		return err
+	}
 	return nil
+}
+
+// imagePlace returns the registry and repository the images are named in,
+// defaults filled in.
+func (p *ExportParams) imagePlace() (registry, repository string) {
+	registry = strings.TrimSuffix(p.Registry, "/")
+	if registry == "" {
+		registry = DefaultRegistry
+	}
+	repository = p.Repository
+	if repository == "" {
+		repository = imageRepository(p.Name, "dataset")
+	}
+	return registry, repository
+}
+
+// DefaultRegistry is the registry part of image names when an export
+// names none: podman's prefix for images that live on this machine.
+const DefaultRegistry = "localhost"
+
+// exportImageName is the one rule that names an exported task's image:
+// REGISTRY/REPOSITORY:TAG. Every instance's image and image_name field,
+// the docker-archive's tags and `dsbuild push` use it, the instance fields
+// with "@sha256:<manifest digest>" appended.
+func exportImageName(p *ExportParams, tag string) (string, error) {
+	registry, repo := p.imagePlace()
+	full := registry + "/" + repo + ":" + tag
+	if _, err := name.NewTag(full, name.StrictValidation); err != nil {
+		return "", fmt.Errorf("registry/repository: %q is not a valid image name: %v", full, err)
+	}
+	return full, nil
 }
 
 // ExportBuild is the content of build.json in an exported folder: what the
@@ -83,6 +133,10 @@ func (p *ExportParams) Validate() error {
 type ExportBuild struct {
 	// Name is the dataset's title.
 	Name string `json:"name"`
+	// Registry and Repository are where the images are named (and pushed):
+	// each image's Name is Registry/Repository:Tag.
+	Registry   string `json:"registry"`
+	Repository string `json:"repository"`
 	// Images lists every task's image, sorted by instance id; empty when
 	// the export writes no images.
 	Images []ExportImage `json:"images"`
@@ -98,8 +152,9 @@ type ExportImage struct {
 	Tag string `json:"tag"`
 	// Digest is the OCI manifest digest.
 	Digest string `json:"digest"`
-	// Ref is the image's human-readable name from the task bundle.
-	Ref string `json:"ref,omitempty"`
+	// Name is Registry/Repository:Tag, what `dsbuild push` publishes; the
+	// instance's image and image_name are Name@Digest.
+	Name string `json:"name"`
 }
 
 // ReadExportBuild reads build.json from an exported tree in store.
@@ -139,7 +194,7 @@ func runExport(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	images, err := addExportItems(c, w)
+	images, err := addExportItems(c, p, w)
 	if err != nil {
 		w.Abort()
 		return build.Output{}, err
@@ -152,22 +207,21 @@ func runExport(ctx context.Context, c *build.Call) (build.Output, error) {
 	c.Count(ctx, "trajectories", float64(m.Trajectories))
 
 	eb := ExportBuild{Name: p.Name, Images: []ExportImage{}}
+	eb.Registry, eb.Repository = p.imagePlace()
 	if p.Images && len(images) > 0 {
 		byTag := map[string]schema.Image{}
+		byName := map[string]schema.Image{}
 		for _, id := range sortedKeys(images) {
-			img := images[id]
-			tag := imageTag(id)
-			if _, dup := byTag[tag]; dup {
-				return build.Output{}, build.BadInput("stage %s: instances ids %q and another one both become image tag %q", c.Stage, id, tag)
-			}
-			byTag[tag] = img
-			eb.Images = append(eb.Images, ExportImage{InstanceID: id, Tag: tag, Digest: img.Digest, Ref: img.Ref})
+			ei := images[id]
+			byTag[ei.Tag] = ei.image
+			byName[ei.Name] = ei.image
+			eb.Images = append(eb.Images, ei.ExportImage)
 		}
 		if err := oci.WriteLayout(ctx, c.Store(), filepath.Join(dir, ExportImagesDir), byTag); err != nil {
 			return build.Output{}, fmt.Errorf("stage %s: writing image layout: %w", c.Stage, err)
 		}
 		if p.DockerArchive {
-			if err := oci.WriteDockerArchive(ctx, c.Store(), filepath.Join(dir, ExportDockerArchive), byTag); err != nil {
+			if err := oci.WriteDockerArchive(ctx, c.Store(), filepath.Join(dir, ExportDockerArchive), byName); err != nil {
 				return build.Output{}, fmt.Errorf("stage %s: writing docker-archive: %w", c.Stage, err)
 			}
 			eb.DockerArchive = ExportDockerArchive
@@ -188,12 +242,20 @@ func runExport(ctx context.Context, c *build.Call) (build.Output, error) {
 	return build.Value(tree), nil
 }
 
+// exportedImage is one task's image with the names export gives it.
+type exportedImage struct {
+	ExportImage
+	image schema.Image
+}
+
 // addExportItems adds every input item to w, telling task bundles
 // (which have "instance") from trajectories (which have "trajectory_id"),
-// and returns each task's image by instance id.
-func addExportItems(c *build.Call, w *schema.DatasetWriter) (map[string]schema.Image, error) {
-	images := map[string]schema.Image{}
+// and returns each task's image by instance id. Each instance's image
+// fields are set to its exported name (exportImageName).
+func addExportItems(c *build.Call, p *ExportParams, w *schema.DatasetWriter) (map[string]exportedImage, error) {
+	images := map[string]exportedImage{}
 	instances := map[string]cache.Digest{}
+	tags := map[string]string{}
 	for _, stage := range sortedKeys(c.Inputs) {
 		for _, it := range c.Inputs[stage] {
 			raw, err := c.Store().Get(it.Value)
@@ -220,13 +282,27 @@ func addExportItems(c *build.Call, w *schema.DatasetWriter) (map[string]schema.I
 					continue
 				}
 				instances[id] = it.Value
-				if err := w.AddTask(b.Instance); err != nil {
-					return nil, build.BadInput("stage %s: item %s of %s: %v", c.Stage, it.Name, stage, err)
-				}
 				if b.Image.Digest == "" {
 					return nil, build.BadInput("stage %s: item %s of %s: task bundle %s has no image", c.Stage, it.Name, stage, id)
 				}
-				images[id] = b.Image
+				tag := imageTag(id)
+				if other, dup := tags[tag]; dup {
+					return nil, build.BadInput("stage %s: instance ids %q and %q both become image tag %q", c.Stage, other, id, tag)
+				}
+				tags[tag] = id
+				imgName, err := exportImageName(p, tag)
+				if err != nil {
+					return nil, build.BadInput("stage %s: instance %s: %v", c.Stage, id, err)
+				}
+				b.Instance.Image = imgName + "@" + b.Image.Digest
+				inst, err := TestSpec(c.Store(), b)
+				if err != nil {
+					return nil, fmt.Errorf("stage %s: item %s of %s: test spec: %w", c.Stage, it.Name, stage, err)
+				}
+				if err := w.AddTask(inst); err != nil {
+					return nil, build.BadInput("stage %s: item %s of %s: %v", c.Stage, it.Name, stage, err)
+				}
+				images[id] = exportedImage{ExportImage{InstanceID: id, Tag: tag, Digest: b.Image.Digest, Name: imgName}, b.Image}
 			case isTraj && !isBundle:
 				var tr schema.Trajectory
 				if err := json.Unmarshal(raw, &tr); err != nil {

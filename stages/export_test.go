@@ -63,7 +63,7 @@ func exportFixture(store *cache.Store, baseLayout string) (tasks, trajs []build.
 		return nil, nil, nil, err
 	}
 	images = map[string]schema.Image{}
-	for i, id := range []string{"proj-bug-2", "proj-bug-1", "proj-bug-3"} {
+	for i, id := range []string{"proj__bug-2", "proj__bug-1", "proj__bug-3"} {
 		tree, err := store.PutFiles(map[string]cache.File{
 			"proj.py":            {Data: []byte(fmt.Sprintf("def f():\n    return %d\n", i))},
 			"tests/test_proj.py": {Data: []byte(fmt.Sprintf("from proj import f\n\n\ndef test_f():\n    assert f() == %d\n", i))},
@@ -91,7 +91,7 @@ func exportFixture(store *cache.Store, baseLayout string) (tasks, trajs []build.
 		}
 		tasks = append(tasks, build.Item{Name: id, Value: d})
 	}
-	for i, id := range []string{"proj-bug-1", "proj-bug-1", "proj-bug-3"} {
+	for i, id := range []string{"proj__bug-1", "proj__bug-1", "proj__bug-3"} {
 		tr := schema.Trajectory{
 			TrajectoryID: fmt.Sprintf("%s/agent/%d", id, i), InstanceID: id, Repo: "proj", TaskType: schema.TaskFix,
 			Model: "test-model", Policy: "agent", Resolved: i != 2, Reward: 1, ExitStatus: "finished",
@@ -119,7 +119,7 @@ stages:
   dataset:
     uses: export
     from: [tasks, trajs]
-    with: {name: Export test, description: Three tasks and their trajectories., test_fraction: 0.3, docker_archive: true}
+    with: {name: Export test, description: Three tasks and their trajectories., test_fraction: 0.3, docker_archive: true, registry: "registry.example:5000/team"}
 `
 
 // exportOnce builds the export recipe into a fresh store and returns the
@@ -182,12 +182,13 @@ func TestExportFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if inst.Image != "dsbuild/exporttest@"+images[inst.InstanceID].Digest {
+		want := "registry.example:5000/team/export-test:" + strings.ReplaceAll(inst.InstanceID, "__", "-") + "@" + images[inst.InstanceID].Digest
+		if inst.Image != want {
 			t.Errorf("%s: image %s", inst.InstanceID, inst.Image)
 		}
 		ids = append(ids, inst.InstanceID)
 	}
-	if strings.Join(ids, " ") != "proj-bug-1 proj-bug-2 proj-bug-3" {
+	if strings.Join(ids, " ") != "proj__bug-1 proj__bug-2 proj__bug-3" {
 		t.Fatalf("instances %v", ids)
 	}
 
@@ -218,7 +219,7 @@ func TestExportFolder(t *testing.T) {
 		}
 	}
 	slices.Sort(got)
-	if strings.Join(got, " ") != "proj-bug-1/agent/0 proj-bug-1/agent/1 proj-bug-3/agent/2" {
+	if strings.Join(got, " ") != "proj__bug-1/agent/0 proj__bug-1/agent/1 proj__bug-3/agent/2" {
 		t.Fatalf("trajectories through arrow: %v", got)
 	}
 
@@ -230,13 +231,28 @@ func TestExportFolder(t *testing.T) {
 	}
 	for _, im := range eb.Images {
 		want := images[im.InstanceID]
-		if im.Tag != im.InstanceID || im.Digest != want.Digest || im.Ref != want.Ref {
+		tag := strings.ReplaceAll(im.InstanceID, "__", "-")
+		if im.Tag != tag || im.Digest != want.Digest || im.Name != "registry.example:5000/team/export-test:"+tag {
 			t.Errorf("build.json entry %+v, image %+v", im, want)
 		}
 		cmd := exec.Command("skopeo", "inspect", "--format", "{{.Digest}}", "oci:"+filepath.Join(out, "images")+":"+im.Tag)
 		b, err := cmd.CombinedOutput()
 		if err != nil || strings.TrimSpace(string(b)) != want.Digest {
 			t.Errorf("skopeo inspect %s: %v %s (want %s)", im.Tag, err, b, want.Digest)
+		}
+	}
+	// The docker-archive names every image exactly as build.json does.
+	if b, err := exec.Command("tar", "-xOf", filepath.Join(out, stages.ExportDockerArchive), "manifest.json").Output(); err != nil {
+		t.Errorf("docker-archive manifest: %v", err)
+	} else {
+		var entries []struct{ RepoTags []string }
+		if err := json.Unmarshal(b, &entries); err != nil || len(entries) != len(eb.Images) {
+			t.Fatalf("docker-archive manifest %s: %v", b, err)
+		}
+		for i, e := range entries {
+			if len(e.RepoTags) != 1 || e.RepoTags[0] != eb.Images[i].Name {
+				t.Errorf("docker-archive image %d tagged %v, want %s", i, e.RepoTags, eb.Images[i].Name)
+			}
 		}
 	}
 	// Every blob of every image is in the layout once, and nothing else:

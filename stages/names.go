@@ -20,38 +20,67 @@ func shellJoin(argv []string) string {
 	return strings.Join(parts, " ")
 }
 
-var ociTag = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-
-// imageTag makes an instance id a valid OCI tag: other characters become
-// '_' and it is cut to 128 characters.
+// imageTag makes an instance id a valid image tag that is also a valid
+// org.opencontainers.image.ref.name, so that `skopeo copy oci:DIR:TAG`
+// and podman accept it: ASCII letters and digits are kept, a single '.',
+// '_' or '-' between two of them is kept, and every other run of
+// characters becomes one '-' (so "mathx__bug-1" is "mathx-bug-1"). Leading
+// and trailing separators are dropped and the tag is cut to 128
+// characters; an id with no letter or digit becomes "task".
 func imageTag(id string) string {
-	if ociTag.MatchString(id) {
-		return id
-	}
-	b := []byte(id)
-	for i, ch := range b {
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || (i > 0 && (ch == '.' || ch == '-'))) {
-			b[i] = '_'
+	var b strings.Builder
+	run := ""
+	for _, ch := range id {
+		alnum := ch < 128 && (ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9')
+		if !alnum {
+			run += string(ch)
+			continue
 		}
+		if run != "" && b.Len() > 0 {
+			if run == "." || run == "_" || run == "-" {
+				b.WriteString(run)
+			} else {
+				b.WriteByte('-')
+			}
+		}
+		run = ""
+		b.WriteRune(ch)
 	}
-	if len(b) > 128 {
-		b = b[:128]
+	tag := b.String()
+	if len(tag) > 128 {
+		tag = strings.TrimRight(tag[:128], "._-")
 	}
-	return string(b)
+	if tag == "" {
+		tag = "task"
+	}
+	return tag
 }
 
-// imageRef is the human-readable name of a task's image,
-// dsbuild/<repository>:<tag>, with the repository lower-cased and made
-// valid.
+// imageRef is the name a task's image has inside the build (labels,
+// logs): dsbuild/<repository>:<tag>. The name an exported instance gives
+// is set by export (see exportImageName).
 func imageRef(repository, id string) string {
-	repo := []byte(strings.ToLower(repository))
-	for i, ch := range repo {
-		if !(ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9' || ch == '.' || ch == '_' || ch == '-') {
-			repo[i] = '-'
+	return "dsbuild/" + imageRepository(repository, "tasks") + ":" + imageTag(id)
+}
+
+// imageRepository makes s a valid lower-case repository path component
+// (fallback if nothing is left).
+func imageRepository(s, fallback string) string {
+	var b strings.Builder
+	sep := false
+	for _, ch := range strings.ToLower(s) {
+		if ch < 128 && (ch >= 'a' && ch <= 'z' || ch >= '0' && ch <= '9') {
+			if sep && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			sep = false
+			b.WriteRune(ch)
+			continue
 		}
+		sep = true
 	}
-	if len(repo) == 0 {
-		repo = []byte("tasks")
+	if b.Len() == 0 {
+		return fallback
 	}
-	return "dsbuild/" + string(repo) + ":" + imageTag(id)
+	return b.String()
 }
