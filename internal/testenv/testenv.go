@@ -1,6 +1,6 @@
 // Package testenv holds expensive test fixtures shared by the project's test
-// suites: a Debian root file system built with mmdebstrap (python3 and
-// pytest included) and helpers that turn it into a schema.Image in a store.
+// suites: a Debian root file system built with mmdebstrap (python3,
+// pytest, git and patch included) and helpers that turn it into a schema.Image in a store.
 //
 // Fixtures are built once and kept under $DSBUILD_TEST_CACHE (default
 // <os.TempDir()>/dsbuild-test-cache), guarded by a file lock so that test
@@ -34,8 +34,9 @@ const (
 )
 
 // DebianPackages are the packages DebianRootfs installs on top of the
-// essential variant.
-var DebianPackages = []string{"python3", "python3-pytest"}
+// essential variant: what a recipe's Debian environment with python3 and
+// python3-pytest gets, git and patch included (see oci.DebianSpec).
+var DebianPackages = []string{"git", "patch", "python3", "python3-pytest"}
 
 // ImageEnv is the environment of the image returned by Image.
 var ImageEnv = []string{
@@ -59,7 +60,7 @@ var rootfsOnce struct {
 
 // DebianRootfs returns the path of a tarball of a Debian root file system
 // made by `SOURCE_DATE_EPOCH=0 mmdebstrap --variant=essential
-// --include=python3,python3-pytest bookworm out.tar <mirror>`. It is built
+// --include=git,patch,python3,python3-pytest bookworm out.tar <mirror>`. It is built
 // on first use (about 20 s with a reachable Debian mirror) and reused by
 // later tests and test runs. A missing mmdebstrap fails the test.
 func DebianRootfs(tb testing.TB) (tarPath string) {

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-func TestDebianRootfsHasPythonAndPytest(t *testing.T) {
+func TestDebianRootfsHasPythonPytestGitAndPatch(t *testing.T) {
 	p := DebianRootfs(t)
 	if p2 := DebianRootfs(t); p2 != p {
 		t.Fatalf("second call gave %s, first %s", p2, p)
@@ -17,7 +17,7 @@ func TestDebianRootfsHasPythonAndPytest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	want := map[string]bool{"./usr/bin/python3": false, "./usr/bin/pytest-3": false}
+	want := map[string]bool{"./usr/bin/python3": false, "./usr/bin/pytest-3": false, "./usr/bin/git": false, "./usr/bin/patch": false}
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
