@@ -14,6 +14,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/internal/gitrepo"
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
@@ -33,18 +34,20 @@ var (
 )
 
 // taskBaseLayout returns an OCI image layout of the test Debian rootfs
-// (python3 + pytest, from testenv) as a one-layer image, made once and kept
-// in the test cache: recipes in these tests name it as their environment
-// (`layout: DIR`), so no test runs mmdebstrap or touches the network.
+// (python3, pytest, git and patch, from testenv) as a one-layer image,
+// made once and kept in the test cache: recipes in these tests name it as
+// their environment (`layout: DIR`), so no test runs mmdebstrap or touches
+// the network.
 func taskBaseLayout(t *testing.T) string {
 	t.Helper()
 	taskBaseOnce.Do(func() {
-		dir := filepath.Join(testenv.CacheDir(), "stages-python-layout-v1")
+		// Named after the rootfs, which is named after what it holds.
+		rootfs := testenv.DebianRootfs(t)
+		dir := filepath.Join(testenv.CacheDir(), "stages-python-layout-"+strings.TrimSuffix(filepath.Base(rootfs), ".tar"))
 		if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
 			taskBaseDir = dir
 			return
 		}
-		rootfs := testenv.DebianRootfs(t)
 		taskBaseDir, taskBaseErr = writeBaseLayout(rootfs, dir)
 	})
 	if taskBaseErr != nil {
@@ -398,9 +401,11 @@ func checkInjectBugs(t *testing.T, b *taskBuild) {
 		if in.Image != tb.Image.Ref+"@"+tb.Image.Digest || len(tb.Image.Layers) != 2 {
 			t.Errorf("%s: image %q, bundle image %+v", in.InstanceID, in.Image, tb.Image)
 		}
-		if in.BaseCommit != tb.Start.Hex() || in.CreatedAt != "1970-01-01T00:00:00Z" || in.TestPatch != "" {
-			t.Errorf("%s: base_commit %s created_at %s", in.InstanceID, in.BaseCommit, in.CreatedAt)
+		commit, err := gitrepo.Commit(b.store, tb.Start)
+		if err != nil || in.BaseCommit != commit.String() || in.EnvironmentSetupCommit != in.BaseCommit || in.CreatedAt != "1970-01-01T00:00:00Z" || in.TestPatch != "" {
+			t.Errorf("%s: base_commit %s environment_setup_commit %s (start tree's commit %s, %v) created_at %s", in.InstanceID, in.BaseCommit, in.EnvironmentSetupCommit, commit, err, in.CreatedAt)
 		}
+		checkGitImage(t, b.store, tb.Image, in.BaseCommit)
 		// The gold patch turns the start tree back into the project, and
 		// touches no test.
 		fixed, err := patch.Apply(b.store, tb.Start, in.Patch)
