@@ -17,7 +17,10 @@ type section struct {
 	newMode, delMode string
 	oldMode, modeTo  string
 	oldPath, newPath string // from ---/+++ ("" when absent)
-	binary           bool
+	binary           bool   // "Binary files ... differ": no content
+	literal          []byte // the new content of a "GIT binary patch"
+	hasLiteral       bool
+	oldHash          string // the old side's blob hash from the index line
 	hunks            []hunk
 }
 
@@ -33,7 +36,9 @@ type hunk struct {
 // new tree. It is exact: every hunk's context and deleted lines must match
 // the file at the stated line numbers (no fuzz, no offsets), a new file must
 // not exist yet, and a deleted file must be deleted entirely. Errors name the
-// file and the hunk. Binary and rename sections are refused.
+// file and the hunk. A binary patch (literal form) replaces the whole file;
+// "Binary files ... differ" sections, which carry no content, and rename
+// sections are refused.
 func Apply(store *cache.Store, tree cache.Digest, diff string) (cache.Digest, error) {
 	secs, err := parse(diff)
 	if err != nil {
@@ -68,6 +73,14 @@ func Apply(store *cache.Store, tree cache.Digest, diff string) (cache.Digest, er
 		cur, err := get(s.path)
 		if err != nil {
 			return cache.Digest{}, fmt.Errorf("apply: %s: %w", s.path, err)
+		}
+		if s.hasLiteral {
+			if len(s.hunks) > 0 {
+				return cache.Digest{}, fmt.Errorf("apply: %s (patch line %d): a binary patch cannot also have text hunks", s.path, s.line)
+			}
+			if cur != nil && s.oldHash != "" && s.oldHash != gitBlobHash(cur.data) {
+				return cache.Digest{}, fmt.Errorf("apply: %s (patch line %d): binary patch is for blob %s, the file is blob %s", s.path, s.line, s.oldHash, gitBlobHash(cur.data))
+			}
 		}
 		switch {
 		case s.newMode != "":
@@ -129,6 +142,9 @@ func Apply(store *cache.Store, tree cache.Digest, diff string) (cache.Digest, er
 }
 
 func applyHunks(s section, data []byte) ([]byte, error) {
+	if s.hasLiteral {
+		return s.literal, nil
+	}
 	lines := splitLines(data)
 	var out []string
 	pos := 0
@@ -211,10 +227,20 @@ func parse(diff string) ([]section, error) {
 				return nil, bad(i, "%v", err)
 			}
 		case strings.HasPrefix(l, "index "):
+			if h, _, ok := strings.Cut(strings.TrimPrefix(l, "index "), ".."); ok && len(h) == len(nullHash) && h != nullHash {
+				cur.oldHash = h
+			}
 		case strings.HasPrefix(l, "similarity index"), strings.HasPrefix(l, "rename "), strings.HasPrefix(l, "copy "):
 			return nil, bad(i, "%s: renames and copies are not supported", cur.path)
-		case strings.HasPrefix(l, "Binary files ") || l == "GIT binary patch":
+		case strings.HasPrefix(l, "Binary files "):
 			cur.binary = true
+		case l == "GIT binary patch":
+			data, next, err := parseBinary(lines, i+1)
+			if err != nil {
+				return nil, fmt.Errorf("apply: %s: %w", cur.path, err)
+			}
+			cur.literal, cur.hasLiteral = data, true
+			i = next - 1
 		case strings.HasPrefix(l, "--- "):
 			cur.oldPath = strings.TrimPrefix(l, "--- ")
 		case strings.HasPrefix(l, "+++ "):

@@ -12,10 +12,11 @@
 // Symlinks are shown as git shows them: mode 120000, the target as content.
 //
 // Binary files (a NUL byte in the first 8000 bytes of either side, git's
-// test) are not diffed: their section carries the line
-// `Binary files a/p and b/p differ`, and Apply refuses such a section with
-// an error naming the file. Renames are never detected (a rename is a
-// deletion and an addition) and Apply rejects rename sections.
+// test) are written as git binary patches in literal form, which `git
+// apply` and Apply both take (see binary.go); Apply refuses the
+// content-less `Binary files a/p and b/p differ` form with an error naming
+// the file. Renames are never detected (a rename is a deletion and an
+// addition) and Apply rejects rename sections.
 //
 // The package imports only cache. It knows nothing of agents or tasks.
 package patch
@@ -190,7 +191,7 @@ func writeSection(out *strings.Builder, p string, a, b *fileState) {
 		return // mode change only, or an empty file added or deleted
 	}
 	if isBinary(da) || isBinary(db) {
-		fmt.Fprintf(out, "Binary files %s and %s differ\n", oldName, newName)
+		writeBinary(out, a, b)
 		return
 	}
 	fmt.Fprintf(out, "--- %s\n+++ %s\n", oldName, newName)

@@ -244,7 +244,7 @@ func TestDiffModesSymlinksBinaryAndEmptyFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"diff --git a/bin.dat b/bin.dat\nBinary files a/bin.dat and b/bin.dat differ\n",
+		"diff --git a/bin.dat b/bin.dat\nindex " + gitBlobHash([]byte("a\x00b")) + ".." + gitBlobHash([]byte("a\x00c")) + " 100644\nGIT binary patch\nliteral 3\n",
 		"diff --git a/empty b/empty\ndeleted file mode 100644\ndiff --git a/link b/link\n",
 		"diff --git a/link b/link\ndeleted file mode 100644\n--- a/link\n+++ /dev/null\n@@ -1 +0,0 @@\n-was a file\n",
 		"diff --git a/link b/link\nnew file mode 120000\n--- /dev/null\n+++ b/link\n@@ -0,0 +1 @@\n+run.sh\n\\ No newline at end of file\n",
@@ -254,24 +254,79 @@ func TestDiffModesSymlinksBinaryAndEmptyFiles(t *testing.T) {
 			t.Errorf("diff lacks %q:\n%s", want, d)
 		}
 	}
-	if _, err := Apply(st, base, d); err == nil || !strings.Contains(err.Error(), "bin.dat") || !strings.Contains(err.Error(), "binary") {
-		t.Fatalf("Apply of a binary section: err = %v, want an error naming bin.dat", err)
-	}
-	// Without the binary file, the rest round-trips, symlink and modes included.
-	text, err := Diff(st, base, to, "empty", "link", "new/", "run.sh")
+	// Everything round-trips, the binary file, symlink and modes included.
+	got, err := Apply(st, base, d)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("Apply: %v\n%s", err, d)
 	}
-	got, err := Apply(st, base, text)
-	if err != nil {
-		t.Fatalf("Apply: %v\n%s", err, text)
-	}
-	rest, err := Diff(st, got, to)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rest != "diff --git a/bin.dat b/bin.dat\nBinary files a/bin.dat and b/bin.dat differ\n" {
+	if got != to {
+		rest, _ := Diff(st, got, to)
 		t.Fatalf("after applying, remaining diff is:\n%s", rest)
+	}
+	// The content-less form git prints without --binary is refused.
+	if _, err := Apply(st, base, "diff --git a/bin.dat b/bin.dat\nBinary files a/bin.dat and b/bin.dat differ\n"); err == nil || !strings.Contains(err.Error(), "bin.dat") || !strings.Contains(err.Error(), "binary") {
+		t.Fatalf("Apply of a content-less binary section: err = %v, want an error naming bin.dat", err)
+	}
+}
+
+// Binary files are written as git binary patches that real git applies and
+// Apply applies, to the same tree: added, changed, deleted, turned to and
+// from text, empty, longer than a base85 line and than a stored zlib block.
+// A binary patch for other content is refused.
+func TestBinaryPatchesApplyWithGit(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git not installed: apt-get install git")
+	}
+	st := openStore(t)
+	big := make([]byte, 70000)
+	for i := range big {
+		big[i] = byte(i * 7 % 251)
+	}
+	from := map[string]string{"changed.bin": "\x00\x01\x02 old", "gone.bin": "\x00gone", "totext": "\x00was binary",
+		"tobin.txt": "was text\n", "keep.txt": "k\n"}
+	to := map[string]string{"changed.bin": "\x00\x01\x02 new and longer than fifty-two bytes of payload, surely", "totext": "now text\n",
+		"tobin.txt": "now\x00binary", "keep.txt": "k\n", "new/big.bin": string(big), "new/empty.pyc": "", "new/nul.bin": "\x00"}
+	df, dt := putFiles(t, st, from), putFiles(t, st, to)
+	d, err := Diff(st, df, dt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(d, "Binary files") || strings.Count(d, "GIT binary patch") != 6 {
+		t.Fatalf("diff:\n%.3000s", d)
+	}
+	d2, _ := Diff(st, df, dt)
+	if d2 != d {
+		t.Fatal("binary diff is not deterministic")
+	}
+	got, err := Apply(st, df, d)
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	if got != dt {
+		rest, _ := Diff(st, got, dt)
+		t.Fatalf("Apply gave another tree; remaining:\n%.2000s", rest)
+	}
+	dir := filepath.Join(t.TempDir(), "w")
+	if err := st.Materialize(df, dir); err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(t.TempDir(), "p.diff")
+	os.WriteFile(pf, []byte(d), 0o644)
+	cmd := exec.Command(git, "apply", "--whitespace=nowarn", pf)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git apply: %v\n%s", err, out)
+	}
+	if got, err := st.Snapshot(dir); err != nil || got != dt {
+		rest, _ := Diff(st, got, dt)
+		t.Fatalf("git apply gave another tree (%v); remaining:\n%.2000s", err, rest)
+	}
+	// The changed file's patch does not apply to other content.
+	other := putFiles(t, st, map[string]string{"changed.bin": "\x00something else"})
+	only, _ := Diff(st, df, dt, "changed.bin")
+	if _, err := Apply(st, other, only); err == nil || !strings.Contains(err.Error(), "changed.bin") {
+		t.Fatalf("binary patch applied to other content: %v", err)
 	}
 }
 
