@@ -1,6 +1,7 @@
 // Package agent owns the tool-calling loop that drives a model (or a scripted
 // policy) through a software-engineering task: native OpenAI function calling
-// with execute_bash, str_replace_editor, think and finish; per-rollout limits;
+// with execute_bash, str_replace_editor, think and finish (and dispute_test on
+// tasks that allow disputing a test); per-rollout limits;
 // grading of the final workspace against the task's tests; the trajectory row;
 // and the default prompt templates.
 //
@@ -44,6 +45,8 @@ const (
 	ExitMaxTokens  = "max_tokens"
 	ExitMaxDollars = "max_dollars"
 	ExitContext    = "context"
+	// ExitDisputed: the agent disputed a test (dispute_test).
+	ExitDisputed = "disputed"
 )
 
 // Task is what an agent works on.
@@ -73,6 +76,9 @@ type Task struct {
 	// FailToPass and PassToPass are the pytest node ids that decide the
 	// grade.
 	FailToPass, PassToPass []string
+	// Disputable offers the dispute_test tool (DisputeTool): a valid call
+	// ends the run with ExitDisputed and Rollout.Dispute set.
+	Disputable bool
 }
 
 // Limits bound one rollout. Zero fields of MaxSteps, CommandTimeout,
@@ -159,6 +165,9 @@ type Rollout struct {
 	// those served from the store (and scripted replies). They differ
 	// between a first run and a replay; nothing else does.
 	ModelCalls, CachedCalls int
+	// Dispute is the test the agent disputed, when ExitStatus is
+	// ExitDisputed.
+	Dispute *Dispute
 }
 
 // BashEnv is added to the environment of every execute_bash command and
@@ -194,7 +203,7 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 	}
 	limits = limits.WithDefaults()
 	l := &loop{env: env, task: task, limits: limits, tree: task.Workspace, undo: map[string][]*cache.TreeEntry{}}
-	r := &Rollout{Tools: Tools()}
+	r := &Rollout{Tools: toolsFor(task)}
 	if task.System != "" {
 		r.Messages = append(r.Messages, schema.Message{Role: "system", Content: task.System})
 	}
@@ -256,6 +265,9 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 				if res.invalid {
 					r.InvalidCalls++
 				}
+				if res.dispute != nil {
+					r.Dispute = res.dispute
+				}
 				finished = res.finish
 				obs = truncate(res.text, limits.ObservationChars)
 			}
@@ -263,6 +275,9 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 		}
 		if finished {
 			r.ExitStatus = ExitFinished
+			if r.Dispute != nil {
+				r.ExitStatus = ExitDisputed
+			}
 			break
 		}
 	}

@@ -389,3 +389,36 @@ func TestOracleReplaysAKnownSolution(t *testing.T) {
 		t.Fatalf("oracle not resolved: %v", g.Status)
 	}
 }
+
+// dispute_test is offered only on a disputable task; there a valid call
+// ends the run as disputed with the dispute recorded, a call without a
+// reason is invalid, and elsewhere the tool is unknown.
+func TestDisputeTest(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	dispute := Call(ToolDispute, map[string]any{"test": "tests/test_calc.py::test_total", "reason": "the spec says total([]) is None"})
+	run := func(task Task, calls ...schema.ToolCall) *Rollout {
+		t.Helper()
+		r, err := Run(context.Background(), env, task, ScriptedPolicy{Label: "disputer", Calls: calls}, Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	r := run(task, dispute)
+	if r.ExitStatus != ExitFinished || r.Dispute != nil || r.InvalidCalls != 1 || len(r.Tools) != len(Tools()) {
+		t.Fatalf("not disputable: exit %q, dispute %+v, %d invalid calls, %d tools", r.ExitStatus, r.Dispute, r.InvalidCalls, len(r.Tools))
+	}
+	if !strings.Contains(r.Messages[3].Content, `unknown tool "dispute_test"`) {
+		t.Errorf("answer: %q", r.Messages[3].Content)
+	}
+	task.Disputable = true
+	r = run(task, Call(ToolDispute, map[string]any{"test": "tests/test_calc.py::test_total"}), dispute, Call(ToolFinish, nil))
+	if r.ExitStatus != ExitDisputed || r.Steps != 2 || r.InvalidCalls != 1 || r.Dispute == nil ||
+		r.Dispute.Test != "tests/test_calc.py::test_total" || r.Dispute.Reason != "the spec says total([]) is None" {
+		t.Fatalf("disputable: exit %q, %d steps, %d invalid, dispute %+v", r.ExitStatus, r.Steps, r.InvalidCalls, r.Dispute)
+	}
+	if last := r.Tools[len(r.Tools)-1]; last.Function.Name != ToolDispute || !strings.Contains(r.Messages[3].Content, "dispute_test") {
+		t.Errorf("tools %v; answer %q", last.Function.Name, r.Messages[3].Content)
+	}
+}

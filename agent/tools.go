@@ -20,6 +20,10 @@ const (
 	ToolEditor = "str_replace_editor"
 	ToolThink  = "think"
 	ToolFinish = "finish"
+	// ToolDispute is offered only on tasks that allow it (Task.Disputable):
+	// the agent names a test it holds wrong, with a reason, and its run
+	// ends so that the test's author can review the dispute.
+	ToolDispute = "dispute_test"
 )
 
 // Editor commands of str_replace_editor.
@@ -60,11 +64,38 @@ func Tools() []schema.Tool {
 	}
 }
 
+// DisputeTool is the dispute_test tool, offered after Tools() on a
+// disputable task.
+func DisputeTool() schema.Tool {
+	return schema.Tool{Type: "function", Function: schema.ToolFunction{Name: ToolDispute,
+		Description: "Dispute a test that contradicts the task's specification, so that no correct implementation can pass it. " +
+			"Name the test (its pytest node id) and say why it is wrong. Your run ends here: the test's author reviews the dispute " +
+			"and may revise the tests, then the implementation continues. Do not use it for a test you merely find hard to pass.",
+		Parameters: json.RawMessage(`{"type":"object","properties":{"test":{"type":"string","description":"The disputed test's pytest node id, e.g. tests/test_x.py::test_y."},"reason":{"type":"string","description":"What the test expects, what the specification says instead, and why no correct implementation can pass it."}},"required":["test","reason"]}`)}}
+}
+
+// toolsFor returns the tools offered on task.
+func toolsFor(task Task) []schema.Tool {
+	if task.Disputable {
+		return append(Tools(), DisputeTool())
+	}
+	return Tools()
+}
+
+// Dispute is a test the agent disputed with dispute_test.
+type Dispute struct {
+	// Test is the disputed test's node id as the agent gave it.
+	Test string `json:"test"`
+	// Reason is the agent's argument.
+	Reason string `json:"reason"`
+}
+
 // result is the outcome of one tool call.
 type result struct {
 	text    string
 	invalid bool // the call could not be interpreted
 	finish  bool
+	dispute *Dispute // set by a valid dispute_test call (finish is set too)
 }
 
 func invalid(format string, args ...any) result {
@@ -139,15 +170,34 @@ func (l *loop) execute(ctx context.Context, call schema.ToolCall) (result, error
 			return invalid("%v", err), nil
 		}
 		return result{text: "Finished.", finish: true}, nil
+	case ToolDispute:
+		if !l.task.Disputable {
+			break
+		}
+		var a struct {
+			Test   *string `json:"test"`
+			Reason *string `json:"reason"`
+		}
+		if err := decodeArgs(name, args, &a); err != nil {
+			return invalid("%v", err), nil
+		}
+		if a.Test == nil || strings.TrimSpace(*a.Test) == "" || a.Reason == nil || strings.TrimSpace(*a.Reason) == "" {
+			return invalid("dispute_test needs a non-empty \"test\" and \"reason\""), nil
+		}
+		d := &Dispute{Test: strings.TrimSpace(*a.Test), Reason: strings.TrimSpace(*a.Reason)}
+		return result{text: "Dispute recorded. Your run ends here; the test's author will review it.", finish: true, dispute: d}, nil
 	case "":
-		return invalid("the tool call names no tool; available tools: %s", toolList()), nil
-	default:
-		return invalid("unknown tool %q; available tools: %s", name, toolList()), nil
+		return invalid("the tool call names no tool; available tools: %s", l.toolList()), nil
 	}
+	return invalid("unknown tool %q; available tools: %s", name, l.toolList()), nil
 }
 
-func toolList() string {
-	return strings.Join([]string{ToolBash, ToolEditor, ToolThink, ToolFinish}, ", ")
+func (l *loop) toolList() string {
+	var names []string
+	for _, t := range toolsFor(l.task) {
+		names = append(names, t.Function.Name)
+	}
+	return strings.Join(names, ", ")
 }
 
 // bash runs command in the sandbox on the current tree. The run is memoised
