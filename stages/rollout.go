@@ -23,7 +23,7 @@ const (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "rollout", Version: "4",
+		Name: "rollout", Version: "5",
 		Doc:      "runs an agent (a model, or the scripted oracle) on each task bundle, grades it and keeps the trajectories that pass the keep filter",
 		Params:   func() any { return NewRolloutParams() },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
@@ -43,8 +43,9 @@ type RolloutParams struct {
 	Policy string `yaml:"policy" json:"policy"`
 	// Model names a profile of the recipe's models: section (policy model).
 	Model string `yaml:"model" json:"model,omitempty"`
-	// Samples is how many rollouts per task (model policy): sample i is its
-	// own set of cached model replies.
+	// Samples is how many rollouts per task (model policy): sample i asks
+	// the model for llm sample RolloutSampleBase+i, its own set of cached
+	// replies (see RolloutSampleBase).
 	Samples int `yaml:"samples" json:"samples"`
 	// Limits bound each rollout; zero fields take agent.DefaultLimits.
 	Limits agent.Limits `yaml:"limits" json:"limits"`
@@ -57,22 +58,19 @@ type RolloutParams struct {
 	// editing a template re-keys the stage. Not settable from a recipe.
 	PromptTexts map[string]string `yaml:"-" json:"prompt_texts"`
 	// Keep filters the trajectories the stage outputs.
-	Keep RolloutKeep `yaml:"keep" json:"keep"`
+	Keep KeepPolicy `yaml:"keep" json:"keep"`
 
 	prompts *agent.Prompts
 }
 
-// RolloutKeep is the rejection-sampling filter of the rollout kind.
-type RolloutKeep struct {
-	// ResolvedOnly drops trajectories whose grading tests did not all pass.
-	ResolvedOnly bool `yaml:"resolved_only" json:"resolved_only"`
-	// DropParseFailures drops trajectories with any invalid tool call
-	// (unknown tool, unparsable or invalid arguments, a turn with no call).
-	DropParseFailures bool `yaml:"drop_parse_failures" json:"drop_parse_failures"`
-	// DropRepeatedActions drops trajectories with two consecutive identical
-	// tool calls (same tool, same arguments): a sign of a looping agent.
-	DropRepeatedActions bool `yaml:"drop_repeated_actions" json:"drop_repeated_actions"`
-}
+// RolloutSampleBase is the llm sample index of a rollout's first sample:
+// rollout sample i asks for sample RolloutSampleBase+i. The stages that make
+// a task with an agent (scaffold, develop, derive_reproduce) number their
+// tries 0, 1, ...; a rollout on the same prompt must be a fresh attempt, not
+// a replay of the run that made its task, so its samples come from a stream
+// of their own: another memo key and, as the sample offsets the seed sent to
+// the endpoint, another seed.
+const RolloutSampleBase = 1 << 20
 
 // NewRolloutParams returns the defaults: the oracle policy, one sample,
 // default limits and every keep filter on.
@@ -80,7 +78,7 @@ func NewRolloutParams() *RolloutParams {
 	return &RolloutParams{
 		Policy:  PolicyOracle,
 		Samples: 1,
-		Keep:    RolloutKeep{ResolvedOnly: true, DropParseFailures: true, DropRepeatedActions: true},
+		Keep:    DefaultKeepPolicy(),
 	}
 }
 
@@ -190,7 +188,7 @@ func runRollout(ctx context.Context, c *build.Call) (build.Output, error) {
 			return build.Output{}, err
 		}
 		for i := range policies {
-			policies[i] = agent.ModelPolicy{Client: client, Sample: i}
+			policies[i] = agent.ModelPolicy{Client: client, Sample: RolloutSampleBase + i}
 		}
 	}
 
@@ -213,7 +211,7 @@ func runRollout(ctx context.Context, c *build.Call) (build.Output, error) {
 			id := fmt.Sprintf("%s/%s/%d", b.Instance.InstanceID, p.rolloutLabel(), i)
 			tr := agent.Trajectory(task, pol, r, grade, id)
 			c.Count(ctx, "rollout.steps", float64(r.Steps))
-			trajs[i], rejects[i] = &tr, p.Keep.reject(r, &tr)
+			trajs[i], rejects[i] = &tr, p.Keep.Reject(&tr, r.InvalidCalls)
 			return nil
 		})
 	}
@@ -234,38 +232,6 @@ func runRollout(ctx context.Context, c *build.Call) (build.Output, error) {
 		c.Count(ctx, "kept", 1)
 	}
 	return build.Collection(items), nil
-}
-
-// reject returns the reason a trajectory fails the filter, or "".
-func (k RolloutKeep) reject(r *agent.Rollout, tr *schema.Trajectory) string {
-	switch {
-	case k.ResolvedOnly && !tr.Resolved:
-		return "unresolved"
-	case k.DropParseFailures && r.InvalidCalls > 0:
-		return "parse_failures"
-	case k.DropRepeatedActions && hasRepeatedAction(tr.Messages):
-		return "repeated_actions"
-	}
-	return ""
-}
-
-// hasRepeatedAction reports two consecutive tool calls (across assistant
-// turns) with the same tool and the same arguments.
-func hasRepeatedAction(msgs []schema.Message) bool {
-	var prev *schema.FunctionCall
-	for _, m := range msgs {
-		if m.Role != "assistant" {
-			continue
-		}
-		for i := range m.ToolCalls {
-			f := &m.ToolCalls[i].Function
-			if prev != nil && prev.Name == f.Name && prev.Arguments == f.Arguments {
-				return true
-			}
-			prev = f
-		}
-	}
-	return false
 }
 
 // checkBundle rejects bundles a rollout cannot run.

@@ -15,6 +15,7 @@ import (
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/internal/testenv"
+	"github.com/dsbuild/dsbuild/llm"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/dsbuild/dsbuild/stages"
@@ -127,7 +128,8 @@ var (
 )
 
 // The model's behaviour per sample (the request's seed is the profile's
-// seed, 100, plus the sample index).
+// seed, 100, plus the llm sample index: stages.RolloutSampleBase plus the
+// rollout's sample, or a small try index for a deriving stage's call).
 var modelSamples = [][]llmtest.Reply{
 	// 0 fixes the bug.
 	{testsCall, fixCall, testsCall, finishCall},
@@ -146,6 +148,9 @@ func scriptedModel(r *llmtest.Request) llmtest.Reply {
 		return llmtest.Status(400)
 	}
 	sample := int(*r.Seed - 100)
+	if sample >= stages.RolloutSampleBase {
+		sample -= stages.RolloutSampleBase
+	}
 	if sample < 0 || sample >= len(modelSamples) {
 		return llmtest.Status(400)
 	}
@@ -352,6 +357,80 @@ func TestRolloutOracleAndModel(t *testing.T) {
 	items3 := stageItems(t, store, rec3, "agent")
 	if len(items3) != 2 || items3[0] != items[0] || items3[1].Name != "s2" {
 		t.Fatalf("offline items %+v (first build %+v)", items3, items)
+	}
+}
+
+// A rollout is a fresh attempt, not a replay of the agent run that made its
+// task: a deriving stage's calls (the same prompt and tools, tries 0 and 1)
+// are in the store first, yet no rollout call is a cache hit, and the two
+// samples send different calls (their own seeds).
+func TestRolloutIsAFreshAttempt(t *testing.T) {
+	store := testenv.Store(t)
+	image := testenv.Image(t, store)
+	b, err := calcBundle(store, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rolloutTestSets.Store("calc-fresh", func(s *cache.Store) ([]build.Item, error) {
+		d, err := build.PutJSON(s, b)
+		return []build.Item{{Name: "calc-1", Value: d}}, err
+	})
+	srv := llmtest.New()
+	defer srv.Close()
+	srv.Handle(scriptedModel)
+	ctx := context.Background()
+
+	// The derivation: the task's prompt under the profile the recipe names,
+	// tries 0 and 1, as derive_reproduce and develop number them.
+	seed := int64(100)
+	client, err := llm.New(store, "coder", llm.Profile{BaseURL: srv.URL(), Model: "test-model", Seed: &seed}, llm.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	system, user, err := agent.Prompt(ctx, string(schema.TaskFix), map[string]string{"problem_statement": b.Instance.ProblemStatement, "test_cmd": b.Instance.TestCmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for try := 0; try < 2; try++ {
+		req := llm.Request{Messages: []schema.Message{{Role: "system", Content: system}, {Role: "user", Content: user}}, Tools: agent.Tools(), Sample: try}
+		if _, err := client.Complete(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	derived := srv.Requests()
+	srv.ResetCounters()
+
+	dir := t.TempDir()
+	r := loadTestRecipe(t, dir, fmt.Sprintf(`name: fresh
+models:
+  coder: {base_url: %s, model: test-model, seed: 100, max_retries: -1}
+stages:
+  tasks: {uses: rollouttest_items, with: {set: calc-fresh}}
+  agent:
+    uses: rollout
+    foreach: tasks
+    with: {policy: model, model: coder, samples: 2, limits: {max_steps: 8, command_timeout: 60s}}
+`, srv.URL()))
+	rec, err := build.Build(ctx, r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := stageSummary(t, rec, "agent")
+	if derived != 2 || sum.Counts["llm.calls"] == 0 || sum.Counts["llm.cache_hits"] != 0 || sum.Spent["llm.cache_hits"] != 0 {
+		t.Fatalf("derivation made %d requests; rollout counts %v, spent %v: a rollout call was a cache hit of the derivation", derived, sum.Counts, sum.Spent)
+	}
+	firstSeeds := map[int64]bool{}
+	for _, req := range srv.Log() {
+		if req.Seed == nil || *req.Seed < 100+stages.RolloutSampleBase {
+			t.Errorf("rollout request %d has seed %v, in the derivation's range", req.Index, req.Seed)
+			continue
+		}
+		if len(req.Messages) == 2 {
+			firstSeeds[*req.Seed] = true
+		}
+	}
+	if len(firstSeeds) != 2 || srv.Requests() != int(sum.Counts["llm.calls"]) {
+		t.Errorf("first-step seeds %v (want one per sample); %d requests for %v calls", firstSeeds, srv.Requests(), sum.Counts["llm.calls"])
 	}
 }
 
