@@ -69,6 +69,15 @@ type InstanceReport struct {
 	TestExitCode int `json:"test_exit_code"`
 	// LimitHit names the sandbox limit the test run hit, if any.
 	LimitHit string `json:"limit_hit,omitempty"`
+	// ModelTestFiles are, for reproduce and testgen tasks, the test files
+	// the patch adds or changes: the only part of the patch that is
+	// graded, and the tests that run.
+	ModelTestFiles []string `json:"model_test_files,omitempty"`
+	// Mutants and MutantsKilled are, for testgen tasks, how many mutant
+	// patches the instance has and how many of them the model's tests
+	// caught.
+	Mutants       int `json:"mutants,omitempty"`
+	MutantsKilled int `json:"mutants_killed,omitempty"`
 }
 
 // Options configure Grade.
@@ -154,6 +163,9 @@ func (g *Grader) GradeAll(ctx context.Context, preds []Prediction) (map[string]*
 //  5. test_cmd runs with `sh -c` in /testbed, its log is parsed, and the
 //     instance is resolved when every FAIL_TO_PASS and PASS_TO_PASS test
 //     PASSED (and there is at least one).
+//
+// Reproduce and testgen tasks are answered with tests, and graded from
+// step 3 on by what the tests do (gradeReproduce, gradeTestgen).
 func (g *Grader) Grade(ctx context.Context, p Prediction) *InstanceReport {
 	inst := g.data.Instances[p.InstanceID]
 	r := &InstanceReport{PatchIsNone: p.Patch == nil, TaskType: string(inst.TaskType)}
@@ -169,12 +181,6 @@ func (g *Grader) Grade(ctx context.Context, p Prediction) *InstanceReport {
 }
 
 func (g *Grader) grade(ctx context.Context, inst schema.TaskInstance, diff string, r *InstanceReport) error {
-	switch inst.TaskType {
-	case schema.TaskReproduce:
-		return fmt.Errorf("reproduce tasks are not gradable from the exported files: the model's test must also pass on the fixed code, which the export does not carry")
-	case schema.TaskTestgen:
-		return fmt.Errorf("testgen tasks are not gradable from the exported files: the model's tests must catch the mutants, which the export does not carry")
-	}
 	if strings.TrimSpace(inst.TestCmd) == "" {
 		return fmt.Errorf("instance has no test_cmd")
 	}
@@ -191,6 +197,12 @@ func (g *Grader) grade(ctx context.Context, inst schema.TaskInstance, diff strin
 		return err
 	}
 	r.PatchSuccessfullyApplied, r.AppliedWith = true, how
+	switch inst.TaskType {
+	case schema.TaskReproduce:
+		return g.gradeReproduce(ctx, inst, img, start, patched, r)
+	case schema.TaskTestgen:
+		return g.gradeTestgen(ctx, inst, img, start, patched, r)
+	}
 	if r.TouchedTestFiles, err = touched(g.env.Store, start, patched, inst.TestFiles); err != nil {
 		return err
 	}

@@ -7,6 +7,15 @@
 // FAIL_TO_PASS and PASS_TO_PASS test passed. It needs the exported files
 // only, never a recipe or a build record.
 //
+// Tasks answered with tests are graded by what the tests the patch adds or
+// changes do (only those files are taken from the patch):
+//
+//   - reproduce (SWT-bench style): they must fail on the start state and
+//     all pass with the instance's golden_code_patch (the fix) applied;
+//   - testgen: they must all pass on the start state (the reference
+//     implementation) and fail with at least half of the instance's
+//     mutant_patches applied one at a time.
+//
 // It owns reading datasets and prediction files, the grading order and the
 // report; running tests, restoring files and parsing logs belong to the
 // agent package, images to oci, patches to patch.

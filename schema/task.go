@@ -77,6 +77,28 @@ type TaskInstance struct {
 	SourceProject string `json:"source_project"`
 	// Difficulty runs from 1 to 5; 0 means unknown.
 	Difficulty int `json:"difficulty"`
+
+	// GoldenCodePatch is, for reproduce tasks, the fix of the reported bug:
+	// a diff against the start state (/testbed at base_commit) that touches
+	// no test file. The model's tests must fail without it and pass with it
+	// (SWT-bench's golden_code_patch; empty for other task types).
+	GoldenCodePatch string `json:"golden_code_patch,omitempty"`
+	// GoldenTestPatch is, for reproduce tasks, the reference reproduction
+	// test (SWT-bench's golden_test_patch, the gold prediction): the same
+	// diff as Patch, which for every task type is the reference answer.
+	GoldenTestPatch string `json:"golden_test_patch,omitempty"`
+	// MutantPatches are, for testgen tasks, diffs against the start state
+	// that each plant one bug in the implementation, touching no test file.
+	// The model's tests must pass on the start state and fail with at least
+	// half of them applied one at a time (TestgenKillsEnough).
+	MutantPatches []string `json:"mutant_patches,omitempty"`
+}
+
+// TestgenKillsEnough is the grading rule of testgen tasks: tests that kill
+// killed of mutants mutant patches kill enough when they kill at least half
+// (a task without mutants cannot be graded and kills nothing).
+func TestgenKillsEnough(killed, mutants int) bool {
+	return mutants > 0 && 2*killed >= mutants
 }
 
 // Validate checks that t can be exported: an instance ID, a known task type
@@ -150,6 +172,13 @@ type TaskRow struct {
 	// Split is the dataset split the instance's trajectories are in; set by
 	// DatasetWriter, empty (and omitted from JSON) otherwise.
 	Split string `json:"split,omitempty" parquet:"split,dict"`
+	// GoldenCodePatch, GoldenTestPatch and MutantPatches (a JSON-encoded
+	// list of diffs) are what grading reproduce and testgen tasks needs;
+	// empty for the other task types. They come after every older column
+	// so that the column order of older files is kept.
+	GoldenCodePatch string `json:"golden_code_patch" parquet:"golden_code_patch"`
+	GoldenTestPatch string `json:"golden_test_patch" parquet:"golden_test_patch"`
+	MutantPatches   string `json:"mutant_patches" parquet:"mutant_patches"`
 }
 
 // Row returns t in the Hub encoding. Nil test lists encode as "[]".
@@ -165,6 +194,10 @@ func (t TaskInstance) Row() (TaskRow, error) {
 	files, err := encodeTestList(t.TestFiles)
 	if err != nil {
 		return TaskRow{}, fmt.Errorf("task instance %s: test_files: %w", t.InstanceID, err)
+	}
+	mutants, err := encodeTestList(t.MutantPatches)
+	if err != nil {
+		return TaskRow{}, fmt.Errorf("task instance %s: mutant_patches: %w", t.InstanceID, err)
 	}
 	return TaskRow{
 		InstanceID:             t.InstanceID,
@@ -186,6 +219,9 @@ func (t TaskInstance) Row() (TaskRow, error) {
 		TestFiles:              files,
 		SourceProject:          t.SourceProject,
 		Difficulty:             int64(t.Difficulty),
+		GoldenCodePatch:        t.GoldenCodePatch,
+		GoldenTestPatch:        t.GoldenTestPatch,
+		MutantPatches:          mutants,
 	}, nil
 }
 
@@ -205,6 +241,13 @@ func (r TaskRow) Instance() (TaskInstance, error) {
 	}
 	if len(files) == 0 {
 		files = nil // as TaskInstance leaves it when there are none
+	}
+	mutants, err := decodeTestList(r.MutantPatches)
+	if err != nil {
+		return TaskInstance{}, fmt.Errorf("task row %s: mutant_patches: %w", r.InstanceID, err)
+	}
+	if len(mutants) == 0 {
+		mutants = nil
 	}
 	image := r.Image
 	if image == "" {
@@ -229,6 +272,9 @@ func (r TaskRow) Instance() (TaskInstance, error) {
 		TestFiles:              files,
 		SourceProject:          r.SourceProject,
 		Difficulty:             int(r.Difficulty),
+		GoldenCodePatch:        r.GoldenCodePatch,
+		GoldenTestPatch:        r.GoldenTestPatch,
+		MutantPatches:          mutants,
 	}, nil
 }
 
@@ -253,6 +299,7 @@ func ParseSWEBenchJSON(data []byte) (TaskInstance, error) {
 		FailToPass json.RawMessage `json:"FAIL_TO_PASS"`
 		PassToPass json.RawMessage `json:"PASS_TO_PASS"`
 		TestFiles  json.RawMessage `json:"test_files"`
+		Mutants    json.RawMessage `json:"mutant_patches"`
 		Difficulty json.RawMessage `json:"difficulty"`
 	}
 	if err := json.Unmarshal(data, &raw); err != nil {
@@ -263,7 +310,7 @@ func ParseSWEBenchJSON(data []byte) (TaskInstance, error) {
 		name string
 		in   json.RawMessage
 		out  *string
-	}{{"FAIL_TO_PASS", raw.FailToPass, &row.FailToPass}, {"PASS_TO_PASS", raw.PassToPass, &row.PassToPass}, {"test_files", raw.TestFiles, &row.TestFiles}} {
+	}{{"FAIL_TO_PASS", raw.FailToPass, &row.FailToPass}, {"PASS_TO_PASS", raw.PassToPass, &row.PassToPass}, {"test_files", raw.TestFiles, &row.TestFiles}, {"mutant_patches", raw.Mutants, &row.MutantPatches}} {
 		in := bytes.TrimSpace(f.in)
 		switch {
 		case len(in) == 0 || string(in) == "null":

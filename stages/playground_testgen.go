@@ -18,8 +18,8 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "derive_testgen", Version: "5",
-		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote: TaskBundle items",
+		Name: "derive_testgen", Version: "6",
+		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote (within the limits; the killed mutants are exported as mutant_patches): TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
 		Assets:   []*build.Asset{mutateAsset},
@@ -127,6 +127,11 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			return build.Output{}, err
 		}
 		env.SandboxLimits = limits
+		// The start state: the finished project without the task's tests.
+		start, err := pgEditTree(store, proj.Final, map[string][]byte{o.TestFile: nil})
+		if err != nil {
+			return build.Output{}, err
+		}
 		killed := 0
 		var killers []cache.Digest
 		for _, m := range mut.Candidates {
@@ -141,30 +146,30 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			if rep.ExitCode != 0 || rep.LimitHit != "" {
 				killed++
 				if rep.LimitHit == "" { // a looping mutant makes a poor grading case
-					killers = append(killers, mt)
+					// Kept on the start state, so that the mutant's patch
+					// (mutant_patches) touches the code only.
+					km, err := pgEditTree(store, start, map[string][]byte{m.File: []byte(m.NewSource)})
+					if err != nil {
+						return build.Output{}, err
+					}
+					killers = append(killers, km)
 				}
 			}
 		}
 		c.Count(ctx, "mutants", float64(len(mut.Candidates)))
 		c.Count(ctx, "mutants_killed", float64(killed))
-		if killed < p.MinKilled {
+		if len(killers) < p.MinKilled {
+			// Only mutants killed within the limits count: they are what
+			// grading the task (and a harness, from mutant_patches) runs.
 			c.Count(ctx, "rejected:reference tests kill too few mutants", 1)
 			continue
-		}
-		start, err := pgEditTree(store, proj.Final, map[string][]byte{o.TestFile: nil})
-		if err != nil {
-			return build.Output{}, err
 		}
 		testPatch, err := patch.Diff(store, start, proj.Final)
 		if err != nil {
 			return build.Output{}, err
 		}
 		t := specs[o.Task]
-		var b strings.Builder
-		fmt.Fprintf(&b, "Write unit tests with pytest in %s for this part of %s (module %s):\n\n%s: %s\n\nChecklist:\n", o.TestFile, proj.Plan.Project.Name, t.Module, t.Title, t.Description)
-		for _, s := range t.Tests {
-			fmt.Fprintf(&b, "- %s\n", s)
-		}
+		statement := testgenStatement(o.TestFile, proj.Plan.Project.Name, proj.Plan.Package, t)
 		var p2p []string
 		for id, st := range proj.Status {
 			if st == agent.StatusPassed && !strings.HasPrefix(id, o.TestFile+"::") {
@@ -172,7 +177,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			}
 		}
 		id := fmt.Sprintf("%s.testgen.%s", proj.Plan.Project.ID, t.ID)
-		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, b.String(), testPatch, t.Difficulty,
+		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, statement, testPatch, t.Difficulty,
 			func(tb *TaskBundle) { tb.Mutants = killers })
 		if err != nil {
 			return build.Output{}, err
@@ -181,4 +186,44 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 		c.Count(ctx, "kept", 1)
 	}
 	return build.Collection(items), nil
+}
+
+// testgenStatement asks for tests of code that exists: the task's title and
+// description, which were written to ask for the implementation ("Implement
+// ..."), are restated as the behaviour to test.
+func testgenStatement(testFile, project, pkg string, t schema.TaskSpec) string {
+	var b strings.Builder
+	where := t.Module
+	if pkg != "" && where != "" && !strings.HasPrefix(where, pkg) {
+		where = pkg + "." + where
+	}
+	fmt.Fprintf(&b, "The code of %s is already implemented and correct; it has no tests for one part. ", project)
+	fmt.Fprintf(&b, "Write pytest unit tests in %s for that part", testFile)
+	if where != "" {
+		fmt.Fprintf(&b, " (module %s)", where)
+	}
+	fmt.Fprintf(&b, ": %s.\n\nThe behaviour to test: %s\n\n", strings.TrimSuffix(t.Title, "."), behaviour(t.Description))
+	b.WriteString("Do not change the implementation. Your tests must pass on it and should fail if it had a bug. ")
+	b.WriteString("Cover at least:\n")
+	for _, s := range t.Tests {
+		fmt.Fprintf(&b, "- %s\n", s)
+	}
+	return b.String()
+}
+
+// implementVerbs start a task description that asks for code.
+var implementVerbs = []string{"implement ", "write ", "add ", "create ", "build ", "make "}
+
+// behaviour restates a task description that asks for code ("Implement a
+// parser that ...") as the behaviour the code has ("A parser that ...").
+func behaviour(desc string) string {
+	desc = strings.TrimSpace(desc)
+	lower := strings.ToLower(desc)
+	for _, v := range implementVerbs {
+		if strings.HasPrefix(lower, v) && len(desc) > len(v) {
+			rest := desc[len(v):]
+			return strings.ToUpper(rest[:1]) + rest[1:]
+		}
+	}
+	return desc
 }

@@ -23,8 +23,16 @@ import (
 //     base_commit), so a patch that edits tests cannot make them pass.
 //
 // Reproduce and testgen tasks are answered with tests: nothing is restored
-// (test_files is empty) and test_cmd runs the whole suite, so that the
-// tests a model adds run too.
+// (test_files is empty) and test_cmd is the bare test command (the whole
+// suite; a grader appends the test files the model's patch adds or
+// changes). What grading them needs besides the image is in the instance:
+//
+//   - reproduce: golden_code_patch, the fix (Fixed against Start), and
+//     golden_test_patch, the reference test (the same diff as patch);
+//   - testgen: mutant_patches, one diff against Start per mutant.
+//
+// Both kinds of patch touch no test file (an error otherwise: the grader
+// overlays the model's tests on them).
 func TestSpec(store *cache.Store, b TaskBundle) (schema.TaskInstance, error) {
 	inst := b.Instance
 	argv := b.TestCmd
@@ -35,7 +43,7 @@ func TestSpec(store *cache.Store, b TaskBundle) (schema.TaskInstance, error) {
 	case schema.TaskReproduce, schema.TaskTestgen:
 		inst.TestCmd = shellJoin(argv)
 		inst.TestFiles = nil
-		return inst, nil
+		return inst, gradingPatches(store, b, &inst)
 	}
 	files, err := protectedFiles(store, b.Start, b.Protected)
 	if err != nil {
@@ -82,4 +90,52 @@ func testDirectives(lists ...[]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// gradingPatches fills in what grading a reproduce or testgen instance
+// needs: the fix, or the mutants, as diffs against the start tree.
+func gradingPatches(store *cache.Store, b TaskBundle, inst *schema.TaskInstance) error {
+	sourceDiff := func(what string, to cache.Digest) (string, error) {
+		d, err := patch.Diff(store, b.Start, to)
+		if err != nil {
+			return "", fmt.Errorf("task %s: %s: %w", inst.InstanceID, what, err)
+		}
+		paths, err := patch.Paths(d)
+		if err != nil {
+			return "", fmt.Errorf("task %s: %s: %w", inst.InstanceID, what, err)
+		}
+		for _, p := range paths {
+			if isTestFile(p, b.Protected) {
+				return "", fmt.Errorf("task %s: %s changes the test file %s; it must change code only", inst.InstanceID, what, p)
+			}
+		}
+		if strings.TrimSpace(d) == "" {
+			return "", fmt.Errorf("task %s: %s is empty", inst.InstanceID, what)
+		}
+		return d, nil
+	}
+	switch inst.TaskType {
+	case schema.TaskReproduce:
+		if b.Fixed.IsZero() {
+			return fmt.Errorf("task %s: a reproduce task bundle without the fixed tree cannot be graded", inst.InstanceID)
+		}
+		fix, err := sourceDiff("the fix", b.Fixed)
+		if err != nil {
+			return err
+		}
+		inst.GoldenCodePatch, inst.GoldenTestPatch = fix, inst.Patch
+	case schema.TaskTestgen:
+		if len(b.Mutants) == 0 {
+			return fmt.Errorf("task %s: a testgen task bundle without mutants cannot be graded", inst.InstanceID)
+		}
+		inst.MutantPatches = make([]string, len(b.Mutants))
+		for i, m := range b.Mutants {
+			d, err := sourceDiff(fmt.Sprintf("mutant %d", i), m)
+			if err != nil {
+				return err
+			}
+			inst.MutantPatches[i] = d
+		}
+	}
+	return nil
 }

@@ -3,9 +3,11 @@ package stages_test
 import (
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/dsbuild/dsbuild/stages"
 )
@@ -67,14 +69,74 @@ func TestTestSpec(t *testing.T) {
 		t.Errorf("after the Hub encoding: test_files %q, test_cmd %q", back.TestFiles, back.TestCmd)
 	}
 
-	for _, typ := range []schema.TaskType{schema.TaskReproduce, schema.TaskTestgen} {
-		b.Instance.TaskType = typ
-		inst, err := stages.TestSpec(store, b)
+	// Tasks answered with tests carry what grading them needs: the fix, or
+	// the mutants, as code-only diffs against the start tree.
+	edit := func(path, text string) cache.Digest {
+		t.Helper()
+		d, err := patch.Edit(store, start, map[string]*cache.TreeEntry{path: {Type: cache.TypeFile, Digest: mustPut(t, store, text)}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if inst.TestFiles != nil || inst.TestCmd != "python3 -m pytest -rA" {
-			t.Errorf("%s: test_files %q, test_cmd %q; want none and the whole suite", typ, inst.TestFiles, inst.TestCmd)
+		return d
+	}
+	fixed := edit("src/m/__init__.py", "X = 1\n")
+	b.Instance.TaskType, b.Fixed, b.Instance.Patch = schema.TaskReproduce, fixed, "the reference test"
+	inst, err = stages.TestSpec(store, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inst.TestFiles != nil || inst.TestCmd != "python3 -m pytest -rA" {
+		t.Errorf("reproduce: test_files %q, test_cmd %q; want none and the whole suite", inst.TestFiles, inst.TestCmd)
+	}
+	if back, err := patch.Apply(store, start, inst.GoldenCodePatch); err != nil || readFile(t, store, back, "src/m/__init__.py") != "X = 1\n" || inst.GoldenTestPatch != "the reference test" {
+		t.Errorf("reproduce: golden_code_patch %q (applies: %v), golden_test_patch %q", inst.GoldenCodePatch, err, inst.GoldenTestPatch)
+	}
+	b.Fixed = cache.Digest{}
+	if _, err := stages.TestSpec(store, b); err == nil {
+		t.Error("a reproduce bundle without its fixed tree got a test spec")
+	}
+
+	b.Instance.TaskType = schema.TaskTestgen
+	b.Mutants = []cache.Digest{fixed, edit("src/m/__init__.py", "X = 2\n")}
+	inst, err = stages.TestSpec(store, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inst.MutantPatches) != 2 || inst.GoldenCodePatch != "" {
+		t.Fatalf("testgen: mutant_patches %q, golden_code_patch %q", inst.MutantPatches, inst.GoldenCodePatch)
+	}
+	for i, m := range inst.MutantPatches {
+		if back, err := patch.Apply(store, start, m); err != nil || readFile(t, store, back, "src/m/__init__.py") != readFile(t, store, b.Mutants[i], "src/m/__init__.py") {
+			t.Errorf("mutant_patches[%d] does not make mutant %d: %v", i, i, err)
 		}
 	}
+	line, err = inst.SWEBenchJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back, err := schema.ParseSWEBenchJSON(line); err != nil || !reflect.DeepEqual(back.MutantPatches, inst.MutantPatches) {
+		t.Errorf("mutant_patches after the Hub encoding: %q (%v)", back.MutantPatches, err)
+	}
+	b.Mutants = append(b.Mutants, edit("tests/test_a.py", "def test_x(): assert 0\n"))
+	if _, err := stages.TestSpec(store, b); err == nil || !strings.Contains(err.Error(), "tests/test_a.py") {
+		t.Errorf("a mutant that edits a test file: %v", err)
+	}
+}
+
+func mustPut(t *testing.T, store *cache.Store, text string) cache.Digest {
+	t.Helper()
+	d, err := store.Put([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func readFile(t *testing.T, store *cache.Store, tree cache.Digest, path string) string {
+	t.Helper()
+	b, err := store.ReadFile(tree, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -23,7 +23,10 @@ func init() {
 			"Each patch is applied to /testbed of the instance's image from the folder's OCI layout (exactly,\n" +
 			"else with `patch --fuzz=5` inside the image), the instance's test_files are restored, test_cmd\n" +
 			"runs in the sandbox and the instance is resolved when every FAIL_TO_PASS and PASS_TO_PASS test\n" +
-			"passes. Test runs are cached by content in the store. The report goes to --report\n" +
+			"passes. Reproduce and testgen tasks are answered with tests: the test files the patch adds or\n" +
+			"changes must fail on /testbed and pass with golden_code_patch applied (reproduce), or pass on\n" +
+			"/testbed and fail with at least half of mutant_patches applied one at a time (testgen).\n" +
+			"Test runs are cached by content in the store. The report goes to --report\n" +
 			"(default eval/<model>.<run id>.json).",
 		ArgsUsage: "INSTANCES PREDICTIONS.jsonl",
 		Flags: []cli.Flag{
