@@ -74,6 +74,17 @@ type PlaygroundTaskOutcome struct {
 	Tests    []string `json:"tests,omitempty"`
 	// Tree is the repository after the task was done.
 	Tree cache.Digest `json:"tree,omitzero"`
+	// Disputes are the tests the implementation agent disputed, in order,
+	// with what the test agent made of each.
+	Disputes []PlaygroundDispute `json:"disputes,omitempty"`
+}
+
+// PlaygroundDispute is one dispute of a test by the implementation agent.
+type PlaygroundDispute struct {
+	Test   string `json:"test"`
+	Reason string `json:"reason"`
+	// Outcome is DisputeRevised, DisputeUpheld or DisputeRejected.
+	Outcome string `json:"outcome"`
 }
 
 // PlaygroundProject is an item of the develop kind: a finished project.
@@ -275,4 +286,81 @@ func pinnedRef(img schema.Image) string {
 		ref = ref[:i]
 	}
 	return ref + "@" + img.Digest
+}
+
+// Reasons pgDropScratch gives for a file that is not part of a project.
+const (
+	ScratchIgnored = "ignored"        // build and tool debris (__pycache__, *.pyc, .pytest_cache, ...)
+	ScratchBinary  = "binary"         // a binary file (NUL in its first 8000 bytes)
+	ScratchOutside = "outside layout" // outside the project's declared directories
+)
+
+// scratchDirs are directories whose content is never project code.
+var scratchDirs = []string{"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".hypothesis", ".tox", ".cache", ".ipynb_checkpoints"}
+
+// scratchReason says why the file at p with content data, which an agent
+// created, is scratch rather than project: "" keeps it. layout lists the
+// project's directories ("pkg/", "tests/"); nil accepts any place.
+func scratchReason(p string, data []byte, layout []string) string {
+	parts := strings.Split(p, "/")
+	for _, part := range parts[:len(parts)-1] {
+		for _, d := range scratchDirs {
+			if part == d || strings.HasSuffix(part, ".egg-info") {
+				return ScratchIgnored
+			}
+		}
+	}
+	base := parts[len(parts)-1]
+	for _, suf := range []string{".pyc", ".pyo", ".swp", "~", ".orig", ".rej"} {
+		if strings.HasSuffix(base, suf) {
+			return ScratchIgnored
+		}
+	}
+	if base == ".coverage" || base == ".DS_Store" {
+		return ScratchIgnored
+	}
+	if bytes.IndexByte(data[:min(len(data), 8000)], 0) >= 0 {
+		return ScratchBinary
+	}
+	if len(layout) > 0 && !patch.Selected(p, layout) {
+		return ScratchOutside
+	}
+	return ""
+}
+
+// pgDropScratch returns after without the files an agent created (absent
+// from before) that scratchReason rejects, counting each as "scratch
+// dropped:<reason>" and logging its path. Files the project already had are
+// never dropped.
+func pgDropScratch(ctx context.Context, c *build.Call, before, after cache.Digest, layout []string) (cache.Digest, error) {
+	store := c.Store()
+	old, err := store.Files(before)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	paths, files, err := pgFiles(store, after)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	drop := map[string][]byte{}
+	for _, p := range paths {
+		if _, ok := old[p]; ok {
+			continue
+		}
+		var data []byte
+		if e := files[p]; e.Type == cache.TypeFile {
+			if data, err = store.Get(e.Digest); err != nil {
+				return cache.Digest{}, err
+			}
+		}
+		if why := scratchReason(p, data, layout); why != "" {
+			drop[p] = nil
+			c.Count(ctx, "scratch dropped:"+why, 1)
+			c.Session.Logf(c.Stage, "dropped the agent's scratch file %s (%s)", p, why)
+		}
+	}
+	if len(drop) == 0 {
+		return after, nil
+	}
+	return pgEditTree(store, after, drop)
 }

@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,10 +17,10 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "develop", Version: "4", Pool: "llm",
-		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass; failed tasks are recorded and their dependents skipped: a PlaygroundProject",
+		Name: "develop", Version: "5", Pool: "llm",
+		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass, and may dispute a test it holds wrong (the test agent reviews it, a bounded number of times); the agents' scratch files are dropped, failed tasks are recorded and their dependents skipped, and the trajectories pass the keep policy: a PlaygroundProject",
 		Params: func() any {
-			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3}
+			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3, MaxDisputes: 1, Keep: DefaultKeepPolicy()}
 		},
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
 		Assets:   []*build.Asset{playgroundPrompts},
@@ -42,8 +43,17 @@ type DevelopParams struct {
 	// agent; a task out of tries is recorded as failed.
 	MaxTestTries int `yaml:"max_test_tries" json:"max_test_tries"`
 	MaxImplTries int `yaml:"max_impl_tries" json:"max_impl_tries"`
+	// MaxDisputes bounds, per task, the tests the implementation agent may
+	// send back with dispute_test; each dispute has the test agent revise
+	// the tests with the dispute in view, then the implementation goes on.
+	// A disputed run does not use up an implementation try. 0 offers no
+	// dispute tool.
+	MaxDisputes int `yaml:"max_disputes" json:"max_disputes"`
 	// Limits bound each agent run.
 	Limits agent.Limits `yaml:"limits" json:"limits"`
+	// Keep filters the test-writing and implementation trajectories the
+	// project carries to develop_trajectories, as rollouts are filtered.
+	Keep KeepPolicy `yaml:"keep" json:"keep"`
 }
 
 // Validate checks the params.
@@ -53,6 +63,9 @@ func (p *DevelopParams) Validate() error {
 	}
 	if p.MaxTestTries < 1 || p.MaxImplTries < 1 {
 		return errors.New("max_test_tries and max_impl_tries must be at least 1")
+	}
+	if p.MaxDisputes < 0 || p.MaxDisputes > 10 {
+		return errors.New("max_disputes must be between 0 and 10")
 	}
 	return nil
 }
@@ -156,45 +169,57 @@ func runDevelop(ctx context.Context, c *build.Call) (build.Output, error) {
 	return build.Value(od), nil
 }
 
-func (d *developer) vars(t schema.TaskSpec, testFile, feedback string) map[string]string {
+// vars are the develop templates' variables: feedback is why the last
+// attempt was rejected, dispute a dispute for the test agent to review,
+// canDispute whether the implementation agent has the dispute tool.
+func (d *developer) vars(t schema.TaskSpec, testFile, feedback, dispute string, canDispute bool) map[string]string {
 	var checklist strings.Builder
 	for _, s := range t.Tests {
 		fmt.Fprintf(&checklist, "- %s\n", s)
 	}
 	return map[string]string{"name": d.plan.Project.Name, "specification": d.plan.Project.Specification,
 		"task_id": t.ID, "title": t.Title, "phase": t.Phase, "module": t.Module, "description": t.Description,
-		"checklist": checklist.String(), "test_file": testFile, "test_cmd": strings.Join(DefaultTestCmd, " "), "feedback": feedback}
+		"checklist": checklist.String(), "test_file": testFile, "test_cmd": strings.Join(DefaultTestCmd, " "), "feedback": feedback,
+		"dispute": dispute, "can_dispute": map[bool]string{true: "yes"}[canDispute]}
 }
 
-// doTask runs the test agent and then the implementation agent on one task,
-// filling out; it returns the repository after the task when it is done.
-func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Digest, earlier []string, out *PlaygroundTaskOutcome) (cache.Digest, error) {
+// testDraft is a test-writing run whose tests passed the gate.
+type testDraft struct {
+	tests     []string     // node ids in the task's test file
+	withTests cache.Digest // the repository with the test file
+	content   []byte
+	traj      cache.Digest // the run's schema.Trajectory
+	invalid   int          // the run's invalid tool calls
+}
+
+// writeTests runs the test agent up to tries times on tree (the repository
+// before the task) until its tests are collected and all fail there.
+// start is the agent's workspace (tree, or tree with the tests to revise);
+// dispute, if set, is put before the agent for review. It returns nil and
+// the last rejection when no attempt passed.
+func (d *developer) writeTests(ctx context.Context, t schema.TaskSpec, tree, start cache.Digest, tries int, dispute string, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
 	c, store := d.c, d.c.Store()
 	proj := d.plan.Project.ID
 	testFile := taskTestFile(t.ID)
-	out.TestFile = testFile
-
-	// 1. Tests, kept when collected and all failing on the current code.
-	var withTests, testTraj cache.Digest
-	var tests []string
 	feedback := ""
-	for try := 0; try < d.p.MaxTestTries && tests == nil; try++ {
+	for try := 0; try < tries; try++ {
+		sample := out.TestTries
 		out.TestTries++
-		vars := d.vars(t, testFile, feedback)
+		vars := d.vars(t, testFile, feedback, dispute, false)
 		system, err := renderPlayground(ctx, "develop_tests.system", vars)
 		if err != nil {
-			return cache.Digest{}, err
+			return nil, "", err
 		}
 		user, err := renderPlayground(ctx, "develop_tests.user", vars)
 		if err != nil {
-			return cache.Digest{}, err
+			return nil, "", err
 		}
 		task := agent.Task{InstanceID: proj + "." + t.ID + ".tests", Repo: proj, TaskType: string(schema.TaskTestgen),
-			Image: d.base, Workspace: tree, Prompt: user, System: system, TestCmd: DefaultTestCmd}
-		policy := d.testPolicy(try)
+			Image: d.base, Workspace: start, Prompt: user, System: system, TestCmd: DefaultTestCmd}
+		policy := d.testPolicy(sample)
 		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
 		if err != nil {
-			return cache.Digest{}, err
+			return nil, "", err
 		}
 		content, err := store.ReadFile(ro.Final, testFile)
 		if err != nil {
@@ -205,11 +230,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		// Only the test file is taken from the agent's workspace.
 		cand, err := pgEditTree(store, tree, map[string][]byte{testFile: content})
 		if err != nil {
-			return cache.Digest{}, err
+			return nil, "", err
 		}
 		rep, err := pgRunTests(ctx, c, d.base, cand, testFile)
 		if err != nil {
-			return cache.Digest{}, err
+			return nil, "", err
 		}
 		var collected, passing []string
 		for id, st := range rep.Status {
@@ -230,25 +255,61 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 			feedback = "these tests already pass on the unimplemented code, so they check nothing of the task: " + strings.Join(passing, ", ")
 			c.Count(ctx, "retry:tests pass before implementation", 1)
 		default:
-			tests, withTests = collected, cand
 			traj := agent.Trajectory(task, policy, ro, &agent.Grading{Resolved: true, Reward: 1}, task.InstanceID)
-			// Kept only once an implementation has shown the tests can pass.
-			if testTraj, err = c.PutJSON(traj); err != nil {
-				return cache.Digest{}, err
+			td, err := c.PutJSON(traj)
+			if err != nil {
+				return nil, "", err
 			}
+			return &testDraft{tests: collected, withTests: cand, content: content, traj: td, invalid: ro.InvalidCalls}, "", nil
 		}
 	}
-	if tests == nil {
+	return nil, feedback, nil
+}
+
+// keep applies the keep policy to a trajectory the project would carry,
+// counting the decision as "trajectory kept" or "trajectory
+// rejected:<reason>".
+func (d *developer) keep(ctx context.Context, td cache.Digest, invalidCalls int) (bool, error) {
+	var tr schema.Trajectory
+	if err := d.c.GetJSON(td, &tr); err != nil {
+		return false, err
+	}
+	if why := d.p.Keep.Reject(&tr, invalidCalls); why != "" {
+		d.c.Count(ctx, "trajectory rejected:"+why, 1)
+		return false, nil
+	}
+	d.c.Count(ctx, "trajectory kept", 1)
+	return true, nil
+}
+
+// doTask runs the test agent and then the implementation agent on one task,
+// filling out; it returns the repository after the task when it is done.
+func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Digest, earlier []string, out *PlaygroundTaskOutcome) (cache.Digest, error) {
+	c, store := d.c, d.c.Store()
+	proj := d.plan.Project.ID
+	testFile := taskTestFile(t.ID)
+	out.TestFile = testFile
+
+	// 1. Tests, kept when collected and all failing on the current code.
+	draft, feedback, err := d.writeTests(ctx, t, tree, tree, d.p.MaxTestTries, "", out)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	if draft == nil {
 		out.Status, out.Reason = OutcomeFailed, "no acceptable tests: "+firstLineOf(feedback)
 		return cache.Digest{}, nil
 	}
-	out.Tests = tests
+	out.Tests = draft.tests
 
-	// 2. Implementation, graded in a fresh sandbox with the tests restored.
+	// 2. Implementation, graded in a fresh sandbox with the tests restored;
+	// a disputed test goes back to the test agent (at most MaxDisputes
+	// times) and does not use up a try.
+	layout := []string{d.plan.Package + "/", "tests/"}
 	feedback = ""
-	for try := 0; try < d.p.MaxImplTries; try++ {
+	for try, run := 0, 0; try < d.p.MaxImplTries; run++ {
 		out.ImplTries++
-		vars := d.vars(t, testFile, feedback)
+		canDispute := len(out.Disputes) < d.p.MaxDisputes
+		vars := d.vars(t, testFile, feedback, "", canDispute)
 		system, err := renderPlayground(ctx, "develop_impl.system", vars)
 		if err != nil {
 			return cache.Digest{}, err
@@ -258,14 +319,28 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 			return cache.Digest{}, err
 		}
 		task := agent.Task{InstanceID: proj + "." + t.ID + ".impl", Repo: proj, TaskType: string(schema.TaskImplement),
-			Image: d.base, Workspace: withTests, Prompt: user, System: system, TestCmd: DefaultTestCmd,
-			Protected: []string{"tests/"}, FailToPass: tests, PassToPass: earlier}
-		policy := d.implPolicy(try)
+			Image: d.base, Workspace: draft.withTests, Prompt: user, System: system, TestCmd: DefaultTestCmd,
+			Protected: []string{"tests/"}, FailToPass: draft.tests, PassToPass: earlier, Disputable: canDispute}
+		policy := d.implPolicy(run)
 		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		testEdit, err := patch.Diff(store, withTests, ro.Final, "tests/")
+		if ro.Dispute != nil {
+			next, fb, err := d.review(ctx, t, tree, draft, *ro.Dispute, out)
+			if err != nil {
+				return cache.Digest{}, err
+			}
+			draft, feedback = next, fb
+			out.Tests = draft.tests
+			continue
+		}
+		try++
+		final, err := pgDropScratch(ctx, c, draft.withTests, ro.Final, layout)
+		if err != nil {
+			return cache.Digest{}, err
+		}
+		testEdit, err := patch.Diff(store, draft.withTests, final, "tests/")
 		if err != nil {
 			return cache.Digest{}, err
 		}
@@ -275,13 +350,13 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 			c.Count(ctx, "retry:implementation edited tests", 1)
 			continue
 		}
-		g, err := agent.Grade(ctx, d.env, task, ro.Final)
+		g, err := agent.Grade(ctx, d.env, task, final)
 		if err != nil {
 			return cache.Digest{}, err
 		}
 		if !g.Resolved {
 			var failing []string
-			for _, id := range append(append([]string(nil), tests...), earlier...) {
+			for _, id := range append(append([]string(nil), draft.tests...), earlier...) {
 				if g.Status[id] != agent.StatusPassed {
 					failing = append(failing, id)
 				}
@@ -295,12 +370,63 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		d.trajs = append(d.trajs, testTraj, td)
+		for _, tr := range []struct {
+			d       cache.Digest
+			invalid int
+		}{{draft.traj, draft.invalid}, {td, ro.InvalidCalls}} {
+			ok, err := d.keep(ctx, tr.d, tr.invalid)
+			if err != nil {
+				return cache.Digest{}, err
+			}
+			if ok {
+				d.trajs = append(d.trajs, tr.d)
+			}
+		}
 		out.Status, out.Tree = OutcomeDone, g.Tree
 		return g.Tree, nil
 	}
 	out.Status, out.Reason = OutcomeFailed, "implementation: "+firstLineOf(feedback)
 	return cache.Digest{}, nil
+}
+
+// Outcomes of a dispute.
+const (
+	DisputeRevised  = "revised"  // the test agent changed the tests
+	DisputeUpheld   = "upheld"   // it kept them as they were
+	DisputeRejected = "rejected" // its revision failed the test gate; the old tests stay
+)
+
+// review has the test agent look at a dispute once, starting from the
+// disputed tests; it returns the tests the implementation continues with
+// and the feedback telling the implementation agent what became of its
+// dispute. The dispute is recorded in out and counted.
+func (d *developer) review(ctx context.Context, t schema.TaskSpec, tree cache.Digest, cur *testDraft, disp agent.Dispute, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
+	c := d.c
+	c.Count(ctx, "disputes", 1)
+	testFile := taskTestFile(t.ID)
+	text := fmt.Sprintf("The implementation agent disputes the test %s: %s", disp.Test, disp.Reason)
+	next, why, err := d.writeTests(ctx, t, tree, cur.withTests, 1, text, out)
+	if err != nil {
+		return nil, "", err
+	}
+	rec := PlaygroundDispute{Test: disp.Test, Reason: disp.Reason}
+	var feedback string
+	switch {
+	case next == nil:
+		rec.Outcome = DisputeRejected
+		feedback = fmt.Sprintf("you disputed %s; the revised tests were unusable (%s), so the tests stand as they are", disp.Test, firstLineOf(why))
+		next = cur
+	case bytes.Equal(next.content, cur.content):
+		rec.Outcome = DisputeUpheld
+		feedback = fmt.Sprintf("you disputed %s; the test's author reviewed it and kept the tests: make them pass", disp.Test)
+	default:
+		rec.Outcome = DisputeRevised
+		feedback = fmt.Sprintf("you disputed %s; the test's author revised the tests in %s: make them pass", disp.Test, testFile)
+	}
+	c.Count(ctx, "dispute:"+rec.Outcome, 1)
+	c.Session.Logf(c.Stage, "%s: task %s: dispute of %s %s", d.plan.Project.ID, t.ID, disp.Test, rec.Outcome)
+	out.Disputes = append(out.Disputes, rec)
+	return next, feedback, nil
 }
 
 func firstLineOf(s string) string {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,17 +15,28 @@ import (
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
+	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/dsbuild/dsbuild/stages"
 )
 
 // TestPlaygroundEndToEnd runs recipes/swe-playground.yaml against the
-// scripted model: a calculator project is proposed (with a near-duplicate
-// and a project whose plan has a cycle), decomposed, scaffolded, developed
-// task by task, turned into fix, reproduce and implement tasks, rolled out
-// and exported; then the build is replayed offline with no model call and
-// identical outputs.
+// scripted model: a calculator project and a second project (tally) are
+// proposed (with a near-duplicate and a project whose plan has a cycle),
+// decomposed, scaffolded, developed task by task, turned into fix,
+// reproduce, implement and testgen tasks, rolled out (two samples each) and
+// exported; then the build is replayed offline with no model call and
+// identical outputs. Along the way: no rollout call is a cache hit of the
+// derivation that made its task and the samples send different calls;
+// every reference patch applies to its start tree with git apply and with
+// patch.Apply; tally's implementation agent disputes a wrong test (revised),
+// leaves scratch files (dropped) and makes a malformed call (its trajectory
+// dropped by the keep policy); the export splits by project.
 func TestPlaygroundEndToEnd(t *testing.T) {
+	git, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal("git not installed: apt-get install git")
+	}
 	store := testenv.Store(t)
 	srv := llmtest.New()
 	defer srv.Close()
@@ -33,7 +46,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		"OPENAI_BASE_URL":          srv.URL(),
 		"PLAYGROUND_MODEL":         "scripted",
 		"PLAYGROUND_API_KEY_ENV":   "PLAYGROUND_TEST_KEY",
-		"PLAYGROUND_MIN_TASKS":     "3",
+		"PLAYGROUND_MIN_TASKS":     "2",
 		"PLAYGROUND_BUGS":          "3",
 		"PLAYGROUND_SAMPLES":       "2",
 		"PLAYGROUND_EXPORT_IMAGES": "false",
@@ -43,7 +56,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	out1 := t.TempDir()
@@ -63,47 +76,92 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 			t.Errorf("stage %s: counter %q = %v, want %v (all: %v)", stage, counter, got, want, sum[stage].Counts)
 		}
 	}
-	// Proposals: calc and loopy kept, rpn_calc dropped as a near-duplicate,
-	// the same ids from the other themes' calls dropped.
-	expect("projects", "kept", 2)
+	// Proposals: calc, loopy and tally kept, rpn_calc dropped as a
+	// near-duplicate, the same ids from the other themes' calls dropped.
+	expect("projects", "kept", 3)
 	expect("projects", "rejected:near-duplicate", 6)
-	expect("projects", "rejected:duplicate id", 10)
+	expect("projects", "rejected:duplicate id", 15)
 	// loopy's plan has a cycle: re-asked, then rejected.
-	expect("plans", "kept", 1)
+	expect("plans", "kept", 2)
 	expect("plans", "rejected:invalid plan", 1)
-	// The first scaffold has a non-pgStub body.
-	expect("scaffolds", "kept", 1)
+	// calc's first scaffold has a non-stub body.
+	expect("scaffolds", "kept", 2)
 	expect("scaffolds", "retry:scaffold check failed", 1)
-	// Develop: tests passing on stubs rejected, an implementation editing
-	// tests rejected, task 2.1 keeps failing, 2.2 is skipped.
+	// Develop, calc: tests passing on stubs rejected, an implementation
+	// editing tests rejected, task 2.1 keeps failing, 2.2 is skipped.
+	// tally: a disputed test revised, scratch files dropped, a trajectory
+	// with a malformed call kept out of the dataset.
 	expect("developed", "retry:tests pass before implementation", 1)
 	expect("developed", "retry:implementation edited tests", 1)
 	expect("developed", "retry:tests fail after implementation", 3)
-	expect("developed", "tasks:done", 2)
+	expect("developed", "tasks:done", 4)
 	expect("developed", "tasks:failed", 1)
 	expect("developed", "tasks:skipped", 1)
-	expect("develop_trajs", "kept", 4)
+	expect("developed", "disputes", 1)
+	expect("developed", "dispute:revised", 1)
+	expect("developed", "scratch dropped:binary", 1)
+	expect("developed", "scratch dropped:outside layout", 1)
+	expect("developed", "trajectory rejected:parse_failures", 1)
+	expect("developed", "trajectory kept", 7)
+	expect("develop_trajs", "kept", 7)
 	// Derived tasks.
-	expect("fix_tasks", "kept", 1)
+	expect("fix_tasks", "kept", 2)
 	expect("fix_tasks", "rejected:no failing test", 1)
 	expect("fix_tasks", "rejected:bug edits tests", 1)
-	expect("reproduce_tasks", "kept", 1)
-	expect("reproduce_tasks", "retry:reproduction fails on fixed code", 1)
-	expect("implement_tasks", "kept", 1)
-	expect("testgen_tasks", "kept", 2)
-	expect("fix_rollouts", "kept", 2)
-	expect("implement_rollouts", "kept", 2)
+	expect("reproduce_tasks", "kept", 2)
+	expect("reproduce_tasks", "retry:reproduction fails on fixed code", 2)
+	expect("implement_tasks", "kept", 2)
+	expect("testgen_tasks", "kept", 4)
+	expect("fix_rollouts", "kept", 4)
+	expect("implement_rollouts", "kept", 4)
 	// Reproduce: sample 0 writes a test that also fails on the fixed code.
-	expect("reproduce_rollouts", "kept", 1)
-	expect("reproduce_rollouts", "rejected:unresolved", 1)
-	// Testgen: both samples of both tasks write tests that catch the mutants.
-	expect("testgen_rollouts", "kept", 4)
+	expect("reproduce_rollouts", "kept", 2)
+	expect("reproduce_rollouts", "rejected:unresolved", 2)
+	// Testgen: both samples of every task write tests that catch the mutants.
+	expect("testgen_rollouts", "kept", 8)
 	if sum["developed"].Spent["llm.calls"] == 0 || sum["projects"].Spent["llm.prompt_tokens"] == 0 {
 		t.Errorf("model calls are not counted: %v / %v", sum["developed"].Spent, sum["projects"].Spent)
 	}
 
-	// The developed project records per-task outcomes.
-	proj := pgNodeValue[stages.PlaygroundProject](t, store, rec, "developed")
+	// Rollouts are fresh attempts: no call of theirs is a cache hit (of the
+	// derivation that made the task, or of another sample), and the
+	// samples of a task send different first calls.
+	for _, st := range []string{"fix_rollouts", "implement_rollouts", "reproduce_rollouts", "testgen_rollouts"} {
+		if sum[st].Counts["llm.calls"] == 0 || sum[st].Counts["llm.cache_hits"] != 0 || sum[st].Spent["llm.cache_hits"] != 0 {
+			t.Errorf("stage %s: %v calls, %v cache hits: a rollout replayed a recorded call", st, sum[st].Counts["llm.calls"], sum[st].Counts["llm.cache_hits"]+sum[st].Spent["llm.cache_hits"])
+		}
+	}
+	firstCalls := map[string]map[int64]bool{} // rollout prompt -> seeds of its first calls
+	for _, req := range srv.Log() {
+		if req.Seed == nil || *req.Seed < 1+stages.RolloutSampleBase || len(req.Messages) != 2 {
+			continue
+		}
+		u := req.Messages[1].Content
+		if firstCalls[u] == nil {
+			firstCalls[u] = map[int64]bool{}
+		}
+		if firstCalls[u][*req.Seed] {
+			t.Errorf("two first calls of one rollout sample (seed %d): %.80q", *req.Seed, u)
+		}
+		firstCalls[u][*req.Seed] = true
+	}
+	// 10 rollout tasks, one prompt each (a project's fix and reproduce
+	// prompts come from the same issue but different templates).
+	if len(firstCalls) != 10 {
+		t.Errorf("%d rollout prompts seen, want 10", len(firstCalls))
+	}
+	for u, seeds := range firstCalls {
+		if len(seeds) != 2 {
+			t.Errorf("rollout prompt %.80q: first calls with seeds %v, want one per sample", u, seeds)
+		}
+	}
+
+	// The developed projects record per-task outcomes.
+	projs := map[string]stages.PlaygroundProject{}
+	for _, p := range pgNodeValues[stages.PlaygroundProject](t, store, rec, "developed") {
+		projs[p.Plan.Project.ID] = p
+	}
+	proj := projs["calc"]
 	got := map[string]string{}
 	for _, o := range proj.Outcomes {
 		got[o.Task] = o.Status
@@ -128,29 +186,74 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	if _, err := store.ReadFile(proj.Final, "tests/test_task_2_1.py"); err == nil {
 		t.Errorf("the failed task's tests are in the final repository")
 	}
+	// tally: the dispute is recorded and the revised test is in the final
+	// repository; the scratch files are not.
+	tp := projs["tally"]
+	if len(tp.Outcomes) != 2 || tp.Outcomes[1].Status != stages.OutcomeDone || len(tp.Outcomes[1].Disputes) != 1 ||
+		tp.Outcomes[1].Disputes[0].Outcome != stages.DisputeRevised || tp.Outcomes[1].Disputes[0].Test != "tests/test_task_1_2.py::test_nested" {
+		t.Errorf("tally outcomes: %+v", tp.Outcomes)
+	}
+	if b, err := store.ReadFile(tp.Final, "tests/test_task_1_2.py"); err != nil || !strings.Contains(string(b), "== 14") {
+		t.Errorf("tally's revised test: %v\n%s", err, b)
+	}
+	for _, p := range []string{"tally/scratch.bin", "notes.txt"} {
+		if _, err := store.ReadFile(tp.Final, p); err == nil {
+			t.Errorf("the agent's scratch file %s is in tally's repository", p)
+		}
+	}
 
 	// The fix task: real FAIL_TO_PASS and PASS_TO_PASS lists.
-	fix := pgNodeItems[stages.TaskBundle](t, store, rec, "fix_tasks")
-	if len(fix) != 1 || len(fix[0].Instance.FailToPass) != 2 || len(fix[0].Instance.PassToPass) != 4 || fix[0].Instance.TaskType != schema.TaskFix {
+	byType := map[schema.TaskType][]stages.TaskBundle{}
+	for _, st := range []string{"fix_tasks", "reproduce_tasks", "implement_tasks", "testgen_tasks"} {
+		for _, b := range pgNodeItems[stages.TaskBundle](t, store, rec, st) {
+			byType[b.Instance.TaskType] = append(byType[b.Instance.TaskType], b)
+		}
+	}
+	fix := byType[schema.TaskFix]
+	sort.Slice(fix, func(i, j int) bool { return fix[i].Instance.InstanceID < fix[j].Instance.InstanceID })
+	if len(fix) != 2 || fix[0].Instance.SourceProject != "calc" || len(fix[0].Instance.FailToPass) != 2 || len(fix[0].Instance.PassToPass) != 4 {
 		t.Fatalf("fix tasks: %+v", fix)
 	}
-	repro := pgNodeItems[stages.TaskBundle](t, store, rec, "reproduce_tasks")
-	if len(repro) != 1 || repro[0].Instance.TaskType != schema.TaskReproduce {
-		t.Fatalf("reproduce tasks: %+v", repro)
+	for _, b := range byType[schema.TaskReproduce] {
+		if _, err := store.ReadFile(b.Start, "tests/test_task_1_2.py"); err == nil {
+			t.Errorf("the reproduce task %s shows the tests that catch its bug", b.Instance.InstanceID)
+		}
 	}
-	if _, err := store.ReadFile(repro[0].Start, "tests/test_task_1_2.py"); err == nil {
-		t.Errorf("the reproduce task shows the tests that catch its bug")
+	// Every reference patch applies to its task's start tree, with real git
+	// and with patch.Apply, and gives the solution tree.
+	n := 0
+	for _, bs := range byType {
+		for _, b := range bs {
+			n++
+			pgCheckReferencePatch(t, git, store, b)
+		}
+	}
+	if n != 10 {
+		t.Errorf("%d derived tasks, want 10", n)
 	}
 
-	// The export holds the derived tasks and the trajectories.
+	// The export holds the derived tasks and the trajectories, split by
+	// project: no project in both splits.
 	man := pgFindManifest(t, out1)
-	if man.Tasks != 5 || man.Trajectories != 13 {
-		t.Errorf("export: %d tasks, %d trajectories; want 5 and 13 (%+v)", man.Tasks, man.Trajectories, man)
+	if man.Tasks != 10 || man.Trajectories != 7+4+4+2+8 {
+		t.Errorf("export: %d tasks, %d trajectories; want 10 and 25 (%+v)", man.Tasks, man.Trajectories, man)
 	}
 	for _, typ := range []string{"testgen", "implement", "fix", "reproduce"} {
 		if man.TrajectoriesPerTaskType[typ] == 0 {
 			t.Errorf("export has no %s trajectories: %v", typ, man.TrajectoriesPerTaskType)
 		}
+	}
+	split := map[string]string{}
+	for sp, ps := range man.ProjectsPerSplit {
+		for _, p := range ps {
+			if split[p] != "" {
+				t.Errorf("project %s is in splits %s and %s", p, split[p], sp)
+			}
+			split[p] = sp
+		}
+	}
+	if len(split) != 2 || split["calc"] == "" || split["tally"] == "" || split["calc"] == split["tally"] {
+		t.Errorf("projects per split: %v; want calc and tally, one in each split", man.ProjectsPerSplit)
 	}
 
 	// Offline replay: zero model calls, the same outputs.
@@ -164,6 +267,35 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	}
 	if a, b := pgNodeResults(rec), pgNodeResults(rec2); !pgEqualMaps(a, b) {
 		t.Errorf("offline replay gave other node results:\n%v\n%v", a, b)
+	}
+}
+
+// pgCheckReferencePatch checks that the instance's reference patch turns
+// its start tree into its solution tree, applied by `git apply` to the
+// materialised tree and by patch.Apply.
+func pgCheckReferencePatch(t *testing.T, git string, store *cache.Store, b stages.TaskBundle) {
+	t.Helper()
+	id := b.Instance.InstanceID
+	if got, err := patch.Apply(store, b.Start, b.Instance.Patch); err != nil || got != b.Solution {
+		t.Errorf("%s: patch.Apply of the reference patch: %v (tree %s, solution %s)", id, err, got.Short(), b.Solution.Short())
+	}
+	dir := filepath.Join(t.TempDir(), "w")
+	if err := store.Materialize(b.Start, dir); err != nil {
+		t.Fatal(err)
+	}
+	pf := filepath.Join(t.TempDir(), "ref.diff")
+	if err := os.WriteFile(pf, []byte(b.Instance.Patch), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(git, "apply", "--whitespace=nowarn", pf)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("%s: git apply of the reference patch: %v\n%s", id, err, out)
+		return
+	}
+	if got, err := store.Snapshot(dir); err != nil || got != b.Solution {
+		rest, _ := patch.Diff(store, got, b.Solution)
+		t.Errorf("%s: git apply gave another tree than the solution (%v):\n%.2000s", id, err, rest)
 	}
 }
 
@@ -208,19 +340,20 @@ func pgOutputsOf(t *testing.T, store *cache.Store, rec *build.Record, stage stri
 	return outs
 }
 
-func pgNodeValue[T any](t *testing.T, store *cache.Store, rec *build.Record, stage string) T {
+// pgNodeValues returns the value outputs of every node of stage.
+func pgNodeValues[T any](t *testing.T, store *cache.Store, rec *build.Record, stage string) []T {
 	t.Helper()
-	var v T
+	var vs []T
 	for _, o := range pgOutputsOf(t, store, rec, stage) {
 		if !o.IsCollection {
+			var v T
 			if err := build.GetJSON(store, o.Value, &v); err != nil {
 				t.Fatal(err)
 			}
-			return v
+			vs = append(vs, v)
 		}
 	}
-	t.Fatalf("stage %s has no value output", stage)
-	return v
+	return vs
 }
 
 func pgNodeItems[T any](t *testing.T, store *cache.Store, rec *build.Record, stage string) []T {

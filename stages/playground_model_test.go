@@ -3,7 +3,10 @@ package stages_test
 // A scripted "model" for the SWE-Playground pipeline: one handler per role
 // (proposer, decomposer, scaffolder, test writer, implementer, bug proposer,
 // reproducer, fix and implement solvers), recognised by its system prompt,
-// building a small stack-based calculator ("calc"). Agent roles answer by
+// building a small stack-based calculator ("calc") and, with the same code
+// under another package, a second project ("tally") whose implementation
+// agent disputes a wrong test, makes a malformed tool call and leaves
+// scratch files behind. Agent roles answer by
 // step (the number of assistant turns so far) from canned tool calls; a
 // retry is recognised by the feedback the stage adds to its prompt. Several
 // replies are deliberately bad so that every verification gate is crossed
@@ -43,6 +46,46 @@ var loopy = map[string]any{
 	"description":   "A tiny regular-expression matcher built on backtracking over a parsed pattern tree.",
 	"specification": "Input: a pattern and lines of text; output: the matching lines. Supports . * + ? and character classes.",
 }
+
+// tally is a second project, built from calc's code in package tally; its
+// texts never say "calc", calc's never say "tally" (pgKit tells them apart).
+var tally = map[string]any{
+	"id": "tally", "name": "Tally", "language": "python",
+	"description":   "Score-sheet tally formulas: whole-number counts combined by postfix operator words.",
+	"specification": "A formula lists counts then operator symbols, postfix order, with sum, difference, product and floor quotient; bad symbols raise ValueError.",
+}
+
+// tallyTasks are calc's first two tasks.
+var tallyTasks = calcTasks[:2]
+
+// pgKit returns the project a request is about: "tally" or "calc".
+func pgKit(r *llmtest.Request) string {
+	for _, m := range r.Messages {
+		if strings.Contains(strings.ToLower(m.Content), "tally") {
+			return "tally"
+		}
+	}
+	return "calc"
+}
+
+// pgIn rewrites calc's paths and imports for package kit.
+func pgIn(kit, s string) string {
+	return strings.NewReplacer("calc/", kit+"/", "calc.", kit+".").Replace(s)
+}
+
+// pgOffers reports whether the request offers the tool.
+func pgOffers(r *llmtest.Request, tool string) bool {
+	for _, t := range r.Tools {
+		if t.Function.Name == tool {
+			return true
+		}
+	}
+	return false
+}
+
+// tallyWrongTest is the tally task 1.2 test the implementation agent
+// disputes: 5 1 2 + 4 * + 3 - is 14, not 15.
+const tallyWrongTest = "== 15"
 
 var calcTasks = []map[string]any{
 	{"id": "1.1", "title": "Tokenizer", "description": "tokenize(text) splits an expression into ints and operator strings; unknown tokens raise ValueError.",
@@ -204,28 +247,45 @@ type playgroundRole struct {
 
 var playgroundRoles = []playgroundRole{
 	{"You propose software projects", func(r *llmtest.Request) llmtest.Reply {
-		return pgJsonReply(map[string]any{"projects": []any{calcProject, rpnCalc, loopy}})
+		return pgJsonReply(map[string]any{"projects": []any{calcProject, rpnCalc, loopy, tally}})
 	}},
 	{"You decompose a software project", func(r *llmtest.Request) llmtest.Reply {
 		if strings.Contains(pgFirstUser(r), "(loopy)") {
 			return pgJsonReply(map[string]any{"tasks": loopyTasks})
 		}
+		if pgKit(r) == "tally" {
+			return pgJsonReply(map[string]any{"tasks": tallyTasks})
+		}
 		return pgJsonReply(map[string]any{"tasks": calcTasks})
 	}},
 	{"You scaffold a Python repository", func(r *llmtest.Request) llmtest.Reply {
 		var calls []schema.ToolCall
+		kit := pgKit(r)
 		for _, p := range []string{"calc/__init__.py", "calc/__main__.py", "calc/tokenizer.py", "calc/rpn.py", "calc/cli.py", "tests/__init__.py"} {
 			text := scaffoldFiles[p]
-			if p == "calc/tokenizer.py" && !strings.Contains(pgFirstUser(r), pgRetried) {
+			if p == "calc/tokenizer.py" && kit == "calc" && !strings.Contains(pgFirstUser(r), pgRetried) {
 				// First attempt: a body that is not a stub (rejected).
 				text = strings.Replace(text, pgStub, "    return text.split()\n", 1)
 			}
-			calls = append(calls, pgCreate(p, text))
+			calls = append(calls, pgCreate(pgIn(kit, p), pgIn(kit, text)))
 		}
 		return pgByStep(r, calls)
 	}},
 	{"You write unit tests for one task", func(r *llmtest.Request) llmtest.Reply {
 		u := pgFirstUser(r)
+		if kit := pgKit(r); kit == "tally" {
+			switch {
+			case strings.Contains(u, "Task 1.2:") && strings.Contains(u, "disputes the test"):
+				// The review: the dispute is right; the test is fixed.
+				return pgByStep(r, []schema.ToolCall{pgReplace("tests/test_task_1_2.py", tallyWrongTest, "== 14")})
+			case strings.Contains(u, "Task 1.2:"):
+				// A test contradicting the specification (disputed).
+				return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_task_1_2.py", strings.Replace(pgIn(kit, rpnTests), "== 14", tallyWrongTest, 1))})
+			case strings.Contains(u, "Task 1.1:"):
+				return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_task_1_1.py", pgIn(kit, tokenizerTests))})
+			}
+			return llmtest.Status(400)
+		}
 		switch {
 		case strings.Contains(u, "Task 1.1:") && !strings.Contains(u, pgRetried):
 			// First attempt: a test that passes on the stubs (rejected).
@@ -241,6 +301,24 @@ var playgroundRoles = []playgroundRole{
 	}},
 	{"You implement one task of a Python project", func(r *llmtest.Request) llmtest.Reply {
 		u := pgFirstUser(r)
+		if kit := pgKit(r); kit == "tally" {
+			switch {
+			case strings.Contains(u, "Task 1.1:"):
+				// A malformed call and scratch files (a binary in the package,
+				// notes outside the layout), then the right code: done, but
+				// the trajectory fails the keep policy.
+				return pgByStep(r, []schema.ToolCall{
+					agent.Call("open_file", map[string]any{"path": "tally/tokenizer.py"}),
+					agent.Call(agent.ToolBash, map[string]any{"command": `printf 'a\000b' > tally/scratch.bin && echo notes > notes.txt`}),
+					pgReplace("tally/tokenizer.py", pgStub, tokenizerImpl)})
+			case strings.Contains(u, "Task 1.2:") && pgOffers(r, agent.ToolDispute):
+				return pgByStep(r, []schema.ToolCall{agent.Call(agent.ToolDispute, map[string]any{
+					"test": "tests/test_task_1_2.py::test_nested", "reason": "5 1 2 + 4 * + 3 - is 14 under the specification; the test expects 15"})})
+			case strings.Contains(u, "Task 1.2:"):
+				return pgByStep(r, []schema.ToolCall{pgReplace("tally/rpn.py", pgStub, rpnImpl)})
+			}
+			return llmtest.Status(400)
+		}
 		switch {
 		case strings.Contains(u, "Task 1.1:") && !strings.Contains(u, pgRetried):
 			// First attempt: right code, but it edits the tests (rejected).
@@ -258,6 +336,11 @@ var playgroundRoles = []playgroundRole{
 		return llmtest.Status(400)
 	}},
 	{"You propose realistic bugs", func(r *llmtest.Request) llmtest.Reply {
+		if pgKit(r) == "tally" {
+			return pgJsonReply(map[string]any{"bugs": []any{
+				map[string]any{"file": "tally/rpn.py", "original": `"+": lambda a, b: a + b,`, "replacement": `"+": lambda a, b: a - b,`,
+					"issue": "Tally sums are wrong: `3 4 +` evaluates to -1 instead of 7."}}})
+		}
 		return pgJsonReply(map[string]any{"bugs": []any{
 			map[string]any{"file": "calc/rpn.py", "original": `"+": lambda a, b: a + b,`, "replacement": `"+": lambda a, b: a - b,`,
 				"issue": "Adding numbers gives wrong results: `3 4 +` evaluates to -1 instead of 7."},
@@ -275,23 +358,24 @@ var playgroundRoles = []playgroundRole{
 			want = "3"
 		}
 		return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_repro.py",
-			"from calc.rpn import evaluate\nfrom calc.tokenizer import tokenize\n\n\ndef test_addition_issue():\n    assert evaluate(tokenize(\"1 2 +\")) == "+want+"\n")})
+			pgIn(pgKit(r), "from calc.rpn import evaluate\nfrom calc.tokenizer import tokenize\n\n\ndef test_addition_issue():\n    assert evaluate(tokenize(\"1 2 +\")) == "+want+"\n"))})
 	}},
 	{"resolve the issue the user reports", func(r *llmtest.Request) llmtest.Reply {
-		return pgByStep(r, []schema.ToolCall{pgReplace("calc/rpn.py", `"+": lambda a, b: a - b,`, `"+": lambda a, b: a + b,`)})
+		return pgByStep(r, []schema.ToolCall{pgReplace(pgIn(pgKit(r), "calc/rpn.py"), `"+": lambda a, b: a - b,`, `"+": lambda a, b: a + b,`)})
 	}},
 	{"write unit tests from a checklist", func(r *llmtest.Request) llmtest.Reply {
 		u := pgFirstUser(r)
 		for file, text := range map[string]string{"tests/test_task_1_1.py": tokenizerTests, "tests/test_task_1_2.py": rpnTests} {
 			if strings.Contains(u, "in "+file) {
-				return pgByStep(r, []schema.ToolCall{pgCreate(file, text)})
+				return pgByStep(r, []schema.ToolCall{pgCreate(file, pgIn(pgKit(r), text))})
 			}
 		}
 		// Tests that assert nothing catch no mutant (unresolved).
 		return pgByStep(r, []schema.ToolCall{pgCreate("tests/test_weak.py", "def test_nothing():\n    assert True\n")})
 	}},
 	{"implement functionality that is currently stubbed out", func(r *llmtest.Request) llmtest.Reply {
-		return pgByStep(r, []schema.ToolCall{pgReplace("calc/tokenizer.py", pgStub, tokenizerImpl), pgReplace("calc/rpn.py", pgStub, rpnImpl)})
+		kit := pgKit(r)
+		return pgByStep(r, []schema.ToolCall{pgReplace(pgIn(kit, "calc/tokenizer.py"), pgStub, tokenizerImpl), pgReplace(pgIn(kit, "calc/rpn.py"), pgStub, rpnImpl)})
 	}},
 }
 

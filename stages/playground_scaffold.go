@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "scaffold", Version: "3", Pool: "llm",
+		Name: "scaffold", Version: "4", Pool: "llm",
 		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan), verified in the sandbox to import with every function raising NotImplementedError and no tests: a PlaygroundScaffold",
 		Params:   func() any { return &ScaffoldParams{MaxTries: 2} },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
@@ -187,7 +187,12 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 		if err != nil {
 			return build.Output{}, err
 		}
-		problems, err := checkScaffold(ctx, c, base, ro.Final, plan.Package)
+		// The agent's scratch files (caches, binaries) are not the scaffold.
+		tree, err := pgDropScratch(ctx, c, empty, ro.Final, nil)
+		if err != nil {
+			return build.Output{}, err
+		}
+		problems, err := checkScaffold(ctx, c, base, tree, plan.Package)
 		if err != nil {
 			return build.Output{}, err
 		}
@@ -205,7 +210,7 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 		if err != nil {
 			return build.Output{}, err
 		}
-		d, err := c.PutJSON(PlaygroundScaffold{Plan: plan, Environment: p.Environment, Base: base, Tree: ro.Final, Trajectory: td})
+		d, err := c.PutJSON(PlaygroundScaffold{Plan: plan, Environment: p.Environment, Base: base, Tree: tree, Trajectory: td})
 		if err != nil {
 			return build.Output{}, err
 		}
