@@ -90,6 +90,7 @@ type node struct {
 	result    *nodeResult
 	err       error
 	duration  time.Duration
+	began     time.Time // when the node started running (zero for a cache hit)
 }
 
 type pathItem struct {
@@ -467,6 +468,7 @@ func (e *engine) exec(n *node) {
 	}
 	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
 	start = time.Now()
+	n.began = start
 
 	out, rec, cnt, err := e.run(n)
 	if err != nil && isBlobLoss(err) && e.repairInputs(n) {

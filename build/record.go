@@ -59,9 +59,13 @@ type StageSummary struct {
 	// Spent sums the counters of nodes that ran in this build: what this
 	// build cost, e.g. model tokens and dollars.
 	Spent map[string]float64 `json:"spent,omitempty"`
-	// Seconds is the summed run time of nodes that ran.
-	Seconds    float64 `json:"seconds"`
-	SkipReason string  `json:"skip_reason,omitempty"`
+	// Seconds is the summed run time of nodes that ran: more than the
+	// stage took when nodes ran side by side.
+	Seconds float64 `json:"seconds"`
+	// WallSeconds is the wall-clock time the stage's running took: from
+	// the first of its nodes that ran starting to the last one ending.
+	WallSeconds float64 `json:"wall_seconds"`
+	SkipReason  string  `json:"skip_reason,omitempty"`
 }
 
 func (e *engine) record(start time.Time) *Record {
@@ -102,7 +106,16 @@ func (e *engine) record(start time.Time) *Record {
 
 func (e *engine) summary(sr *stageRun) StageSummary {
 	s := StageSummary{Stage: sr.st.ID, Kind: sr.st.Kind.Name, Nodes: len(sr.nodes), Items: len(sr.items), SkipReason: sr.skipped}
+	var first, last time.Time
 	for _, n := range sr.nodes {
+		if (n.state == StateRan || n.state == StateFailed) && !n.began.IsZero() {
+			if first.IsZero() || n.began.Before(first) {
+				first = n.began
+			}
+			if end := n.began.Add(n.duration); end.After(last) {
+				last = end
+			}
+		}
 		switch n.state {
 		case StateRan:
 			s.Ran++
@@ -129,6 +142,9 @@ func (e *engine) summary(sr *stageRun) StageSummary {
 				s.Spent[k] += v
 			}
 		}
+	}
+	if !first.IsZero() {
+		s.WallSeconds = last.Sub(first).Seconds()
 	}
 	return s
 }

@@ -91,9 +91,15 @@ type CallInfo struct {
 	Cached                         bool
 	PromptTokens, CompletionTokens int64
 	Dollars                        float64
-	// Retries is the number of failed attempts before the last one.
-	Retries  int
-	Duration time.Duration
+	// Retries is the number of failed attempts that were retried: the
+	// call's own, zero for a cache hit or a call shared with another
+	// caller (which paid for them). RetryCauses says why each was, in
+	// order: "http 429", "http 500", ..., "timeout", "request failed"
+	// (no connection, or a body that could not be read) or "unusable
+	// reply".
+	Retries     int
+	RetryCauses []string
+	Duration    time.Duration
 	// Err is the error Complete returned, if any.
 	Err error
 }
@@ -255,8 +261,7 @@ type fetched struct {
 	st   stored
 	lost bool
 	// spent is the usage this call paid for, whichever reply won.
-	spent   Usage
-	retries int
+	spent Usage
 }
 
 // Complete returns the reply to r: from the store if this exact request
@@ -297,14 +302,14 @@ func (c *Client) complete(ctx context.Context, r Request, info *CallInfo) (*Resp
 	leader := false
 	v, err, _ := flights.Do(c.store.Root()+"\x00"+key.String(), func() (any, error) {
 		leader = true
-		return c.fetch(ctx, key, r)
+		return c.fetch(ctx, key, r, info)
 	})
 	shared := !leader
 	var exhausted *RetriesExhaustedError
 	if shared && err != nil && ctx.Err() == nil && !errors.As(err, &exhausted) &&
 		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// The caller we shared with gave up; our own context is alive.
-		v, err = c.fetch(ctx, key, r)
+		v, err = c.fetch(ctx, key, r, info)
 		shared = false
 	}
 	if err != nil {
@@ -321,7 +326,6 @@ func (c *Client) complete(ctx context.Context, r Request, info *CallInfo) (*Resp
 	if shared {
 		info.Cached = true
 	} else {
-		info.Retries = f.retries
 		info.PromptTokens = f.spent.PromptTokens
 		info.CompletionTokens = f.spent.CompletionTokens
 		info.Dollars = c.profile.Dollars(info.PromptTokens, info.CompletionTokens)
@@ -401,8 +405,10 @@ func checkArguments(args string) string {
 	return ""
 }
 
-// fetch calls the endpoint with retries, then stores the reply.
-func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched, error) {
+// fetch calls the endpoint with retries, then stores the reply. Each retry
+// is recorded in info (Retries, RetryCauses), also when the call fails in
+// the end.
+func (c *Client) fetch(ctx context.Context, key cache.Key, r Request, info *CallInfo) (*fetched, error) {
 	params, reqOpts, err := c.buildParams(r)
 	if err != nil {
 		return nil, fmt.Errorf("llm: profile %q: %w", c.name, err)
@@ -423,7 +429,7 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 			if err != nil {
 				return nil, fmt.Errorf("llm: profile %q: storing reply for key %s: %w", c.name, key, err)
 			}
-			return &fetched{st: won, lost: lost, spent: st.Usage, retries: attempt}, nil
+			return &fetched{st: won, lost: lost, spent: st.Usage}, nil
 		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("llm: profile %q: %w", c.name, ctx.Err())
@@ -436,6 +442,8 @@ func (c *Client) fetch(ctx context.Context, key cache.Key, r Request) (*fetched,
 		if attempt >= c.set.maxRetries {
 			return nil, &RetriesExhaustedError{Profile: c.name, Attempts: attempt + 1, Last: last}
 		}
+		info.Retries++
+		info.RetryCauses = append(info.RetryCauses, retryCause(err))
 		if err := sleep(ctx, c.backoff(attempt, retryAfter)); err != nil {
 			return nil, fmt.Errorf("llm: profile %q: %w (while waiting to retry after: %v)", c.name, err, last)
 		}
@@ -546,6 +554,24 @@ func (c *Client) scrubErr(err error) error {
 		return &scrubbedError{msg: clean, err: err}
 	}
 	return err
+}
+
+// retryCause names why a failed attempt is retried, for counters:
+// "http <status>", "timeout", "request failed" or "unusable reply".
+func retryCause(err error) string {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return fmt.Sprintf("http %d", ae.StatusCode)
+	}
+	var at *attemptError
+	if errors.As(err, &at) {
+		switch {
+		case strings.HasPrefix(at.what, "no reply"):
+			return "timeout"
+		}
+		return at.what // "request failed" (connection, unreadable body), "unusable reply"
+	}
+	return "other"
 }
 
 func retryableStatus(code int) bool {

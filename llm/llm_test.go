@@ -409,6 +409,9 @@ func TestAllFaultsInOneCall(t *testing.T) {
 	if info.Retries != 6 || srv.Requests() != 7 {
 		t.Fatalf("retries %d requests %d, want 6 and 7", info.Retries, srv.Requests())
 	}
+	if got := strings.Join(info.RetryCauses, ","); got != "http 429,http 500,request failed,request failed,timeout,http 503" {
+		t.Errorf("retry causes %q", got)
+	}
 }
 
 func TestRetriesExhaustedAndNothingCached(t *testing.T) {
@@ -419,8 +422,15 @@ func TestRetriesExhaustedAndNothingCached(t *testing.T) {
 	})
 	p := profile(srv)
 	p.MaxRetries = 2
-	c := newClient(t, openStore(t, t.TempDir()), p, fastOpts())
+	var info llm.CallInfo
+	o := fastOpts()
+	o.Observer = func(_ context.Context, c llm.CallInfo) { info = c }
+	c := newClient(t, openStore(t, t.TempDir()), p, o)
 	_, err := c.Complete(context.Background(), ask("q"))
+	// The retries of a call that fails in the end are reported too.
+	if info.Retries != 2 || strings.Join(info.RetryCauses, ",") != "http 500,http 500" || info.Err == nil {
+		t.Errorf("a failed call reports retries %d, causes %q, error %v", info.Retries, info.RetryCauses, info.Err)
+	}
 	var ex *llm.RetriesExhaustedError
 	var ae *llm.APIError
 	if !errors.As(err, &ex) || ex.Attempts != 3 || !errors.As(err, &ae) || ae.StatusCode != 500 {

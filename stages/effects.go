@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
@@ -151,7 +152,9 @@ var DefaultEnvironment = oci.BaseSpec{Debian: &oci.DebianSpec{Suite: "bookworm",
 // Model returns the build's client for the model profile called name. All
 // nodes share one client per profile, so its in-flight and rate limits hold
 // build-wide; its calls are counted on the calling node (llm.calls,
-// llm.cache_hits, llm.prompt_tokens, llm.completion_tokens, llm.dollars).
+// llm.cache_hits, llm.prompt_tokens, llm.completion_tokens, llm.dollars,
+// llm.retries and one llm.retries:<cause> per cause, e.g. "llm.retries:http
+// 429"), and each retried call is logged.
 func Model(c *build.Call, name string) (*llm.Client, error) {
 	sec, err := c.Section(SectionModels)
 	if err != nil {
@@ -169,11 +172,22 @@ func Model(c *build.Call, name string) (*llm.Client, error) {
 	if s, ok := mustSection(c, SectionSalt).(*string); ok && s != nil {
 		salt = *s
 	}
+	sess := c.Session
 	return build.Service(c.Session, "llm:"+name, func() (*llm.Client, error) {
 		client, err := llm.New(c.Store(), name, profile, llm.Options{
-			Offline:  c.Session.Offline,
-			Salt:     salt,
-			Observer: countLLM,
+			Offline: c.Session.Offline,
+			Salt:    salt,
+			Observer: func(ctx context.Context, ci llm.CallInfo) {
+				countLLM(ctx, ci)
+				if ci.Retries > 0 {
+					// The client serves every stage: the line names the profile.
+					outcome := "then answered"
+					if ci.Err != nil {
+						outcome = "then failed"
+					}
+					sess.Logf("model "+name, "a call was retried %d times (%s), %s", ci.Retries, strings.Join(ci.RetryCauses, ", "), outcome)
+				}
+			},
 		})
 		if err != nil {
 			// llm.New fails only on configuration (a missing API key, say).
@@ -191,6 +205,12 @@ func countLLM(ctx context.Context, ci llm.CallInfo) {
 	build.Count(ctx, "llm.prompt_tokens", float64(ci.PromptTokens))
 	build.Count(ctx, "llm.completion_tokens", float64(ci.CompletionTokens))
 	build.Count(ctx, "llm.dollars", ci.Dollars)
+	if ci.Retries > 0 {
+		build.Count(ctx, "llm.retries", float64(ci.Retries))
+		for _, cause := range ci.RetryCauses {
+			build.Count(ctx, "llm.retries:"+cause, 1)
+		}
+	}
 }
 
 // Sandbox returns the build's sandbox runner. Its slots follow the build's

@@ -321,13 +321,15 @@ func isTerminal(w io.Writer) bool {
 
 func printSummary(w io.Writer, rec *build.Record) {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tKIND\tNODES\tRAN\tCACHED\tFAILED\tITEMS\tTIME\tDETAILS")
+	// TIME is the stage's wall-clock time; NODE TIME adds up its nodes' run
+	// times, which exceeds TIME when nodes ran side by side.
+	fmt.Fprintln(tw, "STAGE\tKIND\tNODES\tRAN\tCACHED\tFAILED\tITEMS\tTIME\tNODE TIME\tDETAILS")
 	for _, s := range rec.Stages {
 		details := detailText(s)
 		if s.SkipReason != "" {
 			details = "skipped: " + s.SkipReason
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%s\n", s.Stage, s.Kind, s.Nodes, s.Ran, s.Cached, s.Failed, s.Items, s.Seconds, details)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%.1fs\t%.1fs\t%s\n", s.Stage, s.Kind, s.Nodes, s.Ran, s.Cached, s.Failed, s.Items, s.WallSeconds, s.Seconds, details)
 	}
 	tw.Flush()
 	if rec.Rechecked > 0 {
@@ -358,6 +360,15 @@ func detailText(s build.StageSummary) string {
 		parts = append(parts, fmt.Sprintf("llm calls=%s (this build %s, cache hits %s) tokens=%s $%.4f",
 			trimFloat(s.Counts["llm.calls"]), trimFloat(s.Spent["llm.calls"]), trimFloat(s.Spent["llm.cache_hits"]),
 			trimFloat(s.Spent["llm.prompt_tokens"]+s.Spent["llm.completion_tokens"]), s.Spent["llm.dollars"]))
+	}
+	if n := s.Spent["llm.retries"]; n > 0 {
+		var causes []string
+		for _, k := range keys {
+			if cause, ok := strings.CutPrefix(k, "llm.retries:"); ok && s.Spent[k] > 0 {
+				causes = append(causes, fmt.Sprintf("%s: %s", cause, trimFloat(s.Spent[k])))
+			}
+		}
+		parts = append(parts, fmt.Sprintf("llm retries=%s (%s)", trimFloat(n), strings.Join(causes, ", ")))
 	}
 	return strings.Join(parts, " ")
 }
