@@ -183,9 +183,20 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest) ([]byte, error) {
 		"In the Parquet files each message, and the tools list, is JSON text. `source_project` is the project " +
 		"the split was decided by.\n")
 	b.WriteString("- `tasks`: one row per task instance with the SWE-bench fields (all strings; " +
-		"`FAIL_TO_PASS`/`PASS_TO_PASS` are JSON-encoded lists), plus `task_type`, `image`, `test_cmd`, " +
-		"`source_project`, `difficulty`, `split`. `tasks/instances.jsonl` holds the rows of every split for " +
-		"SWE-bench harnesses; `tasks/<split>-*.parquet` holds them per split.\n\n")
+		"`FAIL_TO_PASS`/`PASS_TO_PASS` are JSON-encoded lists), plus `task_type`, `image`, `image_name`, " +
+		"`test_cmd`, `test_files`, `source_project`, `difficulty`, `split`. `tasks/instances.jsonl` holds the " +
+		"rows of every split for SWE-bench harnesses; `tasks/<split>-*.parquet` holds them per split.\n\n")
+	b.WriteString("### Running an instance\n\n")
+	b.WriteString("`image_name` (the same as `image`) is `REGISTRY/REPOSITORY:TAG@sha256:...`: pull it, or copy it out " +
+		"of `images/` (an OCI image layout, one tag per instance, listed with its name in `build.json`) with " +
+		"`skopeo copy oci:images:TAG containers-storage:NAME`. In the image, `/testbed` is a git repository " +
+		"with one commit, `base_commit` (also `environment_setup_commit`), holding the task's start state; " +
+		"git and patch are installed. To grade a patch as the SWE-bench harness does: apply it in `/testbed` " +
+		"(`git apply`), check out `base_commit`'s version of every file in `test_files` " +
+		"(`git checkout BASE -- FILES`; a patch may not change the tests), run `test_cmd` in `/testbed` " +
+		"(a pytest command with `-rA`, whose `PASSED <id>`/`FAILED <id>` lines SWE-bench's pytest log parser " +
+		"reads; ids with spaces are never listed), and call the instance resolved when every `FAIL_TO_PASS` " +
+		"and `PASS_TO_PASS` test passed. `dsbuild eval DATASET PREDICTIONS.jsonl` does exactly this.\n\n")
 
 	b.WriteString("## Splits\n\n")
 	b.WriteString("Splits are by source project, never by instance: every task and every trajectory is in the split " +
