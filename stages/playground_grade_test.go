@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,11 +32,21 @@ new file mode 100644
 // the scripted model, exports them with their images, and grades them with
 // the harness from the exported files alone: every reference patch
 // resolves, every empty patch and every test that asserts nothing does not.
+// On the way it checks that the bug proposer is shown the project's tests.
 func TestPlaygroundDerivedTasksGradeFromExport(t *testing.T) {
 	store := testenv.Store(t)
 	srv := llmtest.New()
 	defer srv.Close()
-	srv.Handle(playgroundModel)
+	var mu sync.Mutex
+	var bugPrompts []string
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		if len(r.Messages) > 0 && strings.Contains(r.Messages[0].Content, "You propose realistic bugs") {
+			mu.Lock()
+			bugPrompts = append(bugPrompts, r.LastUserMessage())
+			mu.Unlock()
+		}
+		return playgroundModel(r)
+	})
 	t.Setenv("PLAYGROUND_TEST_KEY", "sk-test-not-a-secret")
 	vars := map[string]string{
 		"OPENAI_BASE_URL":          srv.URL(),
@@ -71,6 +82,15 @@ func TestPlaygroundDerivedTasksGradeFromExport(t *testing.T) {
 	out := t.TempDir()
 	if _, err := build.Build(ctx, r, store, build.Options{Jobs: 2, OutDir: out}); err != nil {
 		t.Fatalf("build: %v", err)
+	}
+	// The bug proposer sees the tests that decide whether a bug is kept.
+	if len(bugPrompts) == 0 {
+		t.Error("no bug proposal was asked for")
+	}
+	for _, u := range bugPrompts {
+		if !strings.Contains(u, "--- tests/test_task_1_2.py") || !strings.Contains(u, "def test_nested():") {
+			t.Errorf("the bug proposer's prompt holds no tests:\n%s", u)
+		}
 	}
 	var manifests []string
 	filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
