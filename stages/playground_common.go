@@ -85,6 +85,9 @@ type PlaygroundDispute struct {
 	Reason string `json:"reason"`
 	// Outcome is DisputeRevised, DisputeUpheld or DisputeRejected.
 	Outcome string `json:"outcome"`
+	// Trajectory is the blob of the disputing run's schema.Trajectory
+	// (ending in the dispute_test call); it is not exported.
+	Trajectory cache.Digest `json:"trajectory"`
 }
 
 // PlaygroundProject is an item of the develop kind: a finished project.

@@ -327,7 +327,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 			return cache.Digest{}, err
 		}
 		if ro.Dispute != nil {
-			next, fb, err := d.review(ctx, t, tree, draft, *ro.Dispute, out)
+			dt, err := c.PutJSON(agent.Trajectory(task, policy, ro, nil, task.InstanceID+".dispute"))
+			if err != nil {
+				return cache.Digest{}, err
+			}
+			next, fb, err := d.review(ctx, t, tree, draft, *ro.Dispute, dt, out)
 			if err != nil {
 				return cache.Digest{}, err
 			}
@@ -399,8 +403,9 @@ const (
 // review has the test agent look at a dispute once, starting from the
 // disputed tests; it returns the tests the implementation continues with
 // and the feedback telling the implementation agent what became of its
-// dispute. The dispute is recorded in out and counted.
-func (d *developer) review(ctx context.Context, t schema.TaskSpec, tree cache.Digest, cur *testDraft, disp agent.Dispute, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
+// dispute. The dispute is recorded in out, with traj (the disputing run's
+// trajectory), and counted.
+func (d *developer) review(ctx context.Context, t schema.TaskSpec, tree cache.Digest, cur *testDraft, disp agent.Dispute, traj cache.Digest, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
 	c := d.c
 	c.Count(ctx, "disputes", 1)
 	testFile := taskTestFile(t.ID)
@@ -409,7 +414,7 @@ func (d *developer) review(ctx context.Context, t schema.TaskSpec, tree cache.Di
 	if err != nil {
 		return nil, "", err
 	}
-	rec := PlaygroundDispute{Test: disp.Test, Reason: disp.Reason}
+	rec := PlaygroundDispute{Test: disp.Test, Reason: disp.Reason, Trajectory: traj}
 	var feedback string
 	switch {
 	case next == nil:

@@ -193,6 +193,32 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		tp.Outcomes[1].Disputes[0].Outcome != stages.DisputeRevised || tp.Outcomes[1].Disputes[0].Test != "tests/test_task_1_2.py::test_nested" {
 		t.Errorf("tally outcomes: %+v", tp.Outcomes)
 	}
+	if ds := tp.Outcomes[len(tp.Outcomes)-1].Disputes; len(ds) == 1 {
+		var dt schema.Trajectory
+		if err := build.GetJSON(store, ds[0].Trajectory, &dt); err != nil {
+			t.Fatalf("the dispute's trajectory: %v", err)
+		}
+		last := dt.Messages[len(dt.Messages)-2]
+		if dt.ExitStatus != "disputed" || len(last.ToolCalls) != 1 || last.ToolCalls[0].Function.Name != "dispute_test" {
+			t.Errorf("the dispute's trajectory ends %q with %+v", dt.ExitStatus, last)
+		}
+	}
+	var impl12 schema.Trajectory
+	for _, td := range tp.Trajectories {
+		var tr schema.Trajectory
+		if err := build.GetJSON(store, td, &tr); err != nil {
+			t.Fatal(err)
+		}
+		if tr.InstanceID == "tally.1.2.impl" {
+			impl12 = tr
+		}
+		if tr.InstanceID == "tally.1.1.impl" {
+			t.Errorf("tally 1.1's implementation trajectory has a malformed call, yet the project carries it")
+		}
+	}
+	if len(impl12.Messages) < 2 || !strings.Contains(impl12.Messages[1].Content, "you disputed tests/test_task_1_2.py::test_nested") {
+		t.Errorf("tally 1.2's kept implementation trajectory does not show what became of the dispute: %+v", impl12.Messages)
+	}
 	if b, err := store.ReadFile(tp.Final, "tests/test_task_1_2.py"); err != nil || !strings.Contains(string(b), "== 14") {
 		t.Errorf("tally's revised test: %v\n%s", err, b)
 	}
