@@ -36,12 +36,15 @@ var (
 func evalBaseLayout(t *testing.T) string {
 	t.Helper()
 	evalBaseOnce.Do(func() {
-		dir := filepath.Join(testenv.CacheDir(), "cmd-python-layout-v1")
+		// Named after the rootfs, which is named after its packages, so a
+		// change of packages (git and patch, say) makes a new layout.
+		rootfs := testenv.DebianRootfs(t)
+		dir := filepath.Join(testenv.CacheDir(), "cmd-python-layout-"+strings.TrimSuffix(filepath.Base(rootfs), ".tar"))
 		if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
 			evalBaseDir = dir
 			return
 		}
-		evalBaseDir, evalBaseErr = writeBaseLayout(testenv.DebianRootfs(t), dir)
+		evalBaseDir, evalBaseErr = writeBaseLayout(rootfs, dir)
 	})
 	if evalBaseErr != nil {
 		t.Fatalf("python base layout: %v", evalBaseErr)
