@@ -184,7 +184,10 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest) ([]byte, error) {
 		"the split was decided by.\n")
 	b.WriteString("- `tasks`: one row per task instance with the SWE-bench fields (all strings; " +
 		"`FAIL_TO_PASS`/`PASS_TO_PASS` are JSON-encoded lists), plus `task_type`, `image`, `image_name`, " +
-		"`test_cmd`, `test_files`, `source_project`, `difficulty`, `split`. `tasks/instances.jsonl` holds the " +
+		"`test_cmd`, `test_files`, `source_project`, `difficulty`, `split`, and what grading reproduce and testgen " +
+		"tasks needs: `golden_code_patch` and `golden_test_patch` (SWT-bench's names: the fix, and the reference " +
+		"reproduction test, also in `patch`) and `mutant_patches` (a JSON-encoded list of diffs; tests resolve a " +
+		"testgen task when they pass on `/testbed` and fail on at least half of the mutants). `tasks/instances.jsonl` holds the " +
 		"rows of every split for SWE-bench harnesses; `tasks/<split>-*.parquet` holds them per split.\n\n")
 	b.WriteString("### Running an instance\n\n")
 	b.WriteString("`image_name` (the same as `image`) is `REGISTRY/REPOSITORY:TAG@sha256:...`: pull it, or copy it out " +

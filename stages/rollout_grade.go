@@ -154,12 +154,12 @@ func gradeTestgen(ctx context.Context, env agent.Env, b TaskBundle, task agent.T
 			caught++
 		}
 	}
-	if len(b.Mutants) == 0 {
-		g.Resolved, g.Reward = true, 1
-		return g, nil
+	// The rule dsbuild eval grades exported testgen instances by: a task
+	// without mutants cannot be graded and is never resolved.
+	g.Resolved = schema.TestgenKillsEnough(caught, len(b.Mutants))
+	if len(b.Mutants) > 0 {
+		g.Reward = float64(caught) / float64(len(b.Mutants))
 	}
-	g.Reward = float64(caught) / float64(len(b.Mutants))
-	g.Resolved = 2*caught >= len(b.Mutants)
 	return g, nil
 }
 
