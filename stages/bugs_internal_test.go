@@ -104,7 +104,9 @@ func TestTaskParamsValidate(t *testing.T) {
 		t.Error("runs 0 validated")
 	}
 	v := &ValidateParams{Runs: 3}
-	if err := v.Validate(); err != nil || len(v.TestCmd) == 0 || v.TestPaths[0] != "tests/" {
+	// No default test paths: the project's own pytest configuration, or
+	// the test directories found, decide when the node runs.
+	if err := v.Validate(); err != nil || len(v.TestCmd) == 0 || len(v.TestPaths) != 0 {
 		t.Errorf("defaults %+v, %v", v, err)
 	}
 }

@@ -398,7 +398,8 @@ func checkInjectBugs(t *testing.T, b *taskBuild) {
 		if len(in.FailToPass) == 0 || len(in.PassToPass) == 0 || in.Difficulty < 1 {
 			t.Errorf("%s: F2P %v, P2P %d tests, difficulty %d", in.InstanceID, in.FailToPass, len(in.PassToPass), in.Difficulty)
 		}
-		if in.Image != tb.Image.Ref+"@"+tb.Image.Digest || len(tb.Image.Layers) != 2 {
+		// The Debian base, the project's install layer, the start tree.
+		if in.Image != tb.Image.Ref+"@"+tb.Image.Digest || len(tb.Image.Layers) != 3 {
 			t.Errorf("%s: image %q, bundle image %+v", in.InstanceID, in.Image, tb.Image)
 		}
 		commit, err := gitrepo.Commit(b.store, tb.Start)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/internal/testenv"
+	"github.com/dsbuild/dsbuild/stages"
 )
 
 func gitRun(t *testing.T, dir string, args ...string) string {
@@ -60,13 +61,17 @@ func TestRepoKind(t *testing.T) {
 	}
 	got := map[string]map[string]string{}
 	for _, it := range res.Output.Items {
-		files, err := store.Files(it.Value)
+		var item stages.RepoItem
+		if err := build.GetJSON(store, it.Value, &item); err != nil {
+			t.Fatal(err)
+		}
+		files, err := store.Files(item.Tree)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got[it.Name] = map[string]string{}
 		for f := range files {
-			b, _ := store.ReadFile(it.Value, f)
+			b, _ := store.ReadFile(item.Tree, f)
 			got[it.Name][f] = string(b)
 		}
 	}

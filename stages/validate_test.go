@@ -10,7 +10,8 @@ import (
 
 // checkValidate looks at the validate stage of TestTaskKinds: flaky tests
 // (here: failing on even DSBUILD_RUN) are excluded, a repository without a
-// passing test is rejected with its reason, and good ones are kept whole.
+// passing test is rejected with its reason, and good ones are kept whole,
+// their tests found in their tests/ directory.
 func checkValidate(t *testing.T, b *taskBuild) {
 	get := func(repo string) *stages.Validated {
 		items := b.items(t, "checked", repo)
@@ -26,8 +27,11 @@ func checkValidate(t *testing.T, b *taskBuild) {
 	if v := get("broken"); v != nil {
 		t.Errorf("broken project was kept: %+v", v.Status)
 	}
-	if c := b.nodeCounts(t, "checked", "broken"); c["rejected:no passing test"] != 1 {
-		t.Errorf("broken project counters %v", c)
+	// The rejection names its cause: the first test that did not pass,
+	// with pytest's message.
+	want := "rejected:no passing test: none of 1 tests passes; first: tests/test_broken.py::test_two failed: assert 3 == 2"
+	if c := b.nodeCounts(t, "checked", "broken"); c[want] != 1 {
+		t.Errorf("broken project counters %v; want %q", c, want)
 	}
 
 	flaky := get("flaky")
@@ -48,7 +52,7 @@ func checkValidate(t *testing.T, b *taskBuild) {
 	if len(mathx.Status) != 33 || len(mathx.Flaky) != 0 {
 		t.Errorf("mathx: %d tests, flaky %v", len(mathx.Status), mathx.Flaky)
 	}
-	if mathx.Repo != "mathx" || len(mathx.Image.Layers) != len(mathx.Base.Layers)+1 || !slices.Equal(mathx.TestPaths, []string{"tests/"}) {
+	if mathx.Repo != "mathx" || len(mathx.Image.Layers) != len(mathx.Base.Layers)+1 || !slices.Equal(mathx.TestPaths, []string{"tests"}) {
 		t.Errorf("mathx validated: %+v", mathx)
 	}
 	if s := b.summary(t, "checked"); s.Counts["kept"] != 3 || s.Items != 3 {
