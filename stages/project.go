@@ -32,6 +32,7 @@ type projectInfo struct {
 	Config      string   `json:"config"`
 	TestPaths   []string `json:"testpaths"`
 	TestDirs    []string `json:"test_dirs"`
+	Addopts     []string `json:"addopts"`
 	Site        string   `json:"site"`
 }
 
@@ -140,6 +141,57 @@ func firstCause(output string) string {
 		return cause
 	}
 	return ""
+}
+
+var (
+	pluginImport    = regexp.MustCompile(`Error importing plugin "([^"]+)"`)
+	unrecognizedArg = regexp.MustCompile(`(?m)error: unrecognized arguments: (.*)$`)
+	missingRequired = regexp.MustCompile(`Missing required plugins: (.*)`)
+)
+
+// pluginOptions finds in the output of a pytest run that stopped before
+// collecting (exit 4, or an import error of a -p plugin) the options of
+// addopts that name plugins the environment lacks: "-p NAME" of a plugin
+// that cannot be imported, and options that pytest did not recognise
+// (--cov=pkg, -n auto: their plugin is not installed) with the value that
+// follows an option given without "=". It returns addopts without them and
+// the dropped options; dropped is empty when the output names none of
+// addopts (the error is somewhere else), and required is true when
+// pytest refused to start for missing required_plugins.
+func pluginOptions(addopts []string, output string) (kept, dropped []string, required bool) {
+	drop := make([]bool, len(addopts))
+	for _, m := range pluginImport.FindAllStringSubmatch(output, -1) {
+		for i, a := range addopts {
+			switch {
+			case a == "-p" && i+1 < len(addopts) && addopts[i+1] == m[1]:
+				drop[i], drop[i+1] = true, true
+			case a == "-p"+m[1]:
+				drop[i] = true
+			}
+		}
+	}
+	if m := unrecognizedArg.FindStringSubmatch(output); m != nil {
+		for _, u := range strings.Fields(m[1]) {
+			for i, a := range addopts {
+				if a != u || drop[i] {
+					continue
+				}
+				drop[i] = true
+				if strings.HasPrefix(a, "-") && !strings.Contains(a, "=") && i+1 < len(addopts) && !strings.HasPrefix(addopts[i+1], "-") {
+					drop[i+1] = true // the option's value (--cov-report term)
+				}
+				break
+			}
+		}
+	}
+	for i, a := range addopts {
+		if drop[i] {
+			dropped = append(dropped, a)
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	return kept, dropped, missingRequired.MatchString(output)
 }
 
 // debianPackage is the Debian package that usually provides the Python

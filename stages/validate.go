@@ -192,6 +192,7 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	for _, id := range set.Deselect {
 		testCmd = append(testCmd, "--deselect", id)
 	}
+	baseCmd := slices.Clone(testCmd)
 	testPaths, from := p.TestPaths, "the stage's test_paths"
 	switch {
 	case len(set.TestPaths) > 0:
@@ -209,14 +210,47 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	// collecting once, and left out of this and every later run with
 	// --ignore, so that the task kinds do not take their error for the
 	// effect of a bug or a stub.
-	collected, err := runner.Run(ctx, sandbox.Spec{
-		Image: img, Workspace: tree, Argv: append(append(slices.Clone(testCmd), "--collect-only"), testPaths...),
-		Dir: agent.Workdir, Limits: limits, Env: agent.BashEnv,
-	})
-	if err != nil {
-		return build.Output{}, fmt.Errorf("repository %s: collecting tests: %w", repo, err)
+	collect := func() (string, error) {
+		collected, err := runner.Run(ctx, sandbox.Spec{
+			Image: img, Workspace: tree, Argv: append(append(slices.Clone(testCmd), "--collect-only"), testPaths...),
+			Dir: agent.Workdir, Limits: limits, Env: agent.BashEnv,
+		})
+		if err != nil {
+			return "", fmt.Errorf("repository %s: collecting tests: %w", repo, err)
+		}
+		return string(collected.Stdout) + string(collected.Stderr), nil
 	}
-	collectOut := string(collected.Stdout) + string(collected.Stderr)
+	collectOut, err := collect()
+	if err != nil {
+		return build.Output{}, err
+	}
+	// Options of the project's addopts whose plugin the environment lacks
+	// (--cov, -n, -p xdist) stop pytest before it collects anything: they
+	// are dropped by overriding addopts with the rest (-o addopts=...), as
+	// a user without the plugin would, one plugin at a time (pytest names
+	// the first missing -p plugin only).
+	addopts, requiredCleared := info.Addopts, false
+	var droppedOpts []string
+	for range 4 {
+		kept, dropped, required := pluginOptions(addopts, collectOut)
+		if len(dropped) == 0 && (!required || requiredCleared) {
+			break
+		}
+		addopts, droppedOpts = kept, append(droppedOpts, dropped...)
+		requiredCleared = requiredCleared || required
+		testCmd = slices.Clone(baseCmd)
+		testCmd = append(testCmd, "-o", "addopts="+shellJoin(addopts))
+		if requiredCleared {
+			testCmd = append(testCmd, "-o", "required_plugins=")
+		}
+		if collectOut, err = collect(); err != nil {
+			return build.Output{}, err
+		}
+	}
+	if len(droppedOpts) > 0 || requiredCleared {
+		c.Count(ctx, "addopts options dropped: plugin missing", float64(len(droppedOpts)))
+		c.Session.Logf(c.Stage, "%s: addopts options dropped (their plugins are not in the environment): %s (required_plugins cleared: %v)", repo, strings.Join(droppedOpts, " "), requiredCleared)
+	}
 	_, collectErrs := agent.ParsePytest(collectOut)
 	var ignored []string
 	for _, f := range collectErrs {
@@ -273,8 +307,11 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		}
 		if cause == "" {
 			cause = fmt.Sprintf("exit %d", reports[0].ExitCode)
-			if len(status) == 0 && len(reports[0].CollectionErrors) == 0 {
+			switch {
+			case len(status) == 0 && len(reports[0].CollectionErrors) == 0:
 				cause = fmt.Sprintf("no test collected from %v (%s)", testPaths, from)
+			case len(status) > 0:
+				cause = firstFailure(status, reports[0].Output)
 			}
 		}
 		c.Session.Logf(c.Stage, "%s: no test passed in every run (%d stable, %d flaky; exit %d): %s\n%s", repo, len(status), len(flaky), reports[0].ExitCode, cause, tailText(reports[0].Output, 3000))
@@ -296,6 +333,23 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	}
 	c.Count(ctx, "kept", 1)
 	return build.Collection([]build.Item{{Name: repo, Value: d}}), nil
+}
+
+// firstFailure names the first (by id) test of status that did not pass,
+// with its message from pytest's short summary ("FAILED id - msg").
+func firstFailure(status map[string]string, output string) string {
+	ids := make([]string, 0, len(status))
+	for id := range status {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	id := ids[0]
+	msg := summaryMessages(output)[id]
+	cause := fmt.Sprintf("none of %d tests passes; first: %s %s", len(ids), id, strings.ToLower(status[id]))
+	if msg != "" {
+		cause += ": " + clip(msg)
+	}
+	return cause
 }
 
 // installProject returns base with the project installed as installTree

@@ -27,6 +27,9 @@ bare `pytest` would:
   are: "tests" and "test" at ROOT, else such directories inside the import
   roots' packages ("src/pkg/tests", "pkg/tests"); empty means pytest's own
   discovery from ROOT.
+- "addopts": the configuration's addopts as pytest splits them (a TOML
+  list as is, a string with shlex), for validate to drop the options of
+  plugins the environment lacks.
 - "site": the site-packages directory where a .pth file takes effect.
 """
 
@@ -36,6 +39,7 @@ import glob
 import json
 import os
 import re
+import shlex
 import site
 import sys
 
@@ -143,25 +147,41 @@ def package_version(root, roots, name):
 
 
 def pytest_config(root, toml):
-    """Return (config file name, testpaths list) as pytest would find them."""
+    """Return (config file name, testpaths list, addopts list) as pytest
+    would find them."""
     if os.path.isfile(os.path.join(root, "pytest.ini")):
         cp = read_ini(root, "pytest.ini")
-        return "pytest.ini", split_ini(cp, "pytest")
+        return "pytest.ini", split_ini(cp, "pytest", "testpaths"), split_ini(cp, "pytest", "addopts")
     opts = toml.get("tool", {}).get("pytest", {}).get("ini_options")
     if isinstance(opts, dict):
-        tp = opts.get("testpaths", [])
-        return "pyproject.toml", [tp] if isinstance(tp, str) else [x for x in tp if isinstance(x, str)]
+        return "pyproject.toml", toml_args(opts.get("testpaths", []), str.split), toml_args(opts.get("addopts", []), split_args)
     for name, section in (("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
         cp = read_ini(root, name)
         if cp is not None and cp.has_section(section):
-            return name, split_ini(cp, section)
-    return "", []
+            return name, split_ini(cp, section, "testpaths"), split_ini(cp, section, "addopts")
+    return "", [], []
 
 
-def split_ini(cp, section):
-    if cp is None or not cp.has_option(section, "testpaths"):
+def split_args(text):
+    try:
+        return shlex.split(text)
+    except ValueError:
+        return text.split()
+
+
+def toml_args(value, split):
+    """Return a TOML ini option of pytest's "args" type as a list: a
+    string split, a list as is."""
+    if isinstance(value, str):
+        return split(value)
+    return [x for x in value if isinstance(x, str)] if isinstance(value, list) else []
+
+
+def split_ini(cp, section, key):
+    if cp is None or not cp.has_option(section, key):
         return []
-    return cp.get(section, "testpaths").split()
+    value = cp.get(section, key)
+    return split_args(value) if key == "addopts" else value.split()
 
 
 def expand(root, paths):
@@ -215,7 +235,7 @@ def main(argv):
     roots = import_roots(root, toml, setup_cfg)
     if name and not version:
         version = package_version(root, roots, name) or "0"
-    config, testpaths = pytest_config(root, toml)
+    config, testpaths, addopts = pytest_config(root, toml)
     testpaths = expand(root, testpaths)
     packages = site.getsitepackages() if hasattr(site, "getsitepackages") else []
     out = {
@@ -224,6 +244,7 @@ def main(argv):
         "import_roots": roots,
         "config": config,
         "testpaths": testpaths,
+        "addopts": addopts,
         "test_dirs": [] if testpaths else test_dirs(root, [r for r in roots if r != "."] + ["."]),
         "site": packages[0] if packages else "",
     }

@@ -1,0 +1,36 @@
+package stages
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestPluginOptions drops from addopts the options pytest (7.2, bookworm)
+// reports for plugins the environment lacks, with the values of options
+// given without "=", and keeps the rest.
+func TestPluginOptions(t *testing.T) {
+	addopts := []string{"-p", "xdist", "--cov=foo", "--cov-report", "term", "-n", "auto", "--strict-markers", "-ra"}
+	importErr := `ImportError: Error importing plugin "xdist": No module named 'xdist'`
+	kept, dropped, required := pluginOptions(addopts, importErr)
+	if !slices.Equal(dropped, []string{"-p", "xdist"}) || len(kept) != len(addopts)-2 || required {
+		t.Errorf("import error: kept %v, dropped %v, required %v", kept, dropped, required)
+	}
+	usage := "ERROR: usage: __main__.py [options] [file_or_dir] [file_or_dir] [...]\n" +
+		"__main__.py: error: unrecognized arguments: --cov=foo --cov-report -n auto\n  inifile: /testbed/tox.ini\n"
+	kept, dropped, _ = pluginOptions(kept, usage)
+	if !slices.Equal(kept, []string{"--strict-markers", "-ra"}) || !slices.Equal(dropped, []string{"--cov=foo", "--cov-report", "term", "-n", "auto"}) {
+		t.Errorf("usage error: kept %v, dropped %v", kept, dropped)
+	}
+	// An error about options that are not in addopts (the recipe's own
+	// test_cmd) drops nothing.
+	if kept, dropped, _ := pluginOptions([]string{"-q"}, usage); len(dropped) != 0 || !slices.Equal(kept, []string{"-q"}) {
+		t.Errorf("foreign error: kept %v, dropped %v", kept, dropped)
+	}
+	if _, _, required := pluginOptions(nil, "Missing required plugins: pytest-mock"); !required {
+		t.Error("required_plugins not noticed")
+	}
+	// -pNAME in one word.
+	if kept, dropped, _ := pluginOptions([]string{"-pxdist", "-q"}, importErr); !slices.Equal(kept, []string{"-q"}) || len(dropped) != 1 {
+		t.Errorf("-pxdist: kept %v, dropped %v", kept, dropped)
+	}
+}
