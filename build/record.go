@@ -40,7 +40,10 @@ type NodeRecord struct {
 	Result  cache.Digest `json:"result,omitzero"`
 	State   string       `json:"state"`
 	Seconds float64      `json:"seconds"`
-	Error   string       `json:"error,omitempty"`
+	// Began is when the node started running in this build (zero for a
+	// cache hit or a node that never ran): the build report's timeline.
+	Began time.Time `json:"began,omitzero"`
+	Error string    `json:"error,omitempty"`
 }
 
 // StageSummary totals one stage of a build.
@@ -82,6 +85,9 @@ func (e *engine) record(start time.Time) *Record {
 		for _, n := range sr.nodes {
 			nr := NodeRecord{ID: n.id, Stage: sr.st.ID, Item: nodeItemName(n), Key: n.key, Inputs: n.inputs,
 				Result: n.resultD, State: n.state, Seconds: n.duration.Seconds()}
+			if !n.began.IsZero() {
+				nr.Began = n.began.UTC()
+			}
 			if n.err != nil {
 				nr.Error = n.err.Error()
 			}

@@ -211,7 +211,20 @@ func countLLM(ctx context.Context, ci llm.CallInfo) {
 			build.Count(ctx, "llm.retries:"+cause, 1)
 		}
 	}
+	// The same per model profile, for the build report's cost per model.
+	for name, v := range map[string]float64{"calls": 1, "prompt_tokens": float64(ci.PromptTokens),
+		"completion_tokens": float64(ci.CompletionTokens), "dollars": ci.Dollars} {
+		build.Count(ctx, LLMModelCounter(ci.Profile, name), v)
+	}
+	if ci.Cached {
+		build.Count(ctx, LLMModelCounter(ci.Profile, "cache_hits"), 1)
+	}
 }
+
+// LLMModelCounter names the counter of one model profile's calls,
+// prompt_tokens, completion_tokens, dollars or cache_hits:
+// "llm.model:<profile>:<name>".
+func LLMModelCounter(profile, name string) string { return "llm.model:" + profile + ":" + name }
 
 // Sandbox returns the build's sandbox runner. Its slots follow the build's
 // -j (Session.Jobs), so a kind that fans out runs inside one node still
