@@ -3,16 +3,20 @@ package stages_test
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/harness"
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
 	"github.com/dsbuild/dsbuild/patch"
@@ -31,7 +35,9 @@ import (
 // every reference patch applies to its start tree with git apply and with
 // patch.Apply; tally's implementation agent disputes a wrong test (revised),
 // leaves scratch files (dropped) and makes a malformed call (its trajectory
-// dropped by the keep policy); the export splits by project.
+// dropped by the keep policy); the bug proposer is shown the project's
+// tests; the export splits by project, and every exported instance of every
+// task type is graded from the exported files alone (pgGradeExport).
 func TestPlaygroundEndToEnd(t *testing.T) {
 	git, err := exec.LookPath("git")
 	if err != nil {
@@ -40,7 +46,16 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	store := testenv.Store(t)
 	srv := llmtest.New()
 	defer srv.Close()
-	srv.Handle(playgroundModel)
+	var mu sync.Mutex
+	var bugPrompts []string
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		if len(r.Messages) > 0 && strings.Contains(r.Messages[0].Content, "You propose realistic bugs") {
+			mu.Lock()
+			bugPrompts = append(bugPrompts, r.LastUserMessage())
+			mu.Unlock()
+		}
+		return playgroundModel(r)
+	})
 	t.Setenv("PLAYGROUND_TEST_KEY", "sk-test-not-a-secret")
 	vars := map[string]string{
 		"OPENAI_BASE_URL":          srv.URL(),
@@ -49,7 +64,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		"PLAYGROUND_MIN_TASKS":     "2",
 		"PLAYGROUND_BUGS":          "3",
 		"PLAYGROUND_SAMPLES":       "2",
-		"PLAYGROUND_EXPORT_IMAGES": "false",
+		"PLAYGROUND_EXPORT_IMAGES": "true",
 	}
 	getenv := func(k string) string { return vars[k] }
 	r, err := build.LoadRecipe(filepath.Join("..", "recipes", "swe-playground.yaml"), getenv)
@@ -119,6 +134,15 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	expect("reproduce_rollouts", "rejected:unresolved", 2)
 	// Testgen: both samples of every task write tests that catch the mutants.
 	expect("testgen_rollouts", "kept", 8)
+	// The bug proposer sees the tests that decide whether a bug is kept.
+	if len(bugPrompts) == 0 {
+		t.Error("no bug proposal was asked for")
+	}
+	for _, u := range bugPrompts {
+		if !strings.Contains(u, "--- tests/test_task_1_1.py") || !strings.Contains(u, "def test_") {
+			t.Errorf("the bug proposer's prompt holds no tests:\n%s", u)
+		}
+	}
 	if sum["developed"].Spent["llm.calls"] == 0 || sum["projects"].Spent["llm.prompt_tokens"] == 0 {
 		t.Errorf("model calls are not counted: %v / %v", sum["developed"].Spent, sum["projects"].Spent)
 	}
@@ -282,6 +306,10 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 		t.Errorf("projects per split: %v; want calc and tally, one in each split", man.ProjectsPerSplit)
 	}
 
+	// Every exported instance of every type is graded from the exported
+	// files alone, as `dsbuild eval` grades it.
+	pgGradeExport(ctx, t, store, out1)
+
 	// Offline replay: zero model calls, the same outputs.
 	out2 := t.TempDir()
 	rec2, err := build.Build(ctx, r, store, build.Options{Jobs: 2, OutDir: out2, Offline: true})
@@ -293,6 +321,127 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 	}
 	if a, b := pgNodeResults(rec), pgNodeResults(rec2); !pgEqualMaps(a, b) {
 		t.Errorf("offline replay gave other node results:\n%v\n%v", a, b)
+	}
+}
+
+// weakTestPatch adds a test that asserts nothing: it passes on the buggy
+// code (no reproduction) and kills no mutant (no test generation).
+const weakTestPatch = `diff --git a/tests/test_weak.py b/tests/test_weak.py
+new file mode 100644
+--- /dev/null
++++ b/tests/test_weak.py
+@@ -0,0 +1,2 @@
++def test_nothing():
++    assert True
+`
+
+// pgGradeExport grades every instance of the dataset exported under out
+// with the harness, as `dsbuild eval` does, from the exported files alone
+// (instances.jsonl, build.json and the OCI layout; the store only memoises
+// imports and test runs): each instance's reference patch resolves, an empty
+// patch is empty_patch and not resolved, and for the task types answered
+// with tests, a test that asserts nothing is unresolved.
+func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out string) {
+	t.Helper()
+	var manifests []string
+	filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Name() == "manifest.json" {
+			manifests = append(manifests, p)
+		}
+		return nil
+	})
+	if len(manifests) != 1 {
+		t.Fatalf("want one exported dataset under %s, found %q", out, manifests)
+	}
+	data, err := harness.OpenDataset(filepath.Dir(manifests[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	types := map[schema.TaskType]int{}
+	for id, inst := range data.Instances {
+		types[inst.TaskType]++
+		if _, ok := data.Images[id]; !ok {
+			t.Errorf("%s: no image in the export", id)
+		}
+		switch inst.TaskType {
+		case schema.TaskReproduce:
+			if inst.GoldenCodePatch == "" || inst.GoldenTestPatch != inst.Patch || strings.Contains(inst.GoldenCodePatch, "tests/") {
+				t.Errorf("%s: golden_code_patch %q, golden_test_patch equal to patch: %v", id, inst.GoldenCodePatch, inst.GoldenTestPatch == inst.Patch)
+			}
+		case schema.TaskTestgen:
+			if len(inst.MutantPatches) == 0 {
+				t.Errorf("%s: no mutant_patches", id)
+			}
+			for k, m := range inst.MutantPatches {
+				if strings.Contains(m, "tests/") {
+					t.Errorf("%s: mutant_patches[%d] touches tests:\n%s", id, k, m)
+				}
+			}
+		default:
+			if len(inst.TestFiles) == 0 || len(inst.FailToPass) == 0 {
+				t.Errorf("%s: test_files %v, FAIL_TO_PASS %v", id, inst.TestFiles, inst.FailToPass)
+			}
+		}
+	}
+	want := map[schema.TaskType]int{schema.TaskFix: 2, schema.TaskReproduce: 2, schema.TaskImplement: 2, schema.TaskTestgen: 4}
+	if !maps.Equal(types, want) {
+		t.Fatalf("exported task types %v, want %v", types, want)
+	}
+	g, err := harness.NewGrader(store, data, harness.Options{Jobs: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grade := func(name string, patchOf func(schema.TaskInstance) (string, bool)) map[string]*harness.InstanceReport {
+		var preds []harness.Prediction
+		for _, id := range slices.Sorted(maps.Keys(data.Instances)) {
+			if p, ok := patchOf(data.Instances[id]); ok {
+				preds = append(preds, harness.Prediction{InstanceID: id, Model: name, Patch: &p})
+			}
+		}
+		got, err := g.GradeAll(ctx, preds)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(preds) {
+			t.Fatalf("%s: %d verdicts for %d predictions", name, len(got), len(preds))
+		}
+		return got
+	}
+	gold := grade("gold", func(inst schema.TaskInstance) (string, bool) { return inst.Patch, true })
+	for _, id := range slices.Sorted(maps.Keys(gold)) {
+		v := gold[id]
+		if v.Status != harness.Resolved || !v.Resolved || v.AppliedWith != harness.AppliedExactly {
+			t.Errorf("gold %s (%s): %s %s (applied %q); tests %v, mutants killed %d of %d", id, v.TaskType, v.Status, v.Error, v.AppliedWith, v.TestsStatus, v.MutantsKilled, v.Mutants)
+		}
+		switch schema.TaskType(v.TaskType) {
+		case schema.TaskReproduce, schema.TaskTestgen:
+			if len(v.ModelTestFiles) == 0 {
+				t.Errorf("gold %s (%s): no test file graded", id, v.TaskType)
+			}
+		default:
+			if len(v.TouchedTestFiles) != 0 {
+				t.Errorf("gold %s (%s): the reference patch edits the tests %v", id, v.TaskType, v.TouchedTestFiles)
+			}
+		}
+		if v.TaskType == string(schema.TaskTestgen) && (v.Mutants == 0 || !schema.TestgenKillsEnough(v.MutantsKilled, v.Mutants)) {
+			t.Errorf("gold %s: killed %d of %d mutants", id, v.MutantsKilled, v.Mutants)
+		}
+	}
+	for id, v := range grade("empty", func(schema.TaskInstance) (string, bool) { return "", true }) {
+		if v.Status != harness.EmptyPatch || v.Resolved {
+			t.Errorf("empty %s (%s): %s resolved=%v", id, v.TaskType, v.Status, v.Resolved)
+		}
+	}
+	answeredWithTests := func(inst schema.TaskInstance) (string, bool) {
+		return weakTestPatch, inst.TaskType == schema.TaskReproduce || inst.TaskType == schema.TaskTestgen
+	}
+	for id, v := range grade("weak", answeredWithTests) {
+		if v.Status != harness.Unresolved || strings.Join(v.ModelTestFiles, ",") != "tests/test_weak.py" {
+			t.Errorf("weak %s (%s): %s %s; tests %v, mutants killed %d of %d", id, v.TaskType, v.Status, v.Error, v.TestsStatus, v.MutantsKilled, v.Mutants)
+		}
+		if v.TaskType == string(schema.TaskReproduce) && len(v.TestsStatus["PASS_TO_PASS"].Success) != 1 {
+			t.Errorf("weak %s: the test that asserts nothing should pass before and after the fix: %v", id, v.TestsStatus)
+		}
 	}
 }
 
