@@ -272,6 +272,9 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	if rec != nil && !cmd.Bool("json") {
 		printSummary(stdout, rec)
 	}
+	if rec != nil {
+		writeBuildReport(cmd, stdout, stderr, store, rec, out)
+	}
 	return err
 }
 
