@@ -20,8 +20,10 @@ import (
 // srcProject has the src/ layout with pyproject.toml (name, version,
 // testpaths, markers and --strict-markers in addopts), a conftest that
 // imports the package, a module that calls its own functions at import
-// time, a test module that cannot be imported, and parametrised tests
-// whose ids hold spaces.
+// time, a module that passes one of its functions to map() at import time
+// (which mutate.py cannot see, so stubbing the whole module breaks
+// collection), a test module that cannot be imported, and parametrised
+// tests whose ids hold spaces.
 var srcProject = map[string]string{
 	"pyproject.toml": `[project]
 name = "srcpkg"
@@ -58,6 +60,37 @@ TABLE = build_table(5)
 def count_words(s):
     n = len(s.split())
     return n
+`,
+	"src/srcpkg/names.py": `def normalize(s):
+    t = s.strip()
+    return t.lower()
+
+
+def join_names(names):
+    out = ", ".join(names)
+    return out
+
+
+def initials(names):
+    letters = [n[0] for n in names]
+    return "".join(letters).upper()
+
+
+KNOWN = list(map(normalize, [" Ann ", "Bob"]))
+`,
+	"tests/test_names.py": `from srcpkg.names import KNOWN, initials, join_names
+
+
+def test_known():
+    assert KNOWN == ["ann", "bob"]
+
+
+def test_join():
+    assert join_names(["a", "b"]) == "a, b"
+
+
+def test_initials():
+    assert initials(["ann", "bob"]) == "AB"
 `,
 	"tests/conftest.py": `import pytest
 import srcpkg
@@ -139,9 +172,10 @@ def test_both():
 }
 
 // toxProject is a flat module whose tests are in checks/, named by
-// tox.ini's [pytest] testpaths.
+// tox.ini's [pytest] testpaths, and whose addopts name plugins the
+// environment lacks (pytest-xdist, pytest-cov).
 var toxProject = map[string]string{
-	"tox.ini": "[tox]\nenvlist = py3\n\n[pytest]\ntestpaths = checks\n",
+	"tox.ini": "[tox]\nenvlist = py3\n\n[pytest]\ntestpaths = checks\naddopts = -p xdist --cov=toxmod --cov-report term -n auto --strict-markers\n",
 	"toxmod.py": `def clamp(x, lo, hi):
     if x < lo:
         return lo
@@ -213,7 +247,7 @@ stages:
   stubs:
     uses: stub_tasks
     foreach: checked
-    with: {group: function, test_timeout: 3s}
+    with: {test_timeout: 3s}
 `
 
 // TestRealLayouts runs repositories laid out like real ones through
@@ -283,6 +317,14 @@ func TestRealLayouts(t *testing.T) {
 		if !slices.Equal(tox.TestPaths, []string{"checks"}) || len(tox.Status) != 3 {
 			t.Errorf("toxproj: test paths %v, status %v", tox.TestPaths, tox.Status)
 		}
+		// The options of the missing plugins are dropped, the rest of
+		// addopts is kept.
+		if !slices.Contains(tox.TestCmd, "addopts=--strict-markers") {
+			t.Errorf("toxproj: command %v", tox.TestCmd)
+		}
+		if c := b.nodeCounts(t, "checked", "toxproj"); c["addopts options dropped: plugin missing"] != 7 {
+			t.Errorf("toxproj counters %v", c)
+		}
 		env := validated("envproj")
 		if len(env.Status) != 2 || env.Status["tests/test_env.py::test_greeting"] != "PASSED" || env.TestTimeout != "4s" {
 			t.Errorf("envproj: status %v, test timeout %q", env.Status, env.TestTimeout)
@@ -342,14 +384,28 @@ func TestRealLayouts(t *testing.T) {
 	})
 
 	t.Run("stub_tasks", func(t *testing.T) {
+		// words.py is stubbed whole; names.py breaks collection whole
+		// (normalize runs at import time through map()), so its functions
+		// are tried one by one and the two that can be stubbed make one
+		// task; normalize alone is rejected.
 		c := b.nodeCounts(t, "stubs", "srcpkg")
-		if c["rejected:breaks collection"] != 0 || c["kept"] < 2 {
-			t.Errorf("srcpkg stub counters %v: every stub should leave the suite collectable", c)
+		if c["stubs tried: modules"] != 2 || c["stubs kept: modules"] != 1 || c["stubs broke collection: modules (their functions tried one by one)"] != 1 ||
+			c["stubs tried: functions of those modules"] != 3 || c["stubs kept: modules less the functions that broke collection"] != 1 ||
+			c["rejected:breaks collection"] != 1 || c["kept"] != 2 {
+			t.Errorf("srcpkg stub counters %v", c)
 		}
+		lessBroken := 0
 		for _, tb := range b.bundles(t, "stubs", "srcpkg") {
-			if strings.Contains(tb.Instance.ProblemStatement, "square") || strings.Contains(tb.Instance.ProblemStatement, "build_table") {
-				t.Errorf("%s stubs a function run at import time:\n%s", tb.Instance.InstanceID, tb.Instance.ProblemStatement)
+			st := tb.Instance.ProblemStatement
+			if strings.Contains(st, "square") || strings.Contains(st, "build_table") || strings.Contains(st, "normalize") {
+				t.Errorf("%s stubs a function run at import time:\n%s", tb.Instance.InstanceID, st)
 			}
+			if strings.Contains(st, "`join_names`") && strings.Contains(st, "`initials`") {
+				lessBroken++
+			}
+		}
+		if lessBroken != 1 {
+			t.Errorf("srcpkg: %d tasks stub names.py less normalize, want 1", lessBroken)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package stages
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,9 +15,9 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "stub_tasks", Version: "5",
+		Name: "stub_tasks", Version: "7",
 		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function)",
-		Params:   func() any { return &StubTasksParams{Group: "module", TestTimeout: "10s"} },
+		Params:   func() any { return &StubTasksParams{Group: "module", Fallback: 8, TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
 		Assets:   []*build.Asset{mutateAsset},
@@ -33,8 +34,11 @@ func init() {
 // a task of its own. A task is kept when tests that passed in validation
 // fail on the stubbed tree (its FAIL_TO_PASS); the tests that still pass are
 // its PASS_TO_PASS. A stubbed module whose import or collection breaks is
-// rejected ("breaks collection"), as is one no test notices ("no failing
-// test"). Kept tasks are re-verified from their packaged image like bugs.
+// tried again in smaller units (Fallback; see moduleStubs); a unit that
+// still breaks it is rejected ("breaks collection"), as is one no test
+// notices ("no failing test"). Counters "stubs tried: ..." and "stubs kept:
+// ..." say how many units of each size were tried and passed evaluation.
+// Kept tasks are re-verified from their packaged image like bugs.
 type StubTasksParams struct {
 	// Group is "module" (one task per source file) or "function".
 	Group string `yaml:"group" json:"group"`
@@ -46,6 +50,10 @@ type StubTasksParams struct {
 	// Include restricts the source files (globs relative to the
 	// repository root).
 	Include []string `yaml:"include" json:"include,omitempty"`
+	// Fallback is how many functions of a module whose stubs break test
+	// collection are tried one at a time (group "module" only; default 8,
+	// 0 turns the fallback off): see moduleStubs.
+	Fallback int `yaml:"fallback" json:"fallback"`
 	// TestTimeout is the CPU time each test run may use ("10s", rounded
 	// up to whole seconds), as in inject_bugs: a stubbed module whose run
 	// uses more is rejected as "timeout". The wall-clock timeout is a
@@ -62,6 +70,9 @@ func (p *StubTasksParams) Validate() error {
 	}
 	if p.PerRepo < 0 {
 		return fmt.Errorf("per_repo must not be negative")
+	}
+	if p.Fallback < 0 {
+		return fmt.Errorf("fallback must not be negative")
 	}
 	if err := checkIncludes(p.Include); err != nil {
 		return err
@@ -86,58 +97,23 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	var cands []*candidate
-	if p.Group == "function" {
-		for _, m := range muts {
-			cands = append(cands, &candidate{
-				transform: "stub",
-				sites:     []string{m.File + "::" + m.Function},
-				sources:   map[string][]byte{m.File: []byte(m.NewSource)},
-			})
-		}
-	} else {
-		byFile := map[string][]mutation{}
-		for _, m := range muts {
-			byFile[m.File] = append(byFile[m.File], m)
-		}
-		files := make([]string, 0, len(byFile))
-		for f := range byFile {
-			files = append(files, f)
-		}
-		sort.Strings(files)
-		for _, f := range files {
-			ms := byFile[f]
-			// Functions in line order, so the task's function list reads
-			// like the file.
-			sort.SliceStable(ms, func(i, j int) bool { return ms[i].Line < ms[j].Line })
-			old, err := t.store.ReadFile(t.v.Tree, f)
-			if err != nil {
-				return build.Output{}, err
-			}
-			variants := make([][]byte, len(ms))
-			sites := make([]string, len(ms))
-			for i, m := range ms {
-				variants[i] = []byte(m.NewSource)
-				sites[i] = f + "::" + m.Function
-			}
-			merged, err := mergeEdits(old, variants...)
-			if err != nil {
-				return build.Output{}, fmt.Errorf("repository %s: stubbing %s: %v", t.v.Repo, f, err)
-			}
-			cands = append(cands, &candidate{transform: "stub", sites: sites, sources: map[string][]byte{f: merged}})
-		}
-	}
-	t.evaluateAll(ctx, cands, false)
-	if err := t.err(); err != nil {
-		return build.Output{}, err
-	}
 	var kept []*candidate
-	for _, cd := range cands {
-		if cd.reason != "" {
-			c.Count(ctx, "rejected:"+cd.reason, 1)
-			continue
+	if p.Group == "function" {
+		var cands []*candidate
+		for _, m := range muts {
+			cands = append(cands, functionStub(m))
 		}
-		kept = append(kept, cd)
+		t.evaluateAll(ctx, cands, false)
+		if err := t.err(); err != nil {
+			return build.Output{}, err
+		}
+		c.Count(ctx, "stubs tried: functions", float64(len(cands)))
+		kept = t.keepStubs(ctx, cands, "stubs kept: functions")
+	} else {
+		kept, err = t.moduleStubs(ctx, muts, p.Fallback)
+		if err != nil {
+			return build.Output{}, err
+		}
 	}
 	want := len(kept)
 	if p.PerRepo > 0 {
@@ -148,6 +124,174 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, err
 	}
 	return t.output(ctx, bundles, "stub")
+}
+
+// functionStub is the candidate that stubs one function.
+func functionStub(m mutation) *candidate {
+	return &candidate{
+		transform: "stub",
+		sites:     []string{m.File + "::" + m.Function},
+		sources:   map[string][]byte{m.File: []byte(m.NewSource)},
+	}
+}
+
+// keepStubs counts the rejections of evaluated candidates and returns the
+// others, counted as counter.
+func (t *taskMaker) keepStubs(ctx context.Context, cands []*candidate, counter string) []*candidate {
+	var kept []*candidate
+	for _, cd := range cands {
+		if cd.reason != "" {
+			t.c.Count(ctx, "rejected:"+cd.reason, 1)
+			continue
+		}
+		kept = append(kept, cd)
+	}
+	t.c.Count(ctx, counter, float64(len(kept)))
+	return kept
+}
+
+// mergedStub stubs every function of ms (all in file f) in one candidate.
+func (t *taskMaker) mergedStub(f string, ms []mutation) (*candidate, error) {
+	// Functions in line order, so the task's function list reads like
+	// the file.
+	ms = slices.Clone(ms)
+	sort.SliceStable(ms, func(i, j int) bool { return ms[i].Line < ms[j].Line })
+	old, err := t.store.ReadFile(t.v.Tree, f)
+	if err != nil {
+		return nil, err
+	}
+	variants := make([][]byte, len(ms))
+	sites := make([]string, len(ms))
+	for i, m := range ms {
+		variants[i] = []byte(m.NewSource)
+		sites[i] = f + "::" + m.Function
+	}
+	merged, err := mergeEdits(old, variants...)
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: stubbing %s: %v", t.v.Repo, f, err)
+	}
+	return &candidate{transform: "stub", sites: sites, sources: map[string][]byte{f: merged}}, nil
+}
+
+// moduleStubs makes one candidate per source file that stubs all its
+// functions, and evaluates them. A module whose stubs still break test
+// collection (a function run at import time that mutate.py could not see:
+// passed to map() at module level, called through an alias) falls back to
+// smaller units: up to fallback of its functions, in mutate.py's seeded
+// order, are stubbed one at a time; those that leave the suite collectable
+// are stubbed together as one candidate ("the module less the functions
+// that broke collection"), or, when that fails, kept one by one. Counters
+// say how many units of each size were tried and kept.
+func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback int) ([]*candidate, error) {
+	byFile := map[string][]mutation{}
+	for _, m := range muts {
+		byFile[m.File] = append(byFile[m.File], m)
+	}
+	files := make([]string, 0, len(byFile))
+	for f := range byFile {
+		files = append(files, f)
+	}
+	sort.Strings(files)
+	modules := make([]*candidate, len(files))
+	for i, f := range files {
+		cd, err := t.mergedStub(f, byFile[f])
+		if err != nil {
+			return nil, err
+		}
+		modules[i] = cd
+	}
+	t.evaluateAll(ctx, modules, false)
+	if err := t.err(); err != nil {
+		return nil, err
+	}
+	t.c.Count(ctx, "stubs tried: modules", float64(len(modules)))
+
+	// Smaller units for the modules that broke collection.
+	var broken []string
+	var singles []*candidate
+	fileOf := map[*candidate]string{}
+	for i, cd := range modules {
+		if cd.reason != "breaks collection" || fallback == 0 {
+			continue
+		}
+		broken = append(broken, files[i])
+		for _, m := range byFile[files[i]][:min(fallback, len(byFile[files[i]]))] {
+			s := functionStub(m)
+			fileOf[s] = files[i]
+			singles = append(singles, s)
+		}
+	}
+	t.evaluateAll(ctx, singles, false)
+	if err := t.err(); err != nil {
+		return nil, err
+	}
+	if len(broken) > 0 {
+		t.c.Count(ctx, "stubs broke collection: modules (their functions tried one by one)", float64(len(broken)))
+		t.c.Count(ctx, "stubs tried: functions of those modules", float64(len(singles)))
+	}
+	good := map[string][]mutation{}
+	for _, s := range singles {
+		if s.reason != "" {
+			continue
+		}
+		f := fileOf[s]
+		for _, m := range byFile[f] {
+			if f+"::"+m.Function == s.sites[0] {
+				good[f] = append(good[f], m)
+			}
+		}
+	}
+	var lessBroken []*candidate
+	for _, f := range broken {
+		if len(good[f]) >= 2 {
+			cd, err := t.mergedStub(f, good[f])
+			if err != nil {
+				return nil, err
+			}
+			lessBroken = append(lessBroken, cd)
+		}
+	}
+	t.evaluateAll(ctx, lessBroken, false)
+	if err := t.err(); err != nil {
+		return nil, err
+	}
+	var kept []*candidate
+	for _, cd := range modules {
+		if cd.reason == "breaks collection" && fallback > 0 {
+			continue // replaced by its smaller units
+		}
+		if cd.reason != "" {
+			t.c.Count(ctx, "rejected:"+cd.reason, 1)
+			continue
+		}
+		kept = append(kept, cd)
+	}
+	t.c.Count(ctx, "stubs kept: modules", float64(len(kept)))
+	merged := map[string]bool{}
+	n := 0
+	for _, cd := range lessBroken {
+		if cd.reason == "" {
+			f, _, _ := strings.Cut(cd.sites[0], "::")
+			merged[f] = true
+			kept = append(kept, cd)
+			n++
+		}
+	}
+	if len(lessBroken) > 0 {
+		t.c.Count(ctx, "stubs kept: modules less the functions that broke collection", float64(n))
+	}
+	// The functions that still broke collection are rejected; the others
+	// are tasks of their own unless they are in a merged one.
+	var rest []*candidate
+	for _, s := range singles {
+		if s.reason != "" || !merged[fileOf[s]] {
+			rest = append(rest, s)
+		}
+	}
+	if len(singles) > 0 {
+		kept = append(kept, t.keepStubs(ctx, rest, "stubs kept: single functions")...)
+	}
+	return kept, nil
 }
 
 // implementStatement asks for the stubbed functions to be written.
