@@ -355,6 +355,12 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 			return nil, build.BadInput("stage %s: item %s: %v", c.Stage, c.Input.Name, err)
 		}
 	}
+	// A suite that takes longer than the test_timeout even without a bug
+	// would time out with every candidate: the budget is at least
+	// suiteBudgetFactor times the suite's time in validation.
+	if floor := time.Duration(math.Ceil(suiteBudgetFactor*t.v.SuiteSeconds)) * time.Second; floor > timeout {
+		timeout = floor
+	}
 	env.SandboxLimits = testLimits(env.SandboxLimits, timeout)
 	t.env = env
 	if t.images, err = Images(c); err != nil {
@@ -378,6 +384,12 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	t.protected = protectedPaths(t.v.TestPaths, t.files)
 	return t, nil
 }
+
+// suiteBudgetFactor is how many times the suite's own time in validation
+// (Validated.SuiteSeconds, wall-clock, an upper bound of its CPU time) a
+// test run of inject_bugs and stub_tasks may use in CPU time at least,
+// whatever test_timeout says.
+const suiteBudgetFactor = 3
 
 // testWallFactor is how many times its CPU-time budget (test_timeout) a
 // test run of inject_bugs and stub_tasks may take in wall-clock time at

@@ -3,6 +3,8 @@ package stages
 import (
 	"slices"
 	"testing"
+
+	"github.com/dsbuild/dsbuild/agent"
 )
 
 // TestPluginOptions drops from addopts the options pytest (7.2, bookworm)
@@ -32,5 +34,17 @@ func TestPluginOptions(t *testing.T) {
 	// -pNAME in one word.
 	if kept, dropped, _ := pluginOptions([]string{"-pxdist", "-q"}, importErr); !slices.Equal(kept, []string{"-q"}) || len(dropped) != 1 {
 		t.Errorf("-pxdist: kept %v, dropped %v", kept, dropped)
+	}
+}
+
+// TestSuiteSeconds reads pytest's session time, -q and full summaries.
+func TestSuiteSeconds(t *testing.T) {
+	reports := []*agent.TestReport{
+		{Output: "....\n736 passed in 41.23s\n"},
+		{Output: "=== 730 passed, 6 failed in 52.50s (0:00:52) ===\n"},
+		{Output: "no summary"},
+	}
+	if got := suiteSeconds(reports); got != 52.5 {
+		t.Errorf("suiteSeconds = %v, want 52.5", got)
 	}
 }

@@ -29,6 +29,10 @@ type Validated struct {
 	// TestTimeout is the repository's own test_timeout ("" for the
 	// stage's).
 	TestTimeout string `json:"test_timeout,omitempty"`
+	// SuiteSeconds is the longest time pytest reported for the suite in
+	// validation ("N passed in 12.34s"): the task kinds never give a test
+	// run less CPU time than suiteBudgetFactor times it (see newTaskMaker).
+	SuiteSeconds float64 `json:"suite_seconds,omitempty"`
 }
 
 // TaskBundle is an item of a task-producing kind: a task instance with what

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,7 +21,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "3",
+		Name: "validate", Version: "4",
 		Doc:      "installs a repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (the project's pytest testpaths unless the recipe names test paths) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
@@ -326,13 +327,30 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	d, err := c.PutJSON(Validated{
 		Repo: repo, Tree: tree, Environment: envName, Base: base, Image: img,
 		TestCmd: testCmd, TestPaths: testPaths, Status: status, Flaky: flaky,
-		Ignored: ignored, TestTimeout: set.TestTimeout,
+		Ignored: ignored, TestTimeout: set.TestTimeout, SuiteSeconds: suiteSeconds(reports),
 	})
 	if err != nil {
 		return build.Output{}, err
 	}
 	c.Count(ctx, "kept", 1)
 	return build.Collection([]build.Item{{Name: repo, Value: d}}), nil
+}
+
+var sessionTime = regexp.MustCompile(`(?m)\bin ([0-9]+(?:\.[0-9]+)?)s(?: \([0-9:]+\))?(?: =+)?\s*$`)
+
+// suiteSeconds is the longest session time pytest reported in reports.
+func suiteSeconds(reports []*agent.TestReport) float64 {
+	longest := 0.0
+	for _, r := range reports {
+		ms := sessionTime.FindAllStringSubmatch(r.Output, -1)
+		if len(ms) == 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(ms[len(ms)-1][1], 64); err == nil {
+			longest = max(longest, v)
+		}
+	}
+	return longest
 }
 
 // firstFailure names the first (by id) test of status that did not pass,
