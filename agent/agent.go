@@ -22,6 +22,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,6 +33,7 @@ import (
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
+	"github.com/goccy/go-yaml"
 )
 
 // Workdir is where the task's workspace is mounted; editor paths must be
@@ -82,7 +84,7 @@ type Task struct {
 }
 
 // Limits bound one rollout. Zero fields of MaxSteps, CommandTimeout,
-// ObservationChars and ContextChars take DefaultLimits; zero MaxTokens and
+// ObservationChars and ContextTokens take DefaultLimits; zero MaxTokens and
 // MaxDollars mean no limit. In YAML command_timeout is a duration ("45s");
 // in JSON it is an integer of nanoseconds (time.Duration's encoding).
 type Limits struct {
@@ -98,15 +100,17 @@ type Limits struct {
 	// ObservationChars is the longest tool observation; longer ones keep
 	// their head and tail around a truncation marker.
 	ObservationChars int `yaml:"observation_chars,omitempty" json:"observation_chars,omitempty"`
-	// ContextChars is the most characters of message content and tool-call
-	// arguments sent to the model; older observations are elided to fit.
-	ContextChars int `yaml:"context_chars,omitempty" json:"context_chars,omitempty"`
+	// ContextTokens is the most prompt tokens one model call may send (the
+	// messages and the tool schemas); older observations are elided to
+	// fit. Tokens are estimated from characters at the rate the endpoint
+	// reported for this rollout's latest call (see TokenEstimate).
+	ContextTokens int `yaml:"context_tokens,omitempty" json:"context_tokens,omitempty"`
 }
 
 // DefaultLimits returns 50 steps, 30 s per command, 10,000 characters per
-// observation and a 200,000-character context, with no token or dollar cap.
+// observation and a 64,000-token context, with no token or dollar cap.
 func DefaultLimits() Limits {
-	return Limits{MaxSteps: 50, CommandTimeout: 30 * time.Second, ObservationChars: 10_000, ContextChars: 200_000}
+	return Limits{MaxSteps: 50, CommandTimeout: 30 * time.Second, ObservationChars: 10_000, ContextTokens: 64_000}
 }
 
 // WithDefaults returns l with zero fields set from DefaultLimits (MaxTokens
@@ -122,10 +126,42 @@ func (l Limits) WithDefaults() Limits {
 	if l.ObservationChars <= 0 {
 		l.ObservationChars = d.ObservationChars
 	}
-	if l.ContextChars <= 0 {
-		l.ContextChars = d.ContextChars
+	if l.ContextTokens <= 0 {
+		l.ContextTokens = d.ContextTokens
 	}
 	return l
+}
+
+// limitsIntegers are the YAML keys of Limits' integer fields.
+var limitsIntegers = []string{"max_steps", "max_tokens", "observation_chars", "context_tokens"}
+
+// UnmarshalYAML reads a mapping such as {max_steps: 60, context_tokens:
+// 32000, command_timeout: 45s}. Unknown keys and integers written as
+// fractions or strings are errors, and so is context_chars, the budget's
+// name when it counted characters.
+func (l *Limits) UnmarshalYAML(b []byte) error {
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	if _, old := raw["context_chars"]; old {
+		return errors.New("limits: context_chars is no longer read: the context budget is counted in tokens now; " +
+			"write context_tokens (about a third of the old number of characters; see docs/swe-playground.md)")
+	}
+	for _, k := range limitsIntegers {
+		switch v := raw[k].(type) {
+		case nil, int, int64, uint64:
+		default:
+			return fmt.Errorf("limits: %s: want an integer, got %v", k, v)
+		}
+	}
+	type plain Limits
+	var p plain
+	if err := yaml.UnmarshalWithOptions(b, &p, yaml.Strict()); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	*l = Limits(p)
+	return nil
 }
 
 // Env holds the effects a rollout uses.
@@ -208,12 +244,17 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 		r.Messages = append(r.Messages, schema.Message{Role: "system", Content: task.System})
 	}
 	r.Messages = append(r.Messages, schema.Message{Role: "user", Content: task.Prompt})
+	toolChars, err := toolsChars(r.Tools)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", task.InstanceID, err)
+	}
+	rate := DefaultTokenEstimate
 	for step := 0; ; step++ {
 		if status := limitReached(r, limits, step); status != "" {
 			r.ExitStatus = status
 			break
 		}
-		view, ok := fitContext(r.Messages, limits.ContextChars)
+		view, sent, ok := fitContext(r.Messages, toolChars, limits.ContextTokens, rate)
 		if !ok {
 			r.ExitStatus = ExitContext
 			break
@@ -222,6 +263,10 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 		if err != nil {
 			return nil, fmt.Errorf("agent: %s: step %d: %s policy: %w", task.InstanceID, step+1, policy.Name(), err)
 		}
+		// The endpoint's count of what was just sent calibrates the
+		// estimate of the next call. Cached replies carry the usage of the
+		// call that made them, so a replay sends the same views.
+		rate = rate.Calibrated(sent, reply.PromptTokens)
 		r.Steps++
 		r.PromptTokens += reply.PromptTokens
 		r.CompletionTokens += reply.CompletionTokens
@@ -304,7 +349,46 @@ func limitReached(r *Rollout, l Limits, step int) string {
 	return ""
 }
 
-// messageChars is a message's size as counted against the context budget.
+// TokenEstimate converts characters sent to a model into prompt tokens, at
+// Chars characters per Tokens tokens (integers, so that the estimate is the
+// same on every machine).
+//
+// A rollout starts with DefaultTokenEstimate and, after every reply that
+// reports usage, takes the rate of that call: the characters it sent
+// (message contents, tool-call names and arguments, and the tool schemas'
+// JSON) per prompt_tokens the endpoint reported. The estimate thus follows
+// the endpoint's own tokenizer and chat template, for the text this rollout
+// sends; replies without usage (scripted policies, endpoints that report
+// none) leave the rate as it was.
+type TokenEstimate struct {
+	Chars, Tokens int64
+}
+
+// DefaultTokenEstimate is the rate before any usage is reported: 3
+// characters a token. English prose and code run at about 3.5 to 4 with
+// common BPE tokenizers, so it errs towards counting too many tokens.
+var DefaultTokenEstimate = TokenEstimate{Chars: 3, Tokens: 1}
+
+// Estimate returns the tokens of chars characters, rounded up.
+func (e TokenEstimate) Estimate(chars int) int64 {
+	if e.Chars <= 0 || e.Tokens <= 0 {
+		e = DefaultTokenEstimate
+	}
+	return (int64(chars)*e.Tokens + e.Chars - 1) / e.Chars
+}
+
+// Calibrated returns the rate of a call that sent chars characters and
+// was reported as promptTokens prompt tokens, or e if either is not
+// positive.
+func (e TokenEstimate) Calibrated(chars int, promptTokens int64) TokenEstimate {
+	if chars <= 0 || promptTokens <= 0 {
+		return e
+	}
+	return TokenEstimate{Chars: int64(chars), Tokens: promptTokens}
+}
+
+// messageChars is a message's size in characters (runes): its content and
+// its tool calls' names and arguments.
 func messageChars(m schema.Message) int {
 	n := utf8.RuneCountInString(m.Content)
 	for _, c := range m.ToolCalls {
@@ -313,18 +397,33 @@ func messageChars(m schema.Message) int {
 	return n
 }
 
-// fitContext returns the messages to send: msgs itself when they fit in
-// budget characters, else a copy with the oldest tool observations replaced
-// by a short marker, one at a time, until they fit. Observations of the
-// latest turn are never elided; if the rest cannot be made to fit, ok is
-// false.
-func fitContext(msgs []schema.Message, budget int) (view []schema.Message, ok bool) {
-	total := 0
+// toolsChars is the size in characters of the tool schemas as JSON; they
+// are sent with every call.
+func toolsChars(tools []schema.Tool) (int, error) {
+	if len(tools) == 0 {
+		return 0, nil
+	}
+	b, err := json.Marshal(tools)
+	if err != nil {
+		return 0, fmt.Errorf("encoding the tool schemas: %w", err)
+	}
+	return utf8.RuneCount(b), nil
+}
+
+// fitContext returns the messages to send and their size in characters
+// (with fixed, the characters sent with every call): msgs itself when they
+// fit in budget tokens as rate estimates them, else a copy with the oldest
+// tool observations replaced by a short marker, one at a time, until they
+// fit. Observations of the latest turn are never elided; if the rest
+// cannot be made to fit, ok is false.
+func fitContext(msgs []schema.Message, fixed, budget int, rate TokenEstimate) (view []schema.Message, chars int, ok bool) {
+	total := fixed
 	for _, m := range msgs {
 		total += messageChars(m)
 	}
-	if total <= budget {
-		return msgs, true
+	fits := func() bool { return rate.Estimate(total) <= int64(budget) }
+	if fits() {
+		return msgs, total, true
 	}
 	lastAssistant := len(msgs)
 	for i := len(msgs) - 1; i >= 0; i-- {
@@ -334,7 +433,7 @@ func fitContext(msgs []schema.Message, budget int) (view []schema.Message, ok bo
 		}
 	}
 	view = append([]schema.Message(nil), msgs...)
-	for i := 0; i < lastAssistant && total > budget; i++ {
+	for i := 0; i < lastAssistant && !fits(); i++ {
 		if view[i].Role != "tool" {
 			continue
 		}
@@ -346,7 +445,7 @@ func fitContext(msgs []schema.Message, budget int) (view []schema.Message, ok bo
 		view[i].Content = marker
 		total += len(marker) - n
 	}
-	return view, total <= budget
+	return view, total, fits()
 }
 
 // truncate shortens s to at most max characters (runes) plus a marker,

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
 	"github.com/dsbuild/dsbuild/schema"
+	"github.com/goccy/go-yaml"
 )
 
 const runTests = "python3 -m pytest -q -p no:cacheprovider"
@@ -236,14 +238,17 @@ func TestTokenAndDollarLimits(t *testing.T) {
 		return rep
 	})
 	pol := ModelPolicy{Client: newClient(t, env.Store, srv), Sample: 2}
-	r, err := Run(context.Background(), env, task, pol, Limits{MaxTokens: 2_500_000})
+	// 900,000 prompt tokens for a short conversation would exhaust any
+	// context budget calibrated on them; this test is about the totals.
+	const roomy = 1 << 40
+	r, err := Run(context.Background(), env, task, pol, Limits{MaxTokens: 2_500_000, ContextTokens: roomy})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.ExitStatus != ExitMaxTokens || r.Steps != 3 || r.PromptTokens != 2_700_000 {
 		t.Fatalf("token limit: exit %q after %d steps, %d prompt tokens", r.ExitStatus, r.Steps, r.PromptTokens)
 	}
-	r, err = Run(context.Background(), env, task, pol, Limits{MaxDollars: 2})
+	r, err = Run(context.Background(), env, task, pol, Limits{MaxDollars: 2, ContextTokens: roomy})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,28 +334,185 @@ func TestFitContextElidesOldObservations(t *testing.T) {
 		{Role: "assistant", ToolCalls: []schema.ToolCall{{ID: "2", Type: "function", Function: schema.FunctionCall{Name: ToolBash, Arguments: "{}"}}}},
 		{Role: "tool", ToolCallID: "2", Content: big},
 	}
-	view, ok := fitContext(msgs, 5000)
-	if !ok || &view[0] != &msgs[0] {
-		t.Fatal("messages that fit should be sent as they are")
+	size := 3 + 4 + 2*(len(ToolBash)+2) + 2*1000 // contents, tool names, arguments
+	oneToOne := TokenEstimate{Chars: 1, Tokens: 1}
+	view, chars, ok := fitContext(msgs, 0, 5000, oneToOne)
+	if !ok || &view[0] != &msgs[0] || chars != size {
+		t.Fatalf("messages that fit should be sent as they are (ok=%v, %d chars, want %d)", ok, chars, size)
 	}
-	view, ok = fitContext(msgs, 1500)
-	if !ok || !strings.HasPrefix(view[3].Content, "[observation elided") || view[5].Content != big || msgs[3].Content != big {
-		t.Fatalf("ok=%v, view[3]=%q; the newest observation must stay and msgs must not change", ok, view[3].Content)
+	view, chars, ok = fitContext(msgs, 0, 1500, oneToOne)
+	if !ok || !strings.HasPrefix(view[3].Content, "[observation elided") || view[5].Content != big || msgs[3].Content != big || chars >= 1500 {
+		t.Fatalf("ok=%v, %d chars, view[3]=%q; the newest observation must stay and msgs must not change", ok, chars, view[3].Content)
 	}
-	if _, ok := fitContext(msgs, 900); ok {
+	if _, _, ok := fitContext(msgs, 0, 900, oneToOne); ok {
 		t.Fatal("a budget smaller than the newest observation cannot be met")
 	}
-	// Run stops with "context" when even elision cannot fit the budget.
+	// The budget is in tokens: at 4 characters a token the messages fit in
+	// 600, at 1 they do not; the characters sent with every call count.
+	if _, _, ok := fitContext(msgs, 0, 600, TokenEstimate{Chars: 4, Tokens: 1}); !ok {
+		t.Fatalf("%d characters at 4 a token should fit in 600 tokens", size)
+	}
+	if view, _, _ := fitContext(msgs, 400, 600, TokenEstimate{Chars: 4, Tokens: 1}); !strings.HasPrefix(view[3].Content, "[observation elided") {
+		t.Fatal("400 more characters of tool schemas should push the messages over 600 tokens")
+	}
+	// Run stops with "context" when even elision cannot fit the budget (a
+	// scripted policy reports no usage: the default rate applies).
 	env := setup(t)
 	task := calcTask(t, env)
+	tools, err := toolsChars(toolsFor(task))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixed := len(task.System) + len(task.Prompt) + tools
 	r, err := Run(context.Background(), env, task, ScriptedPolicy{Label: "ctx", Calls: []schema.ToolCall{
 		Call(ToolBash, map[string]any{"command": "seq 1 2000"}),
-	}}, Limits{ContextChars: len(task.System) + len(task.Prompt) + 2000})
+	}}, Limits{ContextTokens: int(DefaultTokenEstimate.Estimate(fixed + 2000))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.ExitStatus != ExitContext || r.Steps != 1 {
 		t.Fatalf("exit %q after %d steps", r.ExitStatus, r.Steps)
+	}
+}
+
+func TestTokenEstimate(t *testing.T) {
+	for _, c := range []struct {
+		e     TokenEstimate
+		chars int
+		want  int64
+	}{
+		{DefaultTokenEstimate, 0, 0},
+		{DefaultTokenEstimate, 1, 1},
+		{DefaultTokenEstimate, 9, 3},
+		{DefaultTokenEstimate, 10, 4},
+		{TokenEstimate{Chars: 1000, Tokens: 250}, 4001, 1001},
+		{TokenEstimate{}, 9, 3}, // the zero value is the default
+	} {
+		if got := c.e.Estimate(c.chars); got != c.want {
+			t.Errorf("%+v.Estimate(%d) = %d, want %d", c.e, c.chars, got, c.want)
+		}
+	}
+	e := DefaultTokenEstimate.Calibrated(7000, 2000)
+	if e != (TokenEstimate{Chars: 7000, Tokens: 2000}) || e.Estimate(7) != 2 {
+		t.Errorf("calibrated: %+v", e)
+	}
+	if e.Calibrated(100, 0) != e || e.Calibrated(0, 5) != e {
+		t.Error("a call without usage (or with nothing sent) must leave the rate as it was")
+	}
+}
+
+// sentChars is what Run counts of a request: its messages and its tools.
+func sentChars(t *testing.T, r *llmtest.Request) int {
+	n, err := toolsChars(r.Tools)
+	if err != nil {
+		t.Error(err)
+	}
+	for _, m := range r.Messages {
+		n += messageChars(m)
+	}
+	return n
+}
+
+// TestContextBudgetCountsTokensAsTheEndpointReports drives an endpoint
+// whose tokenizer is dense (a token per character) and one whose tokenizer
+// is sparse (six characters a token), both reporting usage: the budget is
+// met as each endpoint counts, and a replay from the store sends the same
+// requests (it makes none).
+func TestContextBudgetCountsTokensAsTheEndpointReports(t *testing.T) {
+	env := setup(t)
+	task := calcTask(t, env)
+	ctx := context.Background()
+	srv := llmtest.New()
+	defer srv.Close()
+	charsPerToken := 1
+	script := byStep([]llmtest.Reply{
+		call("", ToolBash, jsonArgs(map[string]any{"command": "seq 1 2000"})),
+		call("", ToolBash, jsonArgs(map[string]any{"command": "seq 1 1000"})),
+	})
+	srv.Handle(func(r *llmtest.Request) llmtest.Reply {
+		rep := script(r)
+		rep.PromptTokens = int64((sentChars(t, r) + charsPerToken - 1) / charsPerToken)
+		return rep
+	})
+	run := func(sample, budget int) (*Rollout, []llmtest.Request) {
+		t.Helper()
+		srv.ResetCounters()
+		before := len(srv.Log())
+		r, err := Run(ctx, env, task, ModelPolicy{Client: newClient(t, env.Store, srv), Sample: sample}, Limits{ContextTokens: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r, srv.Log()[before:]
+	}
+	elided := func(req llmtest.Request) bool {
+		return strings.HasPrefix(req.Messages[3].Content, "[observation elided to fit the context budget")
+	}
+
+	// Sizes of the three requests, with room to spare.
+	r, reqs := run(10, 1_000_000)
+	if r.ExitStatus != ExitFinished || len(reqs) != 3 || elided(reqs[2]) {
+		t.Fatalf("unbounded run: exit %q, %d requests", r.ExitStatus, len(reqs))
+	}
+	c1, c2, obs0 := sentChars(t, &reqs[1]), sentChars(t, &reqs[2]), messageChars(reqs[2].Messages[3])
+	if obs0 < 8000 || c2-c1 < 3000 {
+		t.Fatalf("observations of %d and %d characters are too short for this test", obs0, c2-c1)
+	}
+
+	// Dense: the third request would be c2 tokens, over a budget between
+	// c1 and c2 (where 3 characters a token would fit), so the oldest
+	// observation is elided.
+	dense := (c1 + c2) / 2
+	if DefaultTokenEstimate.Estimate(c2) > int64(dense) {
+		t.Fatalf("budget %d does not tell a calibrated estimate from the default", dense)
+	}
+	r, reqs = run(11, dense)
+	if r.ExitStatus != ExitFinished || len(reqs) != 3 || elided(reqs[1]) || !elided(reqs[2]) || sentChars(t, &reqs[2]) > dense {
+		t.Fatalf("dense endpoint, budget %d: exit %q, %d requests, last of %d characters: %.100q", dense, r.ExitStatus, len(reqs), sentChars(t, &reqs[len(reqs)-1]), reqs[len(reqs)-1].Messages[3].Content)
+	}
+	if r.Messages[3].Content == reqs[2].Messages[3].Content {
+		t.Error("the rollout's own messages must keep the elided observation")
+	}
+	// Replayed from the store: the cached replies carry the usage, so the
+	// same requests are made (all of them cache hits).
+	r2, reqs2 := run(11, dense)
+	if len(reqs2) != 0 || r2.CachedCalls != 3 || r2.ExitStatus != ExitFinished || !bytes.Equal(mustJSON(t, r.Messages), mustJSON(t, r2.Messages)) {
+		t.Fatalf("replay: %d requests, %d cached calls, exit %q", len(reqs2), r2.CachedCalls, r2.ExitStatus)
+	}
+
+	// Sparse: 6 characters a token. A budget a little over c2/6 holds
+	// every request whole, where the default 3 would have stopped the
+	// rollout at the second request.
+	charsPerToken = 6
+	sparse := c2/6 + 10
+	if DefaultTokenEstimate.Estimate(c1) <= int64(sparse) {
+		t.Fatalf("budget %d does not tell a calibrated estimate from the default", sparse)
+	}
+	r, reqs = run(12, sparse)
+	if r.ExitStatus != ExitFinished || len(reqs) != 3 || elided(reqs[2]) {
+		t.Fatalf("sparse endpoint, budget %d: exit %q, %d requests", sparse, r.ExitStatus, len(reqs))
+	}
+}
+
+func TestLimitsYAML(t *testing.T) {
+	var l Limits
+	if err := yaml.Unmarshal([]byte("{max_steps: 60, context_tokens: 32000, command_timeout: 45s, max_dollars: 1.5}"), &l); err != nil {
+		t.Fatal(err)
+	}
+	if l != (Limits{MaxSteps: 60, ContextTokens: 32000, CommandTimeout: 45 * time.Second, MaxDollars: 1.5}) {
+		t.Fatalf("decoded %+v", l)
+	}
+	for text, want := range map[string]string{
+		"{context_chars: 200000}": "context_chars is no longer read: the context budget is counted in tokens now; write context_tokens",
+		"{context_tokens: 1.5}":   "context_tokens: want an integer",
+		"{max_steps: \"60\"}":     "max_steps: want an integer",
+		"{max_step: 60}":          "unknown field",
+		"{command_timeout: 45}":   "limits:",
+	} {
+		var l Limits
+		err := yaml.Unmarshal([]byte(text), &l)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want one containing %q", text, err, want)
+		}
 	}
 }
 

@@ -131,7 +131,7 @@ func (p *RolloutParams) Validate() error {
 		return fmt.Errorf("samples: %d is out of range (1 to 1000)", p.Samples)
 	}
 	l := p.Limits
-	if l.MaxSteps < 0 || l.MaxTokens < 0 || l.MaxDollars < 0 || math.IsNaN(l.MaxDollars) || l.CommandTimeout < 0 || l.ObservationChars < 0 || l.ContextChars < 0 {
+	if l.MaxSteps < 0 || l.MaxTokens < 0 || l.MaxDollars < 0 || math.IsNaN(l.MaxDollars) || l.CommandTimeout < 0 || l.ObservationChars < 0 || l.ContextTokens < 0 {
 		return fmt.Errorf("limits: values must not be negative")
 	}
 	p.Limits = l.WithDefaults()
