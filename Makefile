@@ -3,7 +3,7 @@
 
 GO       ?= go
 BIN      := bin/dsbuild
-APT_DEPS := bubblewrap mmdebstrap python3 python3-pytest python3-jinja2 git docker-registry skopeo podman runc ca-certificates
+APT_DEPS := bubblewrap mmdebstrap python3 python3-pytest python3-jinja2 git docker-registry skopeo podman runc chromium ca-certificates
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON   := /usr/bin/python3
 
