@@ -122,7 +122,7 @@ type cardConfig struct {
 // (trajectories, the default, and tasks), each declaring exactly the
 // splits it has files for, their features and sizes; then the split rule,
 // count tables and how to load the data. It holds no timestamps.
-func datasetCard(opts DatasetOptions, m *DatasetManifest) ([]byte, error) {
+func datasetCard(opts DatasetOptions, m *DatasetManifest, stats *datasetStats) ([]byte, error) {
 	var configs []cardConfig
 	if m.Trajectories > 0 {
 		configs = append(configs, cardConfig{"trajectories", "data/", m.TrajectoriesPerSplit, parquet.SchemaOf(TrajectoryRow{}), trajectoryJSONColumns})
@@ -233,6 +233,7 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest) ([]byte, error) {
 		fmt.Fprintf(&b, "Resolved trajectories: %d of %d. Tokens: %d prompt, %d completion.\n\n",
 			m.Resolved, m.Trajectories, m.PromptTokens, m.CompletionTokens)
 	}
+	b.WriteString(stats.markdown())
 	writeLoading(&b, m)
 	b.WriteString("`manifest.json` lists every file with its sha256, size and row count.\n")
 	return []byte(b.String()), nil

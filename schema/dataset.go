@@ -186,6 +186,8 @@ type DatasetWriter struct {
 	repoConflicts map[string]string
 	// splits maps every project to its split, set by Close.
 	splits map[string]string
+	// stats feeds the card's Statistics section.
+	stats *datasetStats
 }
 
 // NewDatasetWriter starts a dataset that Close will publish at dir.
@@ -206,7 +208,7 @@ func NewDatasetWriter(dir string, opts DatasetOptions) (*DatasetWriter, error) {
 		return nil, fmt.Errorf("dataset %s: %w", dir, err)
 	}
 	w := &DatasetWriter{dir: dir, staging: staging, opts: opts,
-		projects: map[string]instanceProject{}, projectNames: map[string]string{}, repoConflicts: map[string]string{}}
+		projects: map[string]instanceProject{}, projectNames: map[string]string{}, repoConflicts: map[string]string{}, stats: newDatasetStats()}
 	limit := int(opts.SortBufferBytes)
 	taskRuns, err := runDir(staging, "tasks")
 	if err == nil {
@@ -337,7 +339,7 @@ func (w *DatasetWriter) build() (*DatasetManifest, error) {
 			return nil, err
 		}
 	}
-	card, err := datasetCard(w.opts, m)
+	card, err := datasetCard(w.opts, m, w.stats)
 	if err != nil {
 		return nil, err
 	}
@@ -587,6 +589,7 @@ func (w *DatasetWriter) writeTasks(m *DatasetManifest) ([]DatasetFile, error) {
 		m.Tasks++
 		m.TasksPerSplit[row.Split]++
 		m.TasksPerTaskType[row.TaskType]++
+		w.stats.addTask(row)
 		return shards.write(row.Split, row, line)
 	})
 	if err != nil {
@@ -641,6 +644,7 @@ func (w *DatasetWriter) writeTrajectories(m *DatasetManifest) ([]DatasetFile, er
 		if row.Resolved {
 			m.Resolved++
 		}
+		w.stats.addTrajectory(&row)
 		return shards.write(split, row, payload)
 	})
 	if err != nil {
