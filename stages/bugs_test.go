@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/dsbuild/dsbuild/agent"
@@ -19,79 +17,10 @@ import (
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/stages"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-var (
-	taskBaseOnce sync.Once
-	taskBaseDir  string
-	taskBaseErr  error
-)
-
-// taskBaseLayout returns an OCI image layout of the test Debian rootfs
-// (python3, pytest, git and patch, from testenv) as a one-layer image,
-// made once and kept in the test cache: recipes in these tests name it as
-// their environment (`layout: DIR`), so no test runs mmdebstrap or touches
-// the network.
-func taskBaseLayout(t *testing.T) string {
-	t.Helper()
-	taskBaseOnce.Do(func() {
-		// Named after the rootfs, which is named after what it holds.
-		rootfs := testenv.DebianRootfs(t)
-		dir := filepath.Join(testenv.CacheDir(), "stages-python-layout-"+strings.TrimSuffix(filepath.Base(rootfs), ".tar"))
-		if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
-			taskBaseDir = dir
-			return
-		}
-		taskBaseDir, taskBaseErr = writeBaseLayout(rootfs, dir)
-	})
-	if taskBaseErr != nil {
-		t.Fatalf("python base layout: %v", taskBaseErr)
-	}
-	return taskBaseDir
-}
-
-func writeBaseLayout(rootfs, dir string) (string, error) {
-	layer, err := tarball.LayerFromFile(rootfs, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return "", err
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if img, err = mutate.AppendLayers(img, layer); err != nil {
-		return "", err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
-	cfg.Config = v1.Config{Env: testenv.ImageEnv, WorkingDir: "/testbed"}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return "", err
-	}
-	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
-	os.RemoveAll(tmp)
-	p, err := layout.Write(tmp, empty.Index)
-	if err != nil {
-		return "", err
-	}
-	if err := p.AppendImage(img); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		if _, serr := os.Stat(filepath.Join(dir, "index.json")); serr != nil {
-			return "", err
-		}
-	}
-	return dir, nil
-}
+// taskBaseLayout is testenv.PythonLayout: the test Debian rootfs as an OCI layout.
+func taskBaseLayout(t *testing.T) string { t.Helper(); return testenv.PythonLayout(t) }
 
 // writeProject writes files (path -> text) under dir/name.
 func writeProject(t *testing.T, dir, name string, files map[string]string) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -16,78 +15,10 @@ import (
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-var (
-	evalBaseOnce sync.Once
-	evalBaseDir  string
-	evalBaseErr  error
-)
-
-// evalBaseLayout returns an OCI image layout of the test Debian rootfs
-// (python3 and pytest, from testenv), made once and kept in the test
-// cache, so that the eval tests' recipe runs no mmdebstrap.
-func evalBaseLayout(t *testing.T) string {
-	t.Helper()
-	evalBaseOnce.Do(func() {
-		// Named after the rootfs, which is named after its packages, so a
-		// change of packages (git and patch, say) makes a new layout.
-		rootfs := testenv.DebianRootfs(t)
-		dir := filepath.Join(testenv.CacheDir(), "cmd-python-layout-"+strings.TrimSuffix(filepath.Base(rootfs), ".tar"))
-		if _, err := os.Stat(filepath.Join(dir, "index.json")); err == nil {
-			evalBaseDir = dir
-			return
-		}
-		evalBaseDir, evalBaseErr = writeBaseLayout(rootfs, dir)
-	})
-	if evalBaseErr != nil {
-		t.Fatalf("python base layout: %v", evalBaseErr)
-	}
-	return evalBaseDir
-}
-
-func writeBaseLayout(rootfs, dir string) (string, error) {
-	layer, err := tarball.LayerFromFile(rootfs, tarball.WithMediaType(types.OCILayer))
-	if err != nil {
-		return "", err
-	}
-	img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	if img, err = mutate.AppendLayers(img, layer); err != nil {
-		return "", err
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return "", err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.Architecture, cfg.OS = runtime.GOARCH, "linux"
-	cfg.Config = v1.Config{Env: testenv.ImageEnv, WorkingDir: "/testbed"}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
-		return "", err
-	}
-	tmp := fmt.Sprintf("%s.tmp-%d", dir, os.Getpid())
-	os.RemoveAll(tmp)
-	p, err := layout.Write(tmp, empty.Index)
-	if err != nil {
-		return "", err
-	}
-	if err := p.AppendImage(img); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp, dir); err != nil {
-		os.RemoveAll(tmp)
-		if _, serr := os.Stat(filepath.Join(dir, "index.json")); serr != nil {
-			return "", err
-		}
-	}
-	return dir, nil
-}
+// evalBaseLayout is testenv.PythonLayout: the test Debian rootfs as an OCI layout.
+func evalBaseLayout(t *testing.T) string { t.Helper(); return testenv.PythonLayout(t) }
 
 // evalRecipe makes fix and implement tasks from the quickstart's mathx
 // project and exports them with their images.
