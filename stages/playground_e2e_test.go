@@ -335,12 +335,23 @@ new file mode 100644
 +    assert True
 `
 
+// noopPatch adds a file no test reads: graded, it runs the tests on the
+// task's start state.
+const noopPatch = `diff --git a/NOTES.md b/NOTES.md
+new file mode 100644
+--- /dev/null
++++ b/NOTES.md
+@@ -0,0 +1 @@
++Nothing to see here.
+`
+
 // pgGradeExport grades every instance of the dataset exported under out
 // with the harness, as `dsbuild eval` does, from the exported files alone
 // (instances.jsonl, build.json and the OCI layout; the store only memoises
 // imports and test runs): each instance's reference patch resolves, an empty
-// patch is empty_patch and not resolved, and for the task types answered
-// with tests, a test that asserts nothing is unresolved.
+// patch is empty_patch and not resolved, a patch that changes no code
+// leaves the fix and implement tasks unresolved, and for the task types
+// answered with tests, a test that asserts nothing is unresolved.
 func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out string) {
 	t.Helper()
 	var manifests []string
@@ -391,21 +402,38 @@ func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out st
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each model's patches go through a predictions file and into a report,
+	// as `dsbuild eval INSTANCES PREDICTIONS.jsonl` takes them.
 	grade := func(name string, patchOf func(schema.TaskInstance) (string, bool)) map[string]*harness.InstanceReport {
-		var preds []harness.Prediction
+		var lines []byte
 		for _, id := range slices.Sorted(maps.Keys(data.Instances)) {
 			if p, ok := patchOf(data.Instances[id]); ok {
-				preds = append(preds, harness.Prediction{InstanceID: id, Model: name, Patch: &p})
+				line, err := json.Marshal(harness.Prediction{InstanceID: id, Model: name, Patch: &p})
+				if err != nil {
+					t.Fatal(err)
+				}
+				lines = append(append(lines, line...), '\n')
 			}
+		}
+		path := filepath.Join(t.TempDir(), name+".jsonl")
+		if err := os.WriteFile(path, lines, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		preds, err := harness.ReadPredictions(path, data)
+		if err != nil {
+			t.Fatal(err)
 		}
 		got, err := g.GradeAll(ctx, preds)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) != len(preds) {
-			t.Fatalf("%s: %d verdicts for %d predictions", name, len(got), len(preds))
+		rep := harness.NewReport(data, name, name, got)
+		if rep.SubmittedInstances != len(preds) || len(rep.Instances) != len(preds) {
+			t.Fatalf("%s: %d verdicts for %d predictions", name, len(rep.Instances), len(preds))
 		}
-		return got
+		t.Logf("%s: %d resolved, %d unresolved, %d empty patch, %d error; by type %v", name,
+			rep.ResolvedInstances, rep.UnresolvedInstances, rep.EmptyPatchInstances, rep.ErrorInstances, rep.ByTaskType)
+		return rep.Instances
 	}
 	gold := grade("gold", func(inst schema.TaskInstance) (string, bool) { return inst.Patch, true })
 	for _, id := range slices.Sorted(maps.Keys(gold)) {
@@ -430,6 +458,17 @@ func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out st
 	for id, v := range grade("empty", func(schema.TaskInstance) (string, bool) { return "", true }) {
 		if v.Status != harness.EmptyPatch || v.Resolved {
 			t.Errorf("empty %s (%s): %s resolved=%v", id, v.TaskType, v.Status, v.Resolved)
+		}
+	}
+	// An empty patch is not even run; a patch that changes nothing the
+	// tests see runs them on the start state in the image, where the fix
+	// and implement tasks' FAIL_TO_PASS tests fail.
+	answeredWithCode := func(inst schema.TaskInstance) (string, bool) {
+		return noopPatch, inst.TaskType == schema.TaskFix || inst.TaskType == schema.TaskImplement
+	}
+	for id, v := range grade("noop", answeredWithCode) {
+		if v.Status != harness.Unresolved || len(v.TestsStatus["FAIL_TO_PASS"].Failure) == 0 || len(v.TestsStatus["PASS_TO_PASS"].Failure) != 0 {
+			t.Errorf("noop %s (%s): %s %s; tests %v", id, v.TaskType, v.Status, v.Error, v.TestsStatus)
 		}
 	}
 	answeredWithTests := func(inst schema.TaskInstance) (string, bool) {
