@@ -407,5 +407,39 @@ func TestRealLayouts(t *testing.T) {
 		if lessBroken != 1 {
 			t.Errorf("srcpkg: %d tasks stub names.py less normalize, want 1", lessBroken)
 		}
+
+		// inpkg has one module, so one module task: fewer than min_tasks
+		// (default 2), so its functions are tried alone (add and mul, both
+		// noticed by the tests) and the first one that passes
+		// re-verification is added.
+		c = b.nodeCounts(t, "stubs", "inpkg")
+		if c["stubs tried: modules"] != 1 || c["stubs kept: modules"] != 1 || c["stubs tried: functions (too few module tasks)"] != 2 ||
+			c["stubs kept: functions (too few module tasks)"] != 2 || c["kept"] != 2 {
+			t.Errorf("inpkg stub counters %v", c)
+		}
+		bundles := b.bundles(t, "stubs", "inpkg")
+		var whole, single int
+		for _, tb := range bundles {
+			in := tb.Instance
+			st := in.ProblemStatement
+			switch {
+			case strings.Contains(st, "`add`") && strings.Contains(st, "`mul`"):
+				whole++
+			case strings.Contains(st, "implement add in inpkg/ops.py") || strings.Contains(st, "implement mul in inpkg/ops.py"):
+				single++
+			}
+			if in.TaskType != "implement" || len(in.FailToPass) == 0 || !strings.Contains(in.Patch, "-    raise NotImplementedError") {
+				t.Errorf("%s: type %s, F2P %v, patch:\n%s", in.InstanceID, in.TaskType, in.FailToPass, in.Patch)
+			}
+		}
+		if len(bundles) != 2 || whole != 1 || single != 1 {
+			t.Errorf("inpkg: %d stub tasks (%d of the module, %d of one function), want 2 (1, 1)", len(bundles), whole, single)
+		}
+		// toxproj's only module has one function: the function alone is
+		// the same task, so nothing is tried again.
+		c = b.nodeCounts(t, "stubs", "toxproj")
+		if c["kept"] != 1 || c["stubs tried: functions (too few module tasks)"] != 0 {
+			t.Errorf("toxproj stub counters %v", c)
+		}
 	})
 }

@@ -15,9 +15,9 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "stub_tasks", Version: "7",
-		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function)",
-		Params:   func() any { return &StubTasksParams{Group: "module", Fallback: 8, TestTimeout: "10s"} },
+		Name: "stub_tasks", Version: "8",
+		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function), topped up with single functions when a repository has fewer module tasks than min_tasks",
+		Params:   func() any { return &StubTasksParams{Group: "module", Fallback: 8, MinTasks: 2, TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
 		Assets:   []*build.Asset{mutateAsset},
@@ -39,6 +39,11 @@ func init() {
 // notices ("no failing test"). Counters "stubs tried: ..." and "stubs kept:
 // ..." say how many units of each size were tried and passed evaluation.
 // Kept tasks are re-verified from their packaged image like bugs.
+//
+// A repository with few modules (or few whose stubs make tests fail) gives
+// few module tasks; when fewer than MinTasks survive re-verification, single
+// functions are tried as tasks of their own until MinTasks are made (see
+// topUpStubs).
 type StubTasksParams struct {
 	// Group is "module" (one task per source file) or "function".
 	Group string `yaml:"group" json:"group"`
@@ -54,6 +59,13 @@ type StubTasksParams struct {
 	// collection are tried one at a time (group "module" only; default 8,
 	// 0 turns the fallback off): see moduleStubs.
 	Fallback int `yaml:"fallback" json:"fallback"`
+	// MinTasks is the fewest tasks a repository should give with group
+	// "module" (default 2; 0 turns the top-up off): when its module tasks
+	// are fewer after re-verification, single functions that are not
+	// already a task or a tried unit are evaluated, in mutate.py's seeded
+	// order, up to topUpTries per missing task, and the first that pass
+	// re-verification are added. PerRepo still caps the total.
+	MinTasks int `yaml:"min_tasks" json:"min_tasks"`
 	// TestTimeout is the CPU time each test run may use ("10s", rounded
 	// up to whole seconds), as in inject_bugs: a stubbed module whose run
 	// uses more is rejected as "timeout". The wall-clock timeout is a
@@ -73,6 +85,9 @@ func (p *StubTasksParams) Validate() error {
 	}
 	if p.Fallback < 0 {
 		return fmt.Errorf("fallback must not be negative")
+	}
+	if p.MinTasks < 0 {
+		return fmt.Errorf("min_tasks must not be negative")
 	}
 	if err := checkIncludes(p.Include); err != nil {
 		return err
@@ -97,7 +112,7 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	var kept []*candidate
+	var kept, tried []*candidate
 	if p.Group == "function" {
 		var cands []*candidate
 		for _, m := range muts {
@@ -110,7 +125,7 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 		c.Count(ctx, "stubs tried: functions", float64(len(cands)))
 		kept = t.keepStubs(ctx, cands, "stubs kept: functions")
 	} else {
-		kept, err = t.moduleStubs(ctx, muts, p.Fallback)
+		kept, tried, err = t.moduleStubs(ctx, muts, p.Fallback)
 		if err != nil {
 			return build.Output{}, err
 		}
@@ -123,7 +138,74 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
+	if p.Group == "module" && len(bundles) < p.MinTasks && (p.PerRepo == 0 || len(bundles) < p.PerRepo) {
+		goal := p.MinTasks
+		if p.PerRepo > 0 {
+			goal = min(goal, p.PerRepo)
+		}
+		more, err := t.topUpStubs(ctx, muts, tried, goal-len(bundles))
+		if err != nil {
+			return build.Output{}, err
+		}
+		bundles = append(bundles, more...)
+	}
 	return t.output(ctx, bundles, "stub")
+}
+
+// topUpTries is how many single functions topUpStubs evaluates at most per
+// task it is missing.
+const topUpTries = 8
+
+// topUpStubs makes up to need more tasks from single functions when the
+// module tasks are too few: functions in mutate.py's seeded order, leaving
+// out those of a module no test noticed stubbed whole (stubbing fewer of
+// them makes no test fail either) and those already evaluated on their own
+// (a module of one function, the fallback's singles). They are evaluated
+// in batches of at least twice the missing tasks, the kept ones finalized
+// in order, until need tasks are made or topUpTries*need functions were
+// tried. Counters "stubs tried: functions (too few module tasks)" and
+// "stubs kept: ..." say how many.
+func (t *taskMaker) topUpStubs(ctx context.Context, muts []mutation, tried []*candidate, need int) ([]*TaskBundle, error) {
+	done := map[string]bool{}
+	silent := map[string]bool{}
+	for _, cd := range tried {
+		if len(cd.sites) == 1 {
+			done[cd.sites[0]] = true
+		}
+		if cd.reason == "no failing test" {
+			for f := range cd.sources {
+				silent[f] = true
+			}
+		}
+	}
+	var cands []*candidate
+	for _, m := range muts {
+		if site := m.File + "::" + m.Function; !done[site] && !silent[m.File] {
+			done[site] = true
+			cands = append(cands, functionStub(m))
+		}
+	}
+	cands = cands[:min(len(cands), topUpTries*need)]
+	var out []*TaskBundle
+	n := 0
+	for len(cands) > 0 && len(out) < need {
+		missing := need - len(out)
+		batch := cands[:min(len(cands), max(2*missing, t.jobs))]
+		cands = cands[len(batch):]
+		t.evaluateAll(ctx, batch, false)
+		if err := t.err(); err != nil {
+			return nil, err
+		}
+		n += len(batch)
+		kept := t.keepStubs(ctx, batch, "stubs kept: functions (too few module tasks)")
+		bundles, err := t.finalizeUpTo(ctx, kept, missing, schema.TaskImplement, implementStatement)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, bundles...)
+	}
+	t.c.Count(ctx, "stubs tried: functions (too few module tasks)", float64(n))
+	return out, nil
 }
 
 // functionStub is the candidate that stubs one function.
@@ -181,8 +263,9 @@ func (t *taskMaker) mergedStub(f string, ms []mutation) (*candidate, error) {
 // order, are stubbed one at a time; those that leave the suite collectable
 // are stubbed together as one candidate ("the module less the functions
 // that broke collection"), or, when that fails, kept one by one. Counters
-// say how many units of each size were tried and kept.
-func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback int) ([]*candidate, error) {
+// say how many units of each size were tried and kept. Besides the kept
+// candidates it returns every candidate it evaluated.
+func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback int) (kept, tried []*candidate, err error) {
 	byFile := map[string][]mutation{}
 	for _, m := range muts {
 		byFile[m.File] = append(byFile[m.File], m)
@@ -196,13 +279,13 @@ func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback i
 	for i, f := range files {
 		cd, err := t.mergedStub(f, byFile[f])
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		modules[i] = cd
 	}
 	t.evaluateAll(ctx, modules, false)
 	if err := t.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	t.c.Count(ctx, "stubs tried: modules", float64(len(modules)))
 
@@ -223,7 +306,7 @@ func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback i
 	}
 	t.evaluateAll(ctx, singles, false)
 	if err := t.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(broken) > 0 {
 		t.c.Count(ctx, "stubs broke collection: modules (their functions tried one by one)", float64(len(broken)))
@@ -246,16 +329,16 @@ func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback i
 		if len(good[f]) >= 2 {
 			cd, err := t.mergedStub(f, good[f])
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			lessBroken = append(lessBroken, cd)
 		}
 	}
 	t.evaluateAll(ctx, lessBroken, false)
 	if err := t.err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var kept []*candidate
+	tried = append(append(append(tried, modules...), singles...), lessBroken...)
 	for _, cd := range modules {
 		if cd.reason == "breaks collection" && fallback > 0 {
 			continue // replaced by its smaller units
@@ -291,7 +374,7 @@ func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback i
 	if len(singles) > 0 {
 		kept = append(kept, t.keepStubs(ctx, rest, "stubs kept: single functions")...)
 	}
-	return kept, nil
+	return kept, tried, nil
 }
 
 // implementStatement asks for the stubbed functions to be written.
