@@ -52,7 +52,7 @@ func runGit(t *testing.T, dir string, args ...string) string {
 // status; two builders on two stores give the same, pinned, digest, and
 // the layer without the option is the one it always was.
 func TestWithTreeGitRepository(t *testing.T) {
-	const golden = "sha256:29e2c2b98826fbe7449a6f4a47fe0ca15fa347d33704a4b8f810cee243ca2940"
+	const golden = "sha256:973bbf945d139e944300a757bc1c3dfb5424478ccbbde026784b866fe43125c2"
 	cfg := provenance
 	cfg.GitRepository = true
 	var digests []string

@@ -14,7 +14,8 @@
 //   - the commit has no parent, author and committer Identity at Date, and
 //     message Message;
 //   - branch Branch points to it and HEAD to the branch;
-//   - .git holds HEAD, config (git init's defaults), an index of version 2
+//   - .git holds HEAD, config (git init's defaults), info/exclude (the
+//     byproducts of running Python and pytest), an index of version 2
 //     with zero stat fields (git sees the stat data differ from the files
 //     on disk, re-hashes them once, finds them unchanged, so `git status`
 //     is clean) and zlib-compressed loose objects (klauspost/compress at
@@ -51,7 +52,7 @@ import (
 // identity, date and message, index and .git layout, compression). Callers
 // that memoise what WriteTar writes put it in their keys; bump it with any
 // change to those bytes.
-const Version = "gitrepo/1"
+const Version = "gitrepo/2"
 
 // The one commit of every repository.
 const (
@@ -132,6 +133,8 @@ func WriteTar(tw *tar.Writer, store *cache.Store, tree cache.Digest, dir string)
 	w.file("config", 0o644, []byte(gitConfig))
 	slices.SortFunc(index, func(a, b indexEntry) int { return strings.Compare(a.path, b.path) })
 	w.file("index", 0o644, indexFile(index))
+	w.dirEntry("info")
+	w.file("info/exclude", 0o644, []byte(gitExclude))
 	w.dirEntry("objects")
 	ids := make([]ID, 0, len(objects))
 	for id := range objects {
@@ -162,6 +165,13 @@ func WriteTar(tw *tar.Writer, store *cache.Store, tree cache.Digest, dir string)
 	}
 	return commit, nil
 }
+
+// gitExclude keeps what running Python and pytest leave in a work tree out
+// of `git status` and `git add -A`, so that running a task's tests leaves
+// the repository clean and an agent's diff holds only its own changes. It
+// is .git/info/exclude, not a .gitignore: the task's files stay exactly the
+// start tree.
+const gitExclude = "# Written by dsbuild: what running the tests leaves behind.\n__pycache__/\n*.py[cod]\n.pytest_cache/\n.hypothesis/\n*.egg-info/\n"
 
 // gitConfig is what `git init` writes on Linux.
 const gitConfig = "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\tlogallrefupdates = true\n"

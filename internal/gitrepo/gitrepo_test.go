@@ -183,6 +183,14 @@ func TestRepositoryIsWhatGitMakes(t *testing.T) {
 	if out := git(t, repo, "", "diff", "HEAD"); out != "" {
 		t.Errorf("git diff HEAD not empty:\n%s", out)
 	}
+	// What running the tests leaves behind stays out of status and add -A.
+	for _, p := range []string{"__pycache__/m.cpython-311.pyc", "pkg/__pycache__/x.pyc", ".pytest_cache/v/cache/nodeids"} {
+		os.MkdirAll(filepath.Join(repo, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(repo, p), []byte{0, 1, 2}, 0o644)
+	}
+	if out := git(t, repo, "", "status", "--porcelain", "--untracked-files=all"); out != "" {
+		t.Errorf("git status after a test run not clean:\n%s", out)
+	}
 	log := git(t, repo, "", "log", "--format=%an <%ae>|%aI|%cn <%ce>|%cI|%P|%B")
 	date := "1980-01-01T00:00:00+00:00"
 	if wantLog := gitrepo.Identity + "|" + date + "|" + gitrepo.Identity + "|" + date + "||" + gitrepo.Message + "\n"; log != wantLog {
