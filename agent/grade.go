@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
@@ -230,47 +231,77 @@ func unique(xs []string) []string {
 	return out
 }
 
-// RestoreProtected returns final with every path under the protected
-// prefixes (relative to /testbed; "tests/" or "tests/test_a.py") made as in
-// orig: files the agent added there are removed, changed or deleted ones
-// put back.
-func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []string) (cache.Digest, error) {
+// IsProtected reports whether a path relative to /testbed is one grading
+// restores: a path under one of the protected prefixes (relative to
+// /testbed, or written as /testbed/tests/ or ./tests/), and, whenever
+// anything is protected, every conftest.py and the top-level pytest.ini,
+// through which a patch could change how pytest reports results without
+// touching a test file.
+func IsProtected(p string, protected []string) bool {
 	if len(protected) == 0 {
-		return final, nil
+		return false
+	}
+	if path.Base(p) == "conftest.py" || p == "pytest.ini" {
+		return true
+	}
+	for _, pre := range protected {
+		if patch.Selected(p, []string{strings.TrimPrefix(strings.TrimPrefix(pre, Workdir+"/"), "./")}) {
+			return true
+		}
+	}
+	return false
+}
+
+// RestoreProtected returns final with every protected path (IsProtected)
+// made as in orig: files the agent added there are removed, changed or
+// deleted ones put back.
+func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []string) (cache.Digest, error) {
+	changed, err := ProtectedChanges(store, orig, final, protected)
+	if err != nil || len(changed) == 0 {
+		return final, err
 	}
 	want, err := store.Files(orig)
 	if err != nil {
 		return cache.Digest{}, err
 	}
-	have, err := store.Files(final)
-	if err != nil {
-		return cache.Digest{}, err
-	}
-	// Prefixes may be written as /testbed/tests/ or ./tests/.
-	rel := make([]string, len(protected))
-	for i, pre := range protected {
-		rel[i] = strings.TrimPrefix(strings.TrimPrefix(pre, Workdir+"/"), "./")
-	}
 	changes := map[string]*cache.TreeEntry{}
-	for p, e := range have {
-		if patch.Selected(p, rel) {
-			if w, ok := want[p]; !ok || w != e {
-				changes[p] = nil
-			}
+	for _, p := range changed {
+		if e, ok := want[p]; ok {
+			changes[p] = &e
+		} else {
+			changes[p] = nil
 		}
-	}
-	for p, e := range want {
-		if patch.Selected(p, rel) {
-			if h, ok := have[p]; !ok || h != e {
-				e := e
-				changes[p] = &e
-			}
-		}
-	}
-	if len(changes) == 0 {
-		return final, nil
 	}
 	return patch.Edit(store, final, changes)
+}
+
+// ProtectedChanges lists, sorted, the protected paths (IsProtected) that
+// differ between orig and final: added, changed or deleted.
+func ProtectedChanges(store *cache.Store, orig, final cache.Digest, protected []string) ([]string, error) {
+	if len(protected) == 0 || orig == final {
+		return nil, nil
+	}
+	want, err := store.Files(orig)
+	if err != nil {
+		return nil, err
+	}
+	have, err := store.Files(final)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for p, e := range have {
+		if w, ok := want[p]; (!ok || w != e) && IsProtected(p, protected) {
+			out = append(out, p)
+		}
+	}
+	for p := range want {
+		if _, ok := have[p]; !ok && IsProtected(p, protected) {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // jsonMarshal encodes v without HTML escaping and without a trailing newline.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 
@@ -62,8 +61,10 @@ type InstanceReport struct {
 	Error string `json:"error,omitempty"`
 	// AppliedWith is how the patch went in: exact or patch --fuzz=5.
 	AppliedWith string `json:"applied_with,omitempty"`
-	// TouchedTestFiles are the instance's test_files the patch changed;
-	// they were restored before the tests ran.
+	// TouchedTestFiles are the files the patch changed that grading
+	// restores before the tests run (agent.IsProtected: the instance's
+	// test_files, every conftest.py and pytest.ini), so a patch cannot
+	// make tests pass by editing or adding them.
 	TouchedTestFiles []string `json:"touched_test_files,omitempty"`
 	// TestExitCode is the test command's exit status.
 	TestExitCode int `json:"test_exit_code"`
@@ -203,7 +204,7 @@ func (g *Grader) grade(ctx context.Context, inst schema.TaskInstance, diff strin
 	case schema.TaskTestgen:
 		return g.gradeTestgen(ctx, inst, img, start, patched, r)
 	}
-	if r.TouchedTestFiles, err = touched(g.env.Store, start, patched, inst.TestFiles); err != nil {
+	if r.TouchedTestFiles, err = agent.ProtectedChanges(g.env.Store, start, patched, inst.TestFiles); err != nil {
 		return err
 	}
 	restored, err := agent.RestoreProtected(g.env.Store, start, patched, inst.TestFiles)
@@ -269,32 +270,6 @@ func (g *Grader) apply(ctx context.Context, img schema.Image, start cache.Digest
 		return cache.Digest{}, "", fmt.Errorf("patch does not apply: %v; %s (exit %d): %s", exactErr, strings.Join(FuzzyApply, " "), res.ExitCode, firstLines(why, 5))
 	}
 	return res.Output, AppliedFuzzily, nil
-}
-
-// touched returns the test files whose content differs between start and
-// patched, sorted.
-func touched(store *cache.Store, start, patched cache.Digest, testFiles []string) ([]string, error) {
-	if len(testFiles) == 0 || start == patched {
-		return nil, nil
-	}
-	before, err := store.Files(start)
-	if err != nil {
-		return nil, err
-	}
-	after, err := store.Files(patched)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, f := range testFiles {
-		b, inB := before[f]
-		a, inA := after[f]
-		if inA != inB || a != b {
-			out = append(out, f)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // outcome sorts tests into those whose status is PASSED and the rest

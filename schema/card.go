@@ -196,7 +196,7 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, stats *datasetStats) (
 		"with one commit, `base_commit` (also `environment_setup_commit`), holding the task's start state; " +
 		"git and patch are installed. To grade a patch as the SWE-bench harness does: apply it in `/testbed` " +
 		"(`git apply`), check out `base_commit`'s version of every file in `test_files` " +
-		"(`git checkout BASE -- FILES`; a patch may not change the tests), run `test_cmd` in `/testbed` " +
+		"(`git checkout BASE -- FILES`; a patch may not change the tests) and remove any `conftest.py` or `pytest.ini` the patch added, run `test_cmd` in `/testbed` " +
 		"(a pytest command with `-rA`, whose `PASSED <id>`/`FAILED <id>` lines SWE-bench's pytest log parser " +
 		"reads; ids with spaces are never listed), and call the instance resolved when every `FAIL_TO_PASS` " +
 		"and `PASS_TO_PASS` test passed. `dsbuild eval DATASET PREDICTIONS.jsonl` does exactly this.\n\n")
