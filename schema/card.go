@@ -304,13 +304,16 @@ func writeLoading(b *strings.Builder, m *DatasetManifest) {
 		"            conv[-1][\"value\"] += \"\\n\" + m[\"content\"]  # results of parallel calls: one observation\n" +
 		"        else:\n" +
 		"            conv.append({\"from\": {\"user\": \"human\", \"assistant\": \"gpt\", \"tool\": \"observation\"}[m[\"role\"]], \"value\": m[\"content\"]})\n" +
+		"    while conv and conv[-1][\"from\"] in (\"observation\", \"human\"):\n" +
+		"        conv.pop()  # the result of the last call (finish): the model's turn ends the conversation\n" +
 		"    rows.append({\"conversations\": conv, \"system\": system,\n" +
 		"                 \"tools\": r[\"tools\"]})  # already the JSON string LLaMA-Factory reads\n" +
 		"json.dump(rows, open(\"LLaMA-Factory/data/dsbuild_sft.json\", \"w\"), ensure_ascii=False)\n```\n\n" +
 		"```json\n\"dsbuild_sft\": {\"file_name\": \"dsbuild_sft.json\", \"formatting\": \"sharegpt\",\n" +
 		"  \"columns\": {\"messages\": \"conversations\", \"system\": \"system\", \"tools\": \"tools\"}}\n```\n\n" +
-		"LLaMA-Factory keeps only the call of an assistant turn that also has text, and skips conversations that " +
-		"do not alternate or that end on a tool result (a rollout stopped by its turn limit).\n\n")
+		"Every rollout ends with the result of its last call (`finish`), and LLaMA-Factory skips conversations " +
+		"that do not end on the model's turn, so the converter drops that trailing result. LLaMA-Factory keeps " +
+		"only the call of an assistant turn that also has text.\n\n")
 }
 
 func sortedKeys[V any](m map[string]V) []string {
