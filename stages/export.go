@@ -21,7 +21,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "export", Version: "3", Publish: true,
+		Name: "export", Version: "4", Publish: true,
 		Doc:    "writes task bundles and trajectories of its from: stages as a dataset folder (Parquet shards, SWE-bench JSONL, card, manifest) with an OCI image layout of every task's image",
 		Params: func() any { return NewExportParams() },
 		Run:    runExport,
@@ -125,8 +125,23 @@ func exportImageName(p *ExportParams, tag string) (string, error) {
 	if _, err := name.NewTag(full, name.StrictValidation); err != nil {
 		return "", fmt.Errorf("registry/repository: %q is not a valid image name: %v", full, err)
 	}
+	// go-containerregistry is lenient about path components ("-x",
+	// "a//b", "x___y"); skopeo and podman are not.
+	host, path, _ := strings.Cut(registry+"/"+repo, "/")
+	if !strings.ContainsAny(host, ".:") && host != "localhost" {
+		path = registry + "/" + repo // no registry host: all of it is path
+	}
+	for _, comp := range strings.Split(path, "/") {
+		if !repositoryComponent.MatchString(comp) {
+			return "", fmt.Errorf("registry/repository: %q in %q is not a valid repository path component (lower-case letters and digits, separated by one '.', one or two '_', or '-'s)", comp, registry+"/"+repo)
+		}
+	}
 	return full, nil
 }
+
+// repositoryComponent is a path component of the distribution spec's
+// repository name grammar.
+var repositoryComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
 
 // ExportBuild is the content of build.json in an exported folder: what the
 // dataset files do not say about the build, chiefly each task's image.
@@ -294,7 +309,12 @@ func addExportItems(c *build.Call, p *ExportParams, w *schema.DatasetWriter) (ma
 				if err != nil {
 					return nil, build.BadInput("stage %s: instance %s: %v", c.Stage, id, err)
 				}
-				b.Instance.Image = imgName + "@" + b.Image.Digest
+				// With images: false nothing holds or can publish the
+				// image, so no instance names one.
+				b.Instance.Image = ""
+				if p.Images {
+					b.Instance.Image = imgName + "@" + b.Image.Digest
+				}
 				inst, err := TestSpec(c.Store(), b)
 				if err != nil {
 					return nil, fmt.Errorf("stage %s: item %s of %s: test spec: %w", c.Stage, it.Name, stage, err)

@@ -314,10 +314,34 @@ func TestExportRejectsOtherItems(t *testing.T) {
 		"{images: false, docker_archive: true}": "docker_archive",
 		"{name: ''}":                            "name",
 		"{shard_bytes: -1}":                     "shard_bytes",
+		"{repository: '-x'}":                    "repository path component",
+		"{repository: 'x___y'}":                 "repository path component",
+		"{repository: 'a//b'}":                  "registry/repository",
+		"{repository: 'Upper'}":                 "registry/repository",
+		"{registry: 'ghcr.io/Lab'}":             "registry/repository",
+		"{registry: 'ghcr.io/lab/-team'}":       "repository path component",
+		"{registry: 'user:pw@ghcr.io/lab'}":     "must not carry credentials",
 	} {
 		p := filepath.Join(dir, "recipe.yaml")
 		os.WriteFile(p, []byte("name: ex\nstages:\n  words: {uses: list, with: {items: [a]}}\n  dataset: {uses: export, from: [words], with: "+with+"}\n"), 0o644)
 		if _, err := build.LoadRecipe(p, nil); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("with %s: %v", with, err)
+		}
+	}
+}
+
+// Names skopeo and podman accept are taken.
+func TestExportAcceptsValidImageNames(t *testing.T) {
+	dir := t.TempDir()
+	for _, with := range []string{
+		"{registry: 'ghcr.io/my-lab/sub.team', repository: 'swe__tasks-v2'}",
+		"{registry: '127.0.0.1:5000', repository: 'a.b_c--d'}",
+		"{registry: 'localhost'}",
+		"{name: 'Some Dataset (v2)!'}",
+	} {
+		p := filepath.Join(dir, "recipe.yaml")
+		os.WriteFile(p, []byte("name: ex\nstages:\n  words: {uses: list, with: {items: [a]}}\n  dataset: {uses: export, from: [words], with: "+with+"}\n"), 0o644)
+		if _, err := build.LoadRecipe(p, nil); err != nil {
 			t.Errorf("with %s: %v", with, err)
 		}
 	}
