@@ -12,7 +12,7 @@ PYTHON   := /usr/bin/python3
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/dsbuild
+	$(GO) build -ldflags "-X main.versionStamp=$$(git describe --always --dirty 2>/dev/null)" -o $(BIN) ./cmd/dsbuild
 
 # Installs the system packages the sandbox, images and tests use (Debian/Ubuntu).
 deps:

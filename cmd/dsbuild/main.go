@@ -51,6 +51,10 @@ func main() {
 	os.Exit(report(os.Stderr, err))
 }
 
+// versionStamp is set by `make build` (-ldflags -X) to `git describe
+// --always --dirty` of the checkout.
+var versionStamp string
+
 // version says which dsbuild this is: the module version when installed
 // with `go install module@version`, else the commit it was built from
 // (with "+dirty" for uncommitted changes), and the Go release.
@@ -59,6 +63,11 @@ func version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return v
+	}
+	if versionStamp != "" {
+		// make build stamps `git describe`: the build may have no VCS
+		// information (GOFLAGS=-buildvcs=false, or a copy without .git).
+		return versionStamp + " " + bi.GoVersion
 	}
 	if bi.Main.Version != "" {
 		v = bi.Main.Version
@@ -183,6 +192,11 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runPlan(cmd, stdout) }},
 			{Name: "explain", Usage: "show a node's key inputs and what changed since the last build", ArgsUsage: "RECIPE.yaml NODE",
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runExplain(cmd, stdout) }},
+			{Name: "version", Usage: "say which dsbuild this is (as --version)",
+				Action: func(ctx context.Context, cmd *cli.Command) error {
+					fmt.Fprintf(stdout, "dsbuild version %s\n", version())
+					return nil
+				}},
 			{Name: "kinds", Usage: "list the stage kinds recipes can use",
 				Action: func(ctx context.Context, cmd *cli.Command) error { return runKinds(stdout) }},
 			{Name: "cache", Usage: "look after the store", ArgsUsage: "verify | gc | stats",

@@ -399,4 +399,7 @@ func TestVersion(t *testing.T) {
 	if r.code != 0 || !regexp.MustCompile(`^dsbuild version \S+( commit [0-9a-f]{12}(\+dirty)?)?.* go1\.\d+`).MatchString(r.stdout) {
 		t.Fatalf("--version: exit %d: %q %s", r.code, r.stdout, r.stderr)
 	}
+	if v := dsbuild(t, t.TempDir(), "version"); v.code != 0 || v.stdout != r.stdout {
+		t.Fatalf("dsbuild version: exit %d: %q, want %q", v.code, v.stdout, r.stdout)
+	}
 }
