@@ -22,10 +22,10 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -113,67 +113,114 @@ type Prediction struct {
 	Patch *string `json:"model_patch"`
 }
 
-// ReadPredictions reads a JSONL predictions file. Every line must be an
-// object with a non-empty instance_id of an instance in d, a
-// model_name_or_path and a model_patch (a string or null); an instance may
-// be predicted once, and every line must name the same model. Mistakes are
-// bad input naming file and line.
+// ReadPredictions reads a predictions file in any of the forms the
+// SWE-bench harness takes: JSON lines (one prediction per line), a JSON
+// list of predictions, or a JSON object mapping instance ids to
+// predictions (SWE-agent's preds.json). Every prediction must be an object
+// with a non-empty instance_id of an instance in d, a model_name_or_path
+// and a model_patch (a string or null); an instance may be predicted once,
+// and every prediction must name the same model. Mistakes are bad input
+// naming the file and the line (JSON lines) or the entry.
 func ReadPredictions(path string, d *Dataset) ([]Prediction, error) {
-	f, err := os.Open(path)
+	body, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, build.BadInput("predictions %s does not exist", path)
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 256<<20)
+	entries, err := predictionEntries(path, body)
+	if err != nil {
+		return nil, err
+	}
 	var out []Prediction
-	seen := map[string]int{}
-	n := 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 {
-			continue
-		}
+	seen := map[string]string{}
+	for _, e := range entries {
 		var raw map[string]json.RawMessage
-		if err := json.Unmarshal(line, &raw); err != nil {
-			return nil, build.BadInput("%s:%d: not a JSON object: %v", path, n, err)
+		if err := json.Unmarshal(e.raw, &raw); err != nil {
+			return nil, build.BadInput("%s: not a JSON object: %v", e.where, err)
 		}
 		for _, key := range []string{"instance_id", "model_name_or_path", "model_patch"} {
 			if _, ok := raw[key]; !ok {
-				return nil, build.BadInput("%s:%d: no %q (a prediction has instance_id, model_name_or_path and model_patch)", path, n, key)
+				return nil, build.BadInput("%s: no %q (a prediction has instance_id, model_name_or_path and model_patch)", e.where, key)
 			}
 		}
 		var p Prediction
-		if err := json.Unmarshal(line, &p); err != nil {
-			return nil, build.BadInput("%s:%d: %v", path, n, err)
+		if err := json.Unmarshal(e.raw, &p); err != nil {
+			return nil, build.BadInput("%s: %v", e.where, err)
 		}
 		switch {
 		case strings.TrimSpace(p.InstanceID) == "":
-			return nil, build.BadInput("%s:%d: empty instance_id", path, n)
+			return nil, build.BadInput("%s: empty instance_id", e.where)
+		case e.key != "" && e.key != p.InstanceID:
+			return nil, build.BadInput("%s: instance_id %q under key %q", e.where, p.InstanceID, e.key)
 		case strings.TrimSpace(p.Model) == "":
-			return nil, build.BadInput("%s:%d: empty model_name_or_path", path, n)
+			return nil, build.BadInput("%s: empty model_name_or_path", e.where)
 		case len(out) > 0 && p.Model != out[0].Model:
-			return nil, build.BadInput("%s:%d: model %q, but line %d has %q: grade one model per file", path, n, p.Model, seen[out[0].InstanceID], out[0].Model)
+			return nil, build.BadInput("%s: model %q, but %s has %q: grade one model per file", e.where, p.Model, seen[out[0].InstanceID], out[0].Model)
 		}
 		if _, ok := d.Instances[p.InstanceID]; !ok {
-			return nil, build.BadInput("%s:%d: instance %q is not in %s", path, n, p.InstanceID, filepath.Join(d.Dir, InstancesFile))
+			return nil, build.BadInput("%s: instance %q is not in %s", e.where, p.InstanceID, filepath.Join(d.Dir, InstancesFile))
 		}
 		if first, dup := seen[p.InstanceID]; dup {
-			return nil, build.BadInput("%s:%d: instance %q was already predicted on line %d", path, n, p.InstanceID, first)
+			return nil, build.BadInput("%s: instance %q was already predicted at %s", e.where, p.InstanceID, first)
 		}
-		seen[p.InstanceID] = n
+		seen[p.InstanceID] = e.where
 		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, build.BadInput("%s:%d: %v", path, n+1, err)
 	}
 	if len(out) == 0 {
 		return nil, build.BadInput("%s holds no predictions", path)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].InstanceID < out[j].InstanceID })
+	return out, nil
+}
+
+// predictionEntry is one prediction's raw JSON and where it is in its file.
+type predictionEntry struct {
+	where string // "file:line" or "file: entry N" / "file: key K"
+	key   string // the key it is under in a JSON object, else ""
+	raw   []byte
+}
+
+// predictionEntries splits a predictions file into its predictions: a
+// whole-file JSON list or object, else JSON lines.
+func predictionEntries(path string, body []byte) ([]predictionEntry, error) {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		var list []json.RawMessage
+		if err := json.Unmarshal(trimmed, &list); err != nil {
+			return nil, build.BadInput("%s: not a JSON list of predictions: %v", path, err)
+		}
+		out := make([]predictionEntry, len(list))
+		for i, raw := range list {
+			out[i] = predictionEntry{where: fmt.Sprintf("%s: entry %d", path, i+1), raw: raw}
+		}
+		return out, nil
+	}
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		// A JSON object is a preds.json if it parses whole and is not
+		// itself a prediction (JSON lines start with '{' too).
+		var byID map[string]json.RawMessage
+		if json.Unmarshal(trimmed, &byID) == nil {
+			if _, isPrediction := byID["instance_id"]; !isPrediction {
+				keys := make([]string, 0, len(byID))
+				for k := range byID {
+					keys = append(keys, k)
+				}
+				sort.Strings(keys)
+				out := make([]predictionEntry, len(keys))
+				for i, k := range keys {
+					out[i] = predictionEntry{where: fmt.Sprintf("%s: key %q", path, k), key: k, raw: byID[k]}
+				}
+				return out, nil
+			}
+		}
+	}
+	var out []predictionEntry
+	for n, line := range bytes.Split(body, []byte("\n")) {
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			out = append(out, predictionEntry{where: fmt.Sprintf("%s:%d", path, n+1), raw: line})
+		}
+	}
 	return out, nil
 }

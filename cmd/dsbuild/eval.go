@@ -19,7 +19,8 @@ func init() {
 		Name:  "eval",
 		Usage: "grade model patches on an exported dataset the way the SWE-bench harness does",
 		Description: "INSTANCES is a dataset folder written by an export stage (or its tasks/instances.jsonl);\n" +
-			"PREDICTIONS.jsonl holds one {\"instance_id\", \"model_name_or_path\", \"model_patch\"} object a line.\n" +
+			"PREDICTIONS holds {\"instance_id\", \"model_name_or_path\", \"model_patch\"} objects: one a line (JSONL),\n" +
+			"a JSON list of them, or a JSON object of them keyed by instance id (SWE-agent's preds.json).\n" +
 			"Each patch is applied to /testbed of the instance's image from the folder's OCI layout (exactly,\n" +
 			"else with `patch --fuzz=5` inside the image), the instance's test_files are restored, test_cmd\n" +
 			"runs in the sandbox and the instance is resolved when every FAIL_TO_PASS and PASS_TO_PASS test\n" +

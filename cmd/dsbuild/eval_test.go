@@ -350,7 +350,7 @@ func TestEvalBadPredictionsExit2(t *testing.T) {
 		"notjson": {good + "\n{not json\n", "bad.jsonl:2: not a JSON object"},
 		"unknown": {good + "\n\n" + `{"instance_id": "no-such-task", "model_name_or_path": "m", "model_patch": ""}` + "\n", `bad.jsonl:3: instance "no-such-task" is not in`},
 		"nopatch": {`{"instance_id": "x", "model_name_or_path": "m"}` + "\n", `bad.jsonl:1: no "model_patch"`},
-		"twice":   {good + "\n" + good + "\n", "bad.jsonl:2: instance " + fmt.Sprintf("%q", id) + " was already predicted on line 1"},
+		"twice":   {good + "\n" + good + "\n", "bad.jsonl:2: instance " + fmt.Sprintf("%q", id) + " was already predicted at bad.jsonl:1"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
