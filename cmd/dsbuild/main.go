@@ -103,6 +103,10 @@ func report(w io.Writer, err error) int {
 	if err == nil {
 		return exitOK
 	}
+	if errors.Is(err, context.Canceled) && !errors.Is(err, build.ErrInterrupted) {
+		fmt.Fprintln(w, "dsbuild: interrupted")
+		return exitInterrupted
+	}
 	fmt.Fprintf(w, "dsbuild: %v\n", err)
 	var ue usageError
 	switch {

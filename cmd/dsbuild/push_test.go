@@ -385,7 +385,7 @@ func TestPushInterrupted(t *testing.T) {
 	<-accepted // the push is talking to the registry
 	cmd.Process.Signal(os.Interrupt)
 	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 || !strings.Contains(stderr.String(), "dsbuild: interrupted") {
 		t.Fatalf("interrupted push: %v, want exit 130: %s", err, stderr.String())
 	}
 }
