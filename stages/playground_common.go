@@ -251,16 +251,17 @@ func trimOutput(s string, n int) string {
 	return "..." + s[len(s)-n:]
 }
 
-// pgSourceDump returns the non-test Python sources of tree as a prompt
-// section, each file under a header, up to limit bytes.
-func pgSourceDump(store *cache.Store, tree cache.Digest, limit int) (string, error) {
+// pgPythonDump returns the Python files of tree as a prompt section, each
+// under a header, up to limit bytes: the test files if tests, else the
+// sources.
+func pgPythonDump(store *cache.Store, tree cache.Digest, tests bool, limit int) (string, error) {
 	paths, _, err := pgFiles(store, tree)
 	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
 	for _, p := range paths {
-		if !strings.HasSuffix(p, ".py") || isTestPath(p) {
+		if !strings.HasSuffix(p, ".py") || isTestPath(p) != tests {
 			continue
 		}
 		data, err := store.ReadFile(tree, p)

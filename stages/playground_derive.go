@@ -174,13 +174,13 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 	if err != nil {
 		return nil, err
 	}
-	sources, err := pgSourceDump(store, proj.Final, 60000)
+	sources, err := pgPythonDump(store, proj.Final, false, 60000)
 	if err != nil {
 		return nil, err
 	}
 	// The tests decide whether a bug is kept (one must fail, one must
 	// still pass): the proposer sees them.
-	tests, err := pgTestDump(store, proj.Final, 30000)
+	tests, err := pgPythonDump(store, proj.Final, true, 30000)
 	if err != nil {
 		return nil, err
 	}
@@ -264,34 +264,6 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 		default:
 			out = append(out, pgCheckedBug{Index: i, Bug: bug, Buggy: buggy, F2P: f2p, P2P: p2p})
 		}
-	}
-	return out, nil
-}
-
-// pgTestDump returns the Python test files of tree as a prompt section,
-// each file under a header, up to limit bytes.
-func pgTestDump(store *cache.Store, tree cache.Digest, limit int) (string, error) {
-	paths, _, err := pgFiles(store, tree)
-	if err != nil {
-		return "", err
-	}
-	var b strings.Builder
-	for _, p := range paths {
-		if !strings.HasSuffix(p, ".py") || !isTestPath(p) {
-			continue
-		}
-		data, err := store.ReadFile(tree, p)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintf(&b, "--- %s\n%s\n", p, data)
-		if b.Len() > limit {
-			break
-		}
-	}
-	out := b.String()
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }
