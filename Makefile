@@ -3,26 +3,37 @@
 
 GO       ?= go
 BIN      := bin/dsbuild
-APT_DEPS := bubblewrap mmdebstrap python3 python3-pytest python3-jinja2 git docker-registry skopeo podman runc chromium ca-certificates
+# What dsbuild needs to build (sandbox, Debian images, git for repositories),
+# and what its tests add: a registry, skopeo and podman for the images,
+# Jinja for chat templates, Chromium for the build report.
+APT_DEPS  := bubblewrap mmdebstrap python3 python3-pytest git ca-certificates
+TEST_DEPS := $(APT_DEPS) python3-jinja2 docker-registry skopeo podman runc chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON   := /usr/bin/python3
 
-.PHONY: all build deps test test-go test-py bench lint demo clean
+.PHONY: all build deps test-deps install-packages test test-go test-py bench lint demo clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "-X main.versionStamp=$$(git describe --always --dirty 2>/dev/null)" -o $(BIN) ./cmd/dsbuild
 
-# Installs the system packages the sandbox, images and tests use (Debian/Ubuntu).
+# Install the system packages missing from APT_DEPS (deps) or TEST_DEPS
+# (test-deps), on Debian or Ubuntu.
 deps:
-	@missing=""; for p in $(APT_DEPS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(APT_DEPS)"
+
+test-deps:
+	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_DEPS)"
+
+install-packages:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
-test: deps test-go test-py
+test: test-deps test-go test-py
 
 test-go:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -30,7 +41,7 @@ test-go:
 test-py:
 	$(PYTHON) -m pytest -q -p no:cacheprovider stages/py
 
-bench: deps
+bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
 
 lint:
