@@ -168,7 +168,18 @@ func TestSIGKILLDuringRunLeavesNoSandbox(t *testing.T) {
 	dir, marker := killStore(t), newMarker()
 	killAll(t, marker)
 	helper := startHelper(t, "run", dir, marker)
-	helper.waitUntil(t, "the sandbox's start", func() bool { return len(testenv.ProcessesNaming(marker)) >= 2 })
+	// Wait for the sandboxed command itself, not only bwrap: bwrap's child
+	// asks for its parent-death signal between fork and exec, and a kill
+	// inside that window (microseconds, wider on a loaded machine) is not
+	// seen by it. That window is a known limit, not what this test is for.
+	helper.waitUntil(t, "the sandbox's start", func() bool {
+		for _, cmdline := range testenv.ProcessesNaming(marker) {
+			if !strings.HasPrefix(cmdline, "/usr/bin/bwrap") {
+				return true
+			}
+		}
+		return false
+	})
 	t.Logf("running: %v", testenv.ProcessesNaming(marker))
 	helper.kill()
 	if !testenv.WaitFor(60*time.Second, func() bool { return len(testenv.ProcessesNaming(marker)) == 0 }) {
@@ -255,7 +266,18 @@ func TestReclaimSparesALiveProcess(t *testing.T) {
 	dir, marker := killStore(t), newMarker()
 	killAll(t, marker)
 	helper := startHelper(t, "run", dir, marker)
-	helper.waitUntil(t, "the sandbox's start", func() bool { return len(testenv.ProcessesNaming(marker)) >= 2 })
+	// Wait for the sandboxed command itself, not only bwrap: bwrap's child
+	// asks for its parent-death signal between fork and exec, and a kill
+	// inside that window (microseconds, wider on a loaded machine) is not
+	// seen by it. That window is a known limit, not what this test is for.
+	helper.waitUntil(t, "the sandbox's start", func() bool {
+		for _, cmdline := range testenv.ProcessesNaming(marker) {
+			if !strings.HasPrefix(cmdline, "/usr/bin/bwrap") {
+				return true
+			}
+		}
+		return false
+	})
 	live := glob(t, filepath.Join(dir, "work", "run-*"))
 	if len(live) != 1 {
 		t.Fatalf("workspaces %v", live)
