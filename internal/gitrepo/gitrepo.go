@@ -259,7 +259,7 @@ func (e gitEntry) sortName() string {
 func (h *hasher) tree(d cache.Digest, prefix string) (ID, bool, error) {
 	collect := h.onFile != nil || h.onTree != nil
 	if !collect {
-		if t, ok := known.tree(d); ok {
+		if t, ok := knownTrees.get(d); ok {
 			return t.id, t.empty, nil
 		}
 	}
@@ -322,13 +322,13 @@ func (h *hasher) tree(d cache.Digest, prefix string) (ID, bool, error) {
 	if h.onTree != nil && !empty {
 		h.onTree(id, body.Bytes())
 	}
-	known.putTree(d, treeID{id, empty})
+	knownTrees.put(d, treeID{id, empty})
 	return id, empty, nil
 }
 
 // blob returns the git id of the file e, from memory when known.
 func (h *hasher) blob(e cache.TreeEntry) (ID, error) {
-	if id, ok := known.blob(e.Digest); ok {
+	if id, ok := knownBlobs.get(e.Digest); ok {
 		return id, nil
 	}
 	s := sha1.New()
@@ -337,7 +337,7 @@ func (h *hasher) blob(e cache.TreeEntry) (ID, error) {
 	}
 	var id ID
 	s.Sum(id[:0])
-	known.putBlob(e.Digest, id)
+	knownBlobs.put(e.Digest, id)
 	return id, nil
 }
 

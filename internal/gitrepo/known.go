@@ -6,7 +6,7 @@ import (
 	"github.com/dsbuild/dsbuild/cache"
 )
 
-// knownLimit bounds each of knownIDs' tables; a full table is emptied.
+// knownLimit bounds each knownTable; a full table is emptied.
 const knownLimit = 1 << 20
 
 // treeID is the git id of a store tree and whether git leaves it out
@@ -16,46 +16,39 @@ type treeID struct {
 	empty bool
 }
 
-// knownIDs remembers git ids of store blobs and trees by store digest. A
+// knownTable remembers git ids of store blobs or trees by store digest. A
 // store digest names the content (for a tree: names, types, exec bits,
-// targets and the digests below), so an id holds in every store.
-type knownIDs struct {
-	mu    sync.Mutex
-	blobs map[cache.Digest]ID
-	trees map[cache.Digest]treeID
+// targets and the digests below), so an id holds in every store. A table
+// that reaches knownLimit entries is emptied.
+type knownTable[V any] struct {
+	mu sync.Mutex
+	m  map[cache.Digest]V
 }
 
-// known is the process's table.
-var known = &knownIDs{blobs: map[cache.Digest]ID{}, trees: map[cache.Digest]treeID{}}
-
-func (k *knownIDs) blob(d cache.Digest) (ID, bool) {
+func (k *knownTable[V]) get(d cache.Digest) (V, bool) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	id, ok := k.blobs[d]
-	return id, ok
+	v, ok := k.m[d]
+	return v, ok
 }
 
-func (k *knownIDs) putBlob(d cache.Digest, id ID) {
+func (k *knownTable[V]) put(d cache.Digest, v V) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if len(k.blobs) >= knownLimit {
-		clear(k.blobs)
+	if k.m == nil || len(k.m) >= knownLimit {
+		k.m = map[cache.Digest]V{}
 	}
-	k.blobs[d] = id
+	k.m[d] = v
 }
 
-func (k *knownIDs) tree(d cache.Digest) (treeID, bool) {
+func (k *knownTable[V]) forget() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	t, ok := k.trees[d]
-	return t, ok
+	k.m = nil
 }
 
-func (k *knownIDs) putTree(d cache.Digest, t treeID) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if len(k.trees) >= knownLimit {
-		clear(k.trees)
-	}
-	k.trees[d] = t
-}
+// The process's tables.
+var (
+	knownBlobs knownTable[ID]
+	knownTrees knownTable[treeID]
+)
