@@ -108,19 +108,7 @@ func startMmdebstrap(t *testing.T, mirror string) *mmRun {
 // helper ends first.
 func (r *mmRun) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ended := false
-	ok := testenv.WaitFor(5*time.Minute, func() bool {
-		select {
-		case <-r.done:
-			ended = true
-			return true
-		default:
-		}
-		return cond()
-	})
-	if ended || !ok {
-		t.Fatalf("%s never happened (helper ended: %v)", what, ended)
-	}
+	testenv.WaitWhileRunning(t, r.done, what, cond)
 }
 
 // mmdebstrapRunning reports whether the helper's mmdebstrap runs.

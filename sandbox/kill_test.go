@@ -99,23 +99,11 @@ func startHelper(t *testing.T, mode, dir, marker string) *helper {
 	return h
 }
 
-// waitUntil waits (up to five minutes: the helper may first build the test
-// image) for cond, failing the test if the helper ends first.
+// waitUntil waits (up to five minutes) for cond, failing the test if the
+// helper ends first.
 func (h *helper) waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	ended := false
-	ok := testenv.WaitFor(5*time.Minute, func() bool {
-		select {
-		case <-h.done:
-			ended = true
-			return true
-		default:
-		}
-		return cond()
-	})
-	if ended || !ok {
-		t.Fatalf("%s never happened (helper ended: %v)", what, ended)
-	}
+	testenv.WaitWhileRunning(t, h.done, what, cond)
 }
 
 // kill SIGKILLs the helper and waits for it to end.

@@ -69,6 +69,26 @@ func WaitFor(limit time.Duration, cond func() bool) bool {
 	}
 }
 
+// WaitWhileRunning waits up to five minutes for cond while a helper
+// process runs (done is closed when it ends), failing the test if the
+// helper ends first or cond never holds; what names the awaited event.
+func WaitWhileRunning(t *testing.T, done <-chan struct{}, what string, cond func() bool) {
+	t.Helper()
+	ended := false
+	ok := WaitFor(5*time.Minute, func() bool {
+		select {
+		case <-done:
+			ended = true
+			return true
+		default:
+		}
+		return cond()
+	})
+	if ended || !ok {
+		t.Fatalf("%s never happened (helper ended: %v)", what, ended)
+	}
+}
+
 // HangingMirror serves HTTP that never finishes on 127.0.0.1: every
 // response trickles one byte a second (of a length apt accepts for a
 // Release file), so apt (and mmdebstrap) wait on it for as long as it runs,
