@@ -94,16 +94,9 @@ type imagePlace struct {
 // one called onlyStage) of the newest build of recipe, grouped by where
 // they are named, sorted by registry and repository.
 func exportedImages(ctx context.Context, store *cache.Store, recipe, onlyStage string) ([]imagePlace, error) {
-	body, ok, err := store.LatestRecord(recipe)
+	rec, err := latestRecord(store, recipe, "push")
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("push: recipe %s has no build in store %s; build it first", recipe, store.Root())
-	}
-	var rec build.Record
-	if err := json.Unmarshal(body, &rec); err != nil {
-		return nil, fmt.Errorf("push: the last build record of %s is damaged: %w", recipe, err)
 	}
 	exports := map[string]bool{}
 	for _, s := range rec.Stages {
@@ -240,3 +233,20 @@ func (p *pushProgress) finish(err error) {
 }
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// latestRecord reads the newest build record of recipe from store, for
+// the command named cmd (push, report), which names itself in errors.
+func latestRecord(store *cache.Store, recipe, cmd string) (*build.Record, error) {
+	body, ok, err := store.LatestRecord(recipe)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%s: recipe %s has no build in store %s; build it first", cmd, recipe, store.Root())
+	}
+	var rec build.Record
+	if err := json.Unmarshal(body, &rec); err != nil {
+		return nil, fmt.Errorf("%s: the last build record of %s is damaged: %w", cmd, recipe, err)
+	}
+	return &rec, nil
+}

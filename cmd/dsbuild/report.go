@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 
@@ -42,16 +41,9 @@ func runReport(cmd *cli.Command) error {
 		return err
 	}
 	defer store.Close()
-	body, ok, err := store.LatestRecord(r.Name)
+	rec, err := latestRecord(store, r.Name, "report")
 	if err != nil {
 		return err
-	}
-	if !ok {
-		return fmt.Errorf("report: recipe %s has no build in store %s; build it first", r.Name, store.Root())
-	}
-	var rec build.Record
-	if err := json.Unmarshal(body, &rec); err != nil {
-		return fmt.Errorf("report: the last build record of %s is damaged: %w", r.Name, err)
 	}
 	path := cmd.String("o")
 	if path == "" {
@@ -59,7 +51,7 @@ func runReport(cmd *cli.Command) error {
 			return err
 		}
 	}
-	if err := htmlreport.Write(&rec, store, path); err != nil {
+	if err := htmlreport.Write(rec, store, path); err != nil {
 		return err
 	}
 	fmt.Fprintf(cmd.Root().Writer, "report: %s\n", path)
