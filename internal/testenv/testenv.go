@@ -70,7 +70,7 @@ func DebianRootfs(tb testing.TB) (tarPath string) {
 	if rootfsOnce.path != "" {
 		return rootfsOnce.path
 	}
-	p, err := buildDebianRootfs()
+	p, err := buildDebianRootfs(DebianPackages)
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
@@ -78,10 +78,12 @@ func DebianRootfs(tb testing.TB) (tarPath string) {
 	return p
 }
 
-func buildDebianRootfs() (string, error) {
+// buildDebianRootfs makes (or finds in CacheDir) the essential variant with
+// packages installed; the file is named after the arguments.
+func buildDebianRootfs(packages []string) (string, error) {
 	args := []string{
 		"--variant=essential",
-		"--include=" + strings.Join(DebianPackages, ","),
+		"--include=" + strings.Join(packages, ","),
 		DebianSuite,
 	}
 	sum := sha256.Sum256([]byte(strings.Join(append(args, DebianMirror), "\x00")))
@@ -142,7 +144,13 @@ func tail(b []byte, n int) []byte {
 // enough to identify it for tests; WorkingDir is /testbed.
 func Image(tb testing.TB, store *cache.Store) schema.Image {
 	tb.Helper()
-	p := DebianRootfs(tb)
+	return rootfsImage(tb, store, DebianRootfs(tb), "dsbuild-test/debian-"+DebianSuite+"-python3")
+}
+
+// rootfsImage stores the rootfs tarball p as the single layer of an image
+// named ref.
+func rootfsImage(tb testing.TB, store *cache.Store, p, ref string) schema.Image {
+	tb.Helper()
 	f, err := os.Open(p)
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
@@ -157,7 +165,7 @@ func Image(tb testing.TB, store *cache.Store) schema.Image {
 		Layers:     []string{d.String()},
 		Env:        append([]string(nil), ImageEnv...),
 		WorkingDir: "/testbed",
-		Ref:        "dsbuild-test/debian-" + DebianSuite + "-python3",
+		Ref:        ref,
 	}
 }
 
