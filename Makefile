@@ -8,6 +8,7 @@ BIN      := bin/dsbuild
 # Jinja for chat templates, Chromium for the build report.
 APT_DEPS  := bubblewrap mmdebstrap python3 python3-pytest git ca-certificates
 TEST_DEPS := $(APT_DEPS) python3-jinja2 docker-registry skopeo podman runc chromium
+VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON   := /usr/bin/python3
 
@@ -25,6 +26,10 @@ deps:
 
 test-deps:
 	@$(MAKE) --no-print-directory install-packages PACKAGES="$(TEST_DEPS)"
+	@# The S3 server the shared-store tests start (internal/testenv/s3.go
+	@# finds it on PATH or in $$(go env GOPATH)/bin).
+	@command -v versitygw >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/versitygw" ] || \
+		{ echo "installing: versitygw"; $(GO) install $(VERSITYGW); }
 
 install-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -58,6 +58,9 @@ func (s *Store) PutRecord(group string, body []byte, keep []Key, complete bool) 
 	// stepped back or did not advance since the group's newest record.
 	stamp := time.Now().UnixNano()
 	names, err := s.recordNames(group)
+	if err == nil && s.remote != nil {
+		names, err = s.remoteRecordNames(group)
+	}
 	if err != nil {
 		return err
 	}
@@ -70,19 +73,26 @@ func (s *Store) PutRecord(group string, body []byte, keep []Key, complete bool) 
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	name := fmt.Sprintf("%020d-%s.json", stamp, hex.EncodeToString(nonce[:]))
-	return s.writeAtomic(filepath.Join(s.root, recordsDir, group, name), raw)
+	if err := s.writeAtomic(filepath.Join(s.root, recordsDir, group, name), raw); err != nil {
+		return err
+	}
+	if s.remote != nil {
+		return s.putRecordRemote(group, name, raw)
+	}
+	return nil
 }
 
 // LatestRecord returns the body of the newest record in group, or ok=false.
+// With a remote, records are the remote's.
 func (s *Store) LatestRecord(group string) (body []byte, ok bool, err error) {
 	if !validGroup(group) {
 		return nil, false, fmt.Errorf("cache: invalid record group %q", group)
 	}
-	names, err := s.recordNames(group)
+	names, err := s.sharedRecordNames(group)
 	if err != nil || len(names) == 0 {
 		return nil, false, err
 	}
-	rf, err := s.readRecord(group, names[len(names)-1])
+	rf, err := s.readSharedRecord(group, names[len(names)-1])
 	if err != nil {
 		return nil, false, err
 	}
@@ -107,11 +117,32 @@ func (s *Store) recordNames(group string) ([]string, error) {
 	return names, nil
 }
 
+// sharedRecordNames lists group's records where every machine sees them:
+// on the remote if there is one, else in the store's directory.
+func (s *Store) sharedRecordNames(group string) ([]string, error) {
+	if s.remote != nil {
+		return s.remoteRecordNames(group)
+	}
+	return s.recordNames(group)
+}
+
+// readSharedRecord reads a record sharedRecordNames listed.
+func (s *Store) readSharedRecord(group, name string) (*recordFile, error) {
+	if s.remote != nil {
+		return s.readRemoteRecord(group, name)
+	}
+	return s.readRecord(group, name)
+}
+
 func (s *Store) readRecord(group, name string) (*recordFile, error) {
 	raw, err := os.ReadFile(filepath.Join(s.root, recordsDir, group, name))
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	return parseRecord(group, name, raw)
+}
+
+func parseRecord(group, name string, raw []byte) (*recordFile, error) {
 	var rf recordFile
 	if err := json.Unmarshal(raw, &rf); err != nil {
 		return nil, fmt.Errorf("cache: record %s/%s is damaged: %v", group, name, err)
@@ -201,12 +232,19 @@ type VerifyReport struct {
 	Problems                    []Problem
 	// What Repair did: blobs moved to quarantine/ and memo entries removed.
 	Quarantined, MemoRemoved int
+	// Remote is the check of the store's remote (nil without one). Repair
+	// leaves the remote as it is: a corrupt remote blob is moved aside by
+	// the first build that reads it.
+	Remote *VerifyReport
 }
 
 // Unrepaired counts the problems nothing was done about (all of them, after
 // Verify).
 func (r *VerifyReport) Unrepaired() int {
 	n := 0
+	if r.Remote != nil {
+		n = r.Remote.Unrepaired()
+	}
 	for _, p := range r.Problems {
 		if p.Action == "" {
 			n++
@@ -223,7 +261,17 @@ func (r *VerifyReport) Unrepaired() int {
 // roots are its kept memo entries. Verify needs only the shared lock, so it
 // may run beside builds.
 func (s *Store) Verify(ctx context.Context, workers int) (*VerifyReport, error) {
-	return s.check(ctx, workers, false)
+	return s.checkTiers(ctx, workers, false)
+}
+
+// checkTiers checks the store's directory and then its remote, if any.
+func (s *Store) checkTiers(ctx context.Context, workers int, repair bool) (*VerifyReport, error) {
+	rep, err := s.check(ctx, workers, repair)
+	if err != nil || s.remote == nil {
+		return rep, err
+	}
+	rep.Remote, err = s.checkRemote(ctx, workers)
+	return rep, err
 }
 
 // Repair does what Verify does and then repairs what it can: it moves
@@ -237,7 +285,7 @@ func (s *Store) Repair(ctx context.Context, workers int) (*VerifyReport, error) 
 		return nil, fmt.Errorf("cache verify --repair: store %s was opened without the exclusive lock; open it with OpenExclusive", s.root)
 	}
 	defer s.forgetComplete()
-	return s.check(ctx, workers, true)
+	return s.checkTiers(ctx, workers, true)
 }
 
 // blobCheck is what the first pass of check learnt about one blob.
@@ -249,16 +297,16 @@ type blobCheck struct {
 // checker walks references over what check's first pass read, reading (and
 // checking, without moving) only blobs that appeared since.
 type checker struct {
-	s     *Store
-	blobs map[Digest]*blobCheck
-	below map[Digest][]Digest // node -> missing or corrupt blobs it reaches
+	inspect func(d Digest, whole bool) (blobRefs, error) // reads without moving
+	blobs   map[Digest]*blobCheck
+	below   map[Digest][]Digest // node -> missing or corrupt blobs it reaches
 }
 
 func (c *checker) blob(d Digest) *blobCheck {
 	if b, ok := c.blobs[d]; ok {
 		return b
 	}
-	refs, err := c.s.inspect(d, true, false)
+	refs, err := c.inspect(d, true)
 	b := &blobCheck{err: err, refs: refs}
 	c.blobs[d] = b
 	return b
@@ -370,7 +418,10 @@ feed:
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	c := &checker{s: s, blobs: make(map[Digest]*blobCheck, len(listed)), below: map[Digest][]Digest{}}
+	c := &checker{
+		inspect: func(d Digest, whole bool) (blobRefs, error) { return s.inspect(d, whole, false) },
+		blobs:   make(map[Digest]*blobCheck, len(listed)), below: map[Digest][]Digest{},
+	}
 	for i, d := range listed {
 		r := &results[i]
 		c.blobs[d] = r
@@ -511,11 +562,43 @@ func (s *Store) removeMemo(path string, rep *VerifyReport) string {
 type GCReport struct {
 	RecordsRemoved, MemoRemoved, BlobsRemoved int
 	BytesFreed                                int64
+	// Remote is what GC removed from the store's remote; nil without one.
+	Remote *GCReport
+}
+
+// keptRecords applies gc's rule to one group's records, names sorted
+// oldest first: the newest keep records stay, and so does the newest
+// complete one if they are all failed or interrupted builds. It calls
+// remove for each of the others and returns the kept ones.
+func keptRecords(names []string, keep int, read func(string) (*recordFile, error), remove func(string)) ([]*recordFile, error) {
+	var kept []*recordFile
+	haveComplete := false
+	for i := len(names) - 1; i >= 0; i-- {
+		n := names[i]
+		newest := i >= len(names)-keep
+		if !newest && haveComplete {
+			remove(n)
+			continue
+		}
+		rf, err := read(n)
+		if err != nil {
+			return nil, fmt.Errorf("cache gc: %w (fix or delete the record, then run gc again)", err)
+		}
+		if !newest && !rf.Complete {
+			remove(n)
+			continue
+		}
+		haveComplete = haveComplete || rf.Complete
+		kept = append(kept, rf)
+	}
+	return kept, nil
 }
 
 // GC keeps the newest keep records of every group and removes older
 // records, memo entries no kept record names, and blobs nothing kept
-// reaches. It needs a store opened with OpenExclusive.
+// reaches. It needs a store opened with OpenExclusive. With a remote it
+// then does the same on the remote, by the remote's records, sparing what
+// is younger than the grace period (see DefaultRemoteGrace).
 func (s *Store) GC(keep int) (*GCReport, error) {
 	if !s.exclusive {
 		return nil, fmt.Errorf("cache gc: store %s was opened without the exclusive lock; open it with OpenExclusive", s.root)
@@ -535,29 +618,17 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Newest first: the newest keep records stay, and so does the newest
-		// complete one if they are all failed or interrupted builds.
-		haveComplete := false
-		for i := len(names) - 1; i >= 0; i-- {
-			n := names[i]
-			newest := i >= len(names)-keep
-			if !newest && haveComplete {
+		kept, err := keptRecords(names, keep,
+			func(n string) (*recordFile, error) { return s.readRecord(g, n) },
+			func(n string) {
 				if err := os.Remove(filepath.Join(s.root, recordsDir, g, n)); err == nil {
 					rep.RecordsRemoved++
 				}
-				continue
-			}
-			rf, err := s.readRecord(g, n)
-			if err != nil {
-				return nil, fmt.Errorf("cache gc: %w (fix or delete the record, then run gc again)", err)
-			}
-			if !newest && !rf.Complete {
-				if err := os.Remove(filepath.Join(s.root, recordsDir, g, n)); err == nil {
-					rep.RecordsRemoved++
-				}
-				continue
-			}
-			haveComplete = haveComplete || rf.Complete
+			})
+		if err != nil {
+			return nil, err
+		}
+		for _, rf := range kept {
 			for _, k := range rf.Keep {
 				keys[k] = true
 			}
@@ -585,7 +656,7 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 		return nil, err
 	}
 	defer s.forgetComplete()
-	live := s.reachable(roots, leaves)
+	live := reachable(func(d Digest) (blobRefs, error) { return s.inspect(d, false, false) }, roots, leaves)
 	err = s.forEachBlob(func(d Digest, path string, size int64) {
 		if !live[d] && os.Remove(path) == nil {
 			rep.BlobsRemoved++
@@ -602,6 +673,11 @@ func (s *Store) GC(keep int) (*GCReport, error) {
 	tmps, _ := os.ReadDir(filepath.Join(s.root, tmpDir))
 	for _, t := range tmps {
 		reap.RemoveAll(filepath.Join(s.root, tmpDir, t.Name()))
+	}
+	if s.remote != nil {
+		if rep.Remote, err = s.gcRemote(context.Background(), keep); err != nil {
+			return nil, err
+		}
 	}
 	return rep, nil
 }
@@ -639,18 +715,18 @@ func (s *Store) Stats() (*Stats, error) {
 }
 
 // Records returns the bodies of up to n newest records of group, newest
-// first.
+// first. With a remote, records are the remote's.
 func (s *Store) Records(group string, n int) ([][]byte, error) {
 	if !validGroup(group) {
 		return nil, fmt.Errorf("cache: invalid record group %q", group)
 	}
-	names, err := s.recordNames(group)
+	names, err := s.sharedRecordNames(group)
 	if err != nil {
 		return nil, err
 	}
 	var out [][]byte
 	for i := len(names) - 1; i >= 0 && len(out) < n; i-- {
-		rf, err := s.readRecord(group, names[i])
+		rf, err := s.readSharedRecord(group, names[i])
 		if err != nil {
 			return nil, err
 		}

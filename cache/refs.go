@@ -310,9 +310,16 @@ func (s *Store) inspect(d Digest, whole, move bool) (blobRefs, error) {
 	if err != nil {
 		return blobRefs{}, fmt.Errorf("cache: %w", err)
 	}
+	return inspectReader(d, f, fi.Size(), whole, damaged)
+}
+
+// inspectReader is inspect over the size compressed bytes of the blob d
+// read from f, wherever they are stored; damaged makes the error for a
+// blob that does not match d.
+func inspectReader(d Digest, f io.Reader, size int64, whole bool, damaged func(reason string) error) (blobRefs, error) {
 	var src io.Reader = f
-	if fi.Size() <= maxWholeFile {
-		raw := make([]byte, fi.Size())
+	if size <= maxWholeFile {
+		raw := make([]byte, size)
 		if _, err := io.ReadFull(f, raw); err != nil {
 			return blobRefs{}, fmt.Errorf("cache: reading blob %s: %w", d, err)
 		}
@@ -423,7 +430,7 @@ func (w *missingWalk) node(d Digest) (bool, error) {
 		w.seen = map[Digest]bool{}
 	}
 	w.seen[d] = true // content addressing rules out cycles; this guards anyway
-	refs, err := w.s.inspect(d, false, true)
+	refs, err := w.s.inspectTiered(d, false, true)
 	if err != nil {
 		if !unusable(err) {
 			return false, err
@@ -476,10 +483,11 @@ func (w *missingWalk) addMissing(d Digest) {
 	}
 }
 
-// reachable returns every blob reachable from roots that gc must keep. It
-// leaves the store as it is: a blob that cannot be read is kept if present
-// and its references are not followed.
-func (s *Store) reachable(roots, leaves []Digest) map[Digest]bool {
+// reachable returns every blob reachable from roots that gc must keep,
+// reading blobs with inspect, which must leave them as they are: a blob
+// that cannot be read is kept if present and its references are not
+// followed.
+func reachable(inspect func(Digest) (blobRefs, error), roots, leaves []Digest) map[Digest]bool {
 	const kept, followed = 1, 2
 	state := map[Digest]uint8{}
 	for _, l := range leaves {
@@ -493,7 +501,7 @@ func (s *Store) reachable(roots, leaves []Digest) map[Digest]bool {
 			continue
 		}
 		state[d] |= kept | followed
-		refs, err := s.inspect(d, false, false)
+		refs, err := inspect(d)
 		if err != nil {
 			continue
 		}
@@ -514,7 +522,7 @@ func (s *Store) reachable(roots, leaves []Digest) map[Digest]bool {
 // a caller may remember the answer: the build engine does, to check a
 // cached output that refers to nothing with a stat rather than a read.
 func (s *Store) HasReferences(d Digest) (bool, error) {
-	r, err := s.inspect(d, false, true)
+	r, err := s.inspectTiered(d, false, true)
 	if err != nil {
 		return false, err
 	}

@@ -52,6 +52,8 @@ type Store struct {
 	writes atomic.Uint64 // writes this process has completed
 	syncMu sync.Mutex
 	synced uint64 // writes known durable
+
+	remote *remoteState // the shared tier behind the directory, if any (see SetRemote)
 }
 
 // Layout below the root:
@@ -152,20 +154,23 @@ func (s *Store) memoPath(k Key) string {
 	return filepath.Join(s.root, memoDir, h[:2], h)
 }
 
-// Has reports whether the blob d is present (without verifying it).
+// Has reports whether the blob d is present (without verifying it): in the
+// store's directory or, failing that, on its remote.
 func (s *Store) Has(d Digest) bool {
-	_, err := os.Stat(s.blobPath(d))
-	return err == nil
+	return s.hasLocal(d) || s.remote != nil && s.remoteHas(d)
 }
 
 // Put stores data and returns its digest. Storing a blob that is already
-// present costs one stat.
+// present costs one stat (and, with a remote, one lookup there per Store
+// handle).
 func (s *Store) Put(data []byte) (Digest, error) {
 	d := DigestOf(data)
-	if s.Has(d) {
-		return d, nil
+	if !s.hasLocal(d) {
+		if err := s.writeAtomic(s.blobPath(d), encoder.EncodeAll(data, make([]byte, 0, len(data)/2+64))); err != nil {
+			return d, err
+		}
 	}
-	return d, s.writeAtomic(s.blobPath(d), encoder.EncodeAll(data, make([]byte, 0, len(data)/2+64)))
+	return d, s.upload(d)
 }
 
 // PutStream stores everything read from r, streaming (for large blobs such as
@@ -192,8 +197,8 @@ func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
 	}
 	var d Digest
 	h.Sum(d[:0])
-	if s.Has(d) {
-		return d, n, nil
+	if s.hasLocal(d) {
+		return d, n, s.upload(d)
 	}
 	// CreateTemp makes the file 0600; blobs written by Put are 0644.
 	if err := tmp.Chmod(0o644); err != nil {
@@ -207,7 +212,7 @@ func (s *Store) PutStream(r io.Reader) (Digest, int64, error) {
 		return Digest{}, 0, fmt.Errorf("cache: %w", err)
 	}
 	s.writes.Add(1)
-	return d, n, nil
+	return d, n, s.upload(d)
 }
 
 // writeAtomic writes data to path through a temporary file and a rename,
@@ -302,6 +307,11 @@ func writeFileMaybeSync(tmpDir, path string, data []byte, sync bool) error {
 // Get returns the blob d, verified against its digest.
 func (s *Store) Get(d Digest) ([]byte, error) {
 	raw, err := os.ReadFile(s.blobPath(d))
+	if fetched, ferr := s.fetchOnMiss(d, err); fetched {
+		raw, err = os.ReadFile(s.blobPath(d))
+	} else if ferr != err {
+		return nil, ferr
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("cache: %s: %w", d, ErrMissing)
@@ -323,6 +333,11 @@ func (s *Store) Get(d Digest) ([]byte, error) {
 // do not match d.
 func (s *Store) Open(d Digest) (io.ReadCloser, error) {
 	f, err := os.Open(s.blobPath(d))
+	if fetched, ferr := s.fetchOnMiss(d, err); fetched {
+		f, err = os.Open(s.blobPath(d))
+	} else if ferr != err {
+		return nil, ferr
+	}
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("cache: %s: %w", d, ErrMissing)
@@ -451,6 +466,9 @@ func (s *Store) MemoGet(ctx context.Context, k Key) (Digest, bool, error) {
 	raw, err := os.ReadFile(s.memoPath(k))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
+			if s.remote != nil {
+				return s.memoGetRemote(ctx, k)
+			}
 			return Digest{}, false, nil
 		}
 		return Digest{}, false, fmt.Errorf("cache: memo %s: %w", k, err)
@@ -482,6 +500,13 @@ func (s *Store) MemoPut(ctx context.Context, k Key, d Digest) error {
 	if err := s.barrier(); err != nil {
 		return err
 	}
+	if s.remote != nil {
+		won, err := s.memoPutRemote(ctx, k, d)
+		if err != nil {
+			return err
+		}
+		d = won
+	}
 	return s.writeAtomic(s.memoPath(k), []byte(d.String()+"\n"))
 }
 
@@ -509,6 +534,9 @@ func (s *Store) MemoPutMany(entries []MemoEntry) error {
 			return err
 		}
 	}
+	if s.remote != nil {
+		return s.memoPutManyRemote(entries)
+	}
 	return nil
 }
 
@@ -528,6 +556,14 @@ func (s *Store) MemoPutFirst(ctx context.Context, k Key, d Digest) (Digest, erro
 	}
 	if err := s.barrier(); err != nil {
 		return Digest{}, err
+	}
+	if s.remote != nil {
+		// The remote decides, for every machine; this one keeps its answer.
+		won, err := s.memoPutRemote(ctx, k, d)
+		if err != nil {
+			return Digest{}, err
+		}
+		return won, s.writeAtomic(s.memoPath(k), []byte(won.String()+"\n"))
 	}
 	tmp, err := os.CreateTemp(filepath.Join(s.root, tmpDir), "memo-*")
 	if err != nil {

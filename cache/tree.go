@@ -190,8 +190,8 @@ func (s *Store) putFile(p string, size int64) (Digest, int64, error) {
 	}
 	var d Digest
 	h.Sum(d[:0])
-	if s.Has(d) {
-		return d, n, nil
+	if s.hasLocal(d) {
+		return d, n, s.upload(d)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return Digest{}, 0, fmt.Errorf("snapshot: %w", err)
