@@ -36,6 +36,9 @@ type Options struct {
 	// must give the memoised output (like Go's GODEBUG=gocacheverify). Which
 	// hits is a function of their keys. Effects see it in Session.Recheck.
 	Recheck float64
+	// Executor runs the nodes of non-volatile kinds somewhere else (nil:
+	// in this process); see Executor.
+	Executor Executor
 }
 
 // Node states.
@@ -107,10 +110,15 @@ type stageRun struct {
 	// digests, computed once when the last of those stages completes.
 	from     map[string][]Item
 	fromKeys map[string]cache.Key
-	open     int // nodes created and not finished
-	failed   bool
-	complete bool
-	skipped  string // reason, when a dependency failed
+	// fromBlobs holds the stored item list of each from-input, for an
+	// executor's node specs (made once, by the first remote node).
+	fromBlobsOnce sync.Once
+	fromBlobs     map[string]cache.Digest
+	fromBlobsErr  error
+	open          int // nodes created and not finished
+	failed        bool
+	complete      bool
+	skipped       string // reason, when a dependency failed
 }
 
 type engine struct {
@@ -466,22 +474,23 @@ func (e *engine) exec(n *node) {
 		n.state, n.err = StateSkipped, e.ctx.Err()
 		return
 	}
-	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
-	start = time.Now()
-	n.began = start
+	remote := e.remote(n)
+	if !remote {
+		e.nowRunning(n) // a remote node runs when its executor says so
+	}
 
-	out, rec, cnt, err := e.run(n)
+	res, rd, err := e.runNode(n, remote, cached != nil)
 	if err != nil && isBlobLoss(err) && e.repairInputs(n) {
 		// An input lost a blob (deleted, or found corrupt and moved
 		// aside) and its producer wrote it again: try once more.
-		out, rec, cnt, err = e.run(n)
+		res, rd, err = e.runNode(n, remote, cached != nil)
 	}
-	n.duration = time.Since(start)
+	n.duration = time.Since(n.began)
 	if err != nil {
 		n.state, n.err = StateFailed, err
 		// The model calls and sandbox runs it finished stay memoised (and
 		// kept by gc): a re-run resumes from them.
-		n.result = &nodeResult{Counts: cnt.snapshot(), Memo: rec.Keys()}
+		n.result = &nodeResult{Counts: res.Counts, Memo: res.Memo}
 		if !e.opts.KeepGoing && !e.stopped() {
 			// Stop here, before this node's slot is released, so that no
 			// other node starts in the time the engine takes to notice.
@@ -489,10 +498,13 @@ func (e *engine) exec(n *node) {
 		}
 		return
 	}
-	res := &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot(), Provisional: rec.Provisional(),
-		Flat: flat(store, out)}
 	if cached != nil {
 		e.compareRecheck(n, d, cached, res)
+		return
+	}
+	if remote {
+		// The worker stored the result and memoised it (first writer wins).
+		n.state, n.resultD, n.result = StateRan, rd, res
 		return
 	}
 	d, err = PutJSON(store, res)
@@ -506,23 +518,35 @@ func (e *engine) exec(n *node) {
 	n.state, n.resultD, n.result = StateRan, d, res
 }
 
-// run runs n's kind once, with a recorder and counters of its own.
+// nowRunning marks n as running from now (once: a node run again after a
+// repair keeps its start).
+func (e *engine) nowRunning(n *node) {
+	if !n.began.IsZero() {
+		return
+	}
+	n.began = time.Now()
+	e.obs.Event(Event{Type: EventNode, Stage: n.stage.st.ID, Item: nodeItemName(n), Node: n.id, Key: n.key.String(), Status: StateRunning})
+}
+
+// runNode runs n once, on the build's executor if remote (the result comes
+// back stored, under the returned digest) or else in this process. The
+// result is never nil: a failed node's holds its counters and memo keys.
+func (e *engine) runNode(n *node, remote, rerun bool) (*nodeResult, cache.Digest, error) {
+	if remote {
+		return e.runRemote(n, rerun)
+	}
+	out, rec, cnt, err := e.run(n)
+	if err != nil {
+		return &nodeResult{Counts: cnt.snapshot(), Memo: rec.Keys()}, cache.Digest{}, err
+	}
+	return &nodeResult{Output: out, Memo: rec.Keys(), Counts: cnt.snapshot(), Provisional: rec.Provisional(),
+		Flat: flat(e.sess.Store, out)}, cache.Digest{}, nil
+}
+
+// run runs n's kind once in this process, with a recorder and counters of
+// its own.
 func (e *engine) run(n *node) (Output, *cache.Recorder, *counters, error) {
-	kind := n.stage.st.Kind
-	rec := &cache.Recorder{}
-	cnt := &counters{}
-	ctx := context.WithValue(context.WithValue(e.ctx, countersKey{}, cnt), kindKey{}, kind)
-	ctx = cache.WithRecorder(ctx, rec)
-	call := &Call{Stage: n.stage.st.ID, Params: n.stage.st.Params, Input: n.item, Inputs: n.from,
-		Key: n.key, Seed: seedOf(n.key), Session: e.sess, kind: kind}
-	if n.item != nil {
-		call.Item = n.item.Name
-	}
-	out, err := runKind(ctx, kind, call)
-	if err == nil {
-		err = out.validate()
-	}
-	return out, rec, cnt, err
+	return runStage(e.ctx, e.sess, n.stage.st, n.item, n.from, n.key)
 }
 
 // isBlobLoss reports whether err says a blob is gone from the store or was
