@@ -1,0 +1,3 @@
+module example.com/tsfixture
+
+go 1.21
