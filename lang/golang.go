@@ -1,0 +1,100 @@
+package lang
+
+import (
+	"context"
+	"path"
+	"strings"
+)
+
+func init() { Register(goProfile{}) }
+
+// goProfile is Go: Debian's golang-go (Go 1.19 in bookworm, so projects
+// must build with it), modules without network access, `go test -json`.
+type goProfile struct{}
+
+func (goProfile) Name() string       { return "go" }
+func (goProfile) Packages() []string { return []string{"golang-go"} }
+
+// Detect accepts a repository with a go.mod at its root.
+func (goProfile) Detect(files []string) bool { return hasFile(files, "go.mod") }
+
+// TestCommand prints the module path after goModuleMarker, then runs
+// `go test -json` over ./... or, given paths, over the packages of those
+// test files and the package trees of those directories.
+func (goProfile) TestCommand(paths []string) []string {
+	var pkgs []string
+	for _, p := range paths {
+		p = strings.TrimSuffix(path.Clean(p), "/")
+		switch {
+		case strings.HasSuffix(p, ".go") && path.Dir(p) == ".":
+			pkgs = append(pkgs, ".")
+		case strings.HasSuffix(p, ".go"):
+			pkgs = append(pkgs, "./"+path.Dir(p))
+		case p == ".":
+			pkgs = append(pkgs, "./...")
+		default:
+			pkgs = append(pkgs, "./"+p+"/...")
+		}
+	}
+	pkgs = sortedUnique(pkgs)
+	if len(pkgs) == 0 {
+		pkgs = []string{"./..."}
+	}
+	script := "go list -m -f " + quoteSh(goModuleMarker+"{{.Path}}") + "; go test -json " + joinSh(pkgs)
+	return []string{"sh", "-c", script}
+}
+
+// TestEnv keeps Go's caches in /tmp, switches the module proxy and the
+// checksum database off (dependencies must be vendored or in the module
+// cache of the image), keeps the toolchain the image has, and builds
+// without cgo or VCS stamping. -mod is left to go's default: vendor when
+// vendor/modules.txt exists, readonly otherwise, so a test run never
+// rewrites go.mod or go.sum.
+func (goProfile) TestEnv() []string {
+	return []string{
+		"HOME=/tmp",
+		"GOCACHE=/tmp/go-cache",
+		"GOPATH=/tmp/go",
+		"GOPROXY=off",
+		"GOSUMDB=off",
+		"GOTOOLCHAIN=local",
+		"GOTELEMETRY=off",
+		"GOFLAGS=-buildvcs=false",
+		"CGO_ENABLED=0",
+	}
+}
+
+// ParseReport reads `go test -json` output; see parseGoTest for the ids.
+func (goProfile) ParseReport(output string) Report { return parseGoTest(output) }
+
+// IsTestFile accepts *_test.go files and everything below a testdata
+// directory (which go's tooling ignores and tests read).
+func (goProfile) IsTestFile(p string) bool {
+	if strings.HasSuffix(p, "_test.go") {
+		return true
+	}
+	return p == "testdata" || strings.HasPrefix(p, "testdata/") || strings.Contains(p, "/testdata/")
+}
+
+// TestFiles returns the *_test.go files of the packages (directories) the
+// ids name.
+func (goProfile) TestFiles(ids []string, files []string) []string {
+	dirs := map[string]bool{}
+	for _, id := range ids {
+		if dir, _, ok := splitID(id); ok {
+			dirs[dir] = true
+		}
+	}
+	var out []string
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") && dirs[path.Dir(f)] {
+			out = append(out, f)
+		}
+	}
+	return sortedUnique(out)
+}
+
+// Candidates parses the Go sources with tree-sitter.
+func (goProfile) Candidates(ctx context.Context, src Source, mode Mode, opts CandidateOptions) ([]Candidate, error) {
+	return treeSitterCandidates(ctx, "go", src, mode, opts)
+}

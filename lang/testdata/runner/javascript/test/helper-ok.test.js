@@ -1,0 +1,4 @@
+'use strict';
+const test = require('node:test');
+
+test('passes in a second file', () => {});

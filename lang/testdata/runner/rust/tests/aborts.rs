@@ -1,0 +1,4 @@
+#[test]
+fn aborts_the_process() {
+    std::process::abort();
+}
