@@ -419,8 +419,16 @@ feed:
 		return nil, err
 	}
 	c := &checker{
-		inspect: func(d Digest, whole bool) (blobRefs, error) { return s.inspect(d, whole, false) },
-		blobs:   make(map[Digest]*blobCheck, len(listed)), below: map[Digest][]Digest{},
+		inspect: func(d Digest, whole bool) (blobRefs, error) {
+			refs, err := s.inspect(d, whole, false)
+			if s.remote != nil && errors.Is(err, ErrMissing) {
+				// The directory is a cache of the remote: what it lacks
+				// is fine if the remote has it intact.
+				return s.remoteInspect(ctx, d, whole)
+			}
+			return refs, err
+		},
+		blobs: make(map[Digest]*blobCheck, len(listed)), below: map[Digest][]Digest{},
 	}
 	for i, d := range listed {
 		r := &results[i]

@@ -142,9 +142,6 @@ func cliError(err error) error {
 // cmd.Root().Writer and opens the store with openStore(cmd).
 var extraCommands []*cli.Command
 
-// openStore opens the store named by --cache (or the default).
-func openStore(cmd *cli.Command) (*cache.Store, error) { return cache.Open(cacheDir(cmd)) }
-
 func defaultCacheDir() string {
 	if d := os.Getenv("DSBUILD_CACHE"); d != "" {
 		return d
@@ -158,6 +155,7 @@ func defaultCacheDir() string {
 func newApp(stdout, stderr io.Writer) *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "cache", Usage: "store directory (default $DSBUILD_CACHE, else the user cache dir)"},
+		remoteFlag,
 		&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Value: runtime.NumCPU(), Usage: "nodes run at once in the cpu and sandbox pools (at least 1)",
 			Validator: func(n int) error {
 				if n < 1 {
@@ -264,7 +262,7 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 			return err
 		}
 	}
-	store, err := cache.Open(cacheDir(cmd))
+	store, err := openStore(cmd)
 	if err != nil {
 		return err
 	}
@@ -409,7 +407,7 @@ func runPlan(cmd *cli.Command, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := cache.Open(cacheDir(cmd))
+	store, err := openStore(cmd)
 	if err != nil {
 		return err
 	}
@@ -439,7 +437,7 @@ func runExplain(cmd *cli.Command, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, err := cache.Open(cacheDir(cmd))
+	store, err := openStore(cmd)
 	if err != nil {
 		return err
 	}
@@ -465,10 +463,10 @@ func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
 	var err error
 	if repair {
 		// Repairs move and remove files: no build may be using the store.
-		if store, err = cache.OpenExclusive(cacheDir(cmd)); err != nil {
+		if store, err = openStoreExclusive(cmd); err != nil {
 			return fmt.Errorf("cache verify --repair needs the store to itself (a build or another command has it open; run verify without --repair to check it meanwhile): %w", err)
 		}
-	} else if store, err = cache.Open(cacheDir(cmd)); err != nil {
+	} else if store, err = openStore(cmd); err != nil {
 		return err
 	}
 	defer store.Close()
@@ -485,6 +483,7 @@ func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
 		fmt.Fprintln(stdout, p)
 	}
 	fmt.Fprintf(stdout, "checked %d blobs, %d memo entries, %d build records: %d problems\n", rep.Blobs, rep.MemoEntries, rep.Records, len(rep.Problems))
+	problems := len(rep.Problems) + printRemoteVerify(stdout, rep.Remote, store.Remote())
 	if repair {
 		fmt.Fprintf(stdout, "repaired: moved %d blobs to quarantine/, removed %d memo entries; %d problems left\n", rep.Quarantined, rep.MemoRemoved, rep.Unrepaired())
 		if n := rep.Unrepaired(); n > 0 {
@@ -492,14 +491,14 @@ func runVerify(ctx context.Context, cmd *cli.Command, stdout io.Writer) error {
 		}
 		return nil
 	}
-	if len(rep.Problems) > 0 {
-		return fmt.Errorf("store %s has %d problems; nothing was changed (dsbuild cache verify --repair moves corrupt blobs aside and drops the memo entries that reach them, so the next build redoes that work)", store.Root(), len(rep.Problems))
+	if problems > 0 {
+		return fmt.Errorf("store %s has %d problems; nothing was changed (dsbuild cache verify --repair moves corrupt blobs aside and drops the memo entries that reach them, so the next build redoes that work)", store.Root(), problems)
 	}
 	return nil
 }
 
 func runGC(cmd *cli.Command, stdout io.Writer) error {
-	store, err := cache.OpenExclusive(cacheDir(cmd))
+	store, err := openStoreExclusive(cmd)
 	if err != nil {
 		return err
 	}
@@ -514,11 +513,12 @@ func runGC(cmd *cli.Command, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "removed %d build records, %d memo entries, %d blobs (%s), %d unpacked images\n",
 		rep.RecordsRemoved, rep.MemoRemoved, rep.BlobsRemoved, humanBytes(rep.BytesFreed), roots)
+	printRemoteGC(stdout, rep.Remote, store.Remote())
 	return nil
 }
 
 func runStats(cmd *cli.Command, stdout io.Writer) error {
-	store, err := cache.Open(cacheDir(cmd))
+	store, err := openStore(cmd)
 	if err != nil {
 		return err
 	}
