@@ -4,6 +4,12 @@
 // key (the digest of a canonical description of some work) to the digest of
 // its result. It also owns the one canonical encoding every key is made from.
 //
+// A store may have a shared remote tier behind its directory (SetRemote,
+// Remote, S3Remote): several machines then build against one bucket, each
+// directory a disk tier in front of it that fetches a blob once, memo
+// entries first-writer-wins across machines, build records shared as every
+// machine's gc roots. Without one, the store is exactly a directory.
+//
 // The package imports nothing of the project but internal/reap (removal of
 // killed processes' work directories) and knows nothing of stages, models
 // or sandboxes: it stores bytes and remembers results.
