@@ -44,7 +44,7 @@ test-go:
 	$(GO) test -count=1 -timeout 30m ./...
 
 test-py:
-	$(PYTHON) -m pytest -q -p no:cacheprovider stages/py
+	$(PYTHON) -m pytest -q -p no:cacheprovider lang/py
 
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...

@@ -30,6 +30,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
@@ -71,12 +72,15 @@ type Task struct {
 	// restored from Workspace before grading, so that editing the tests
 	// cannot make them pass.
 	Protected []string
+	// Language names the task's language profile ("" is Python): how its
+	// tests run and their report is read, which files are tests.
+	Language string
 	// TestCmd is the test command, e.g.
 	// ["python3","-m","pytest","-rA","-p","no:cacheprovider"]; test ids are
-	// appended.
+	// appended where the language takes them (TestArgs).
 	TestCmd []string
-	// FailToPass and PassToPass are the pytest node ids that decide the
-	// grade.
+	// FailToPass and PassToPass are the test ids (pytest node ids for
+	// Python) that decide the grade.
 	FailToPass, PassToPass []string
 	// Disputable offers the dispute_test tool (DisputeTool): a valid call
 	// ends the run with ExitDisputed and Rollout.Dispute set.
@@ -207,7 +211,7 @@ type Rollout struct {
 }
 
 // BashEnv is added to the environment of every execute_bash command and
-// test run: no .pyc files in the workspace (they would show up in the patch)
+// test run (with the language's TestEnv, see TestEnv): no .pyc files in the workspace (they would show up in the patch)
 // and no pagers.
 var BashEnv = []string{"PYTHONDONTWRITEBYTECODE=1", "PAGER=cat", "GIT_PAGER=cat", "TERM=dumb"}
 
@@ -215,6 +219,7 @@ var BashEnv = []string{"PYTHONDONTWRITEBYTECODE=1", "PAGER=cat", "GIT_PAGER=cat"
 type loop struct {
 	env    Env
 	task   Task
+	prof   lang.Profile // the task's language
 	limits Limits
 	tree   cache.Digest
 	// undo holds, per path relative to /testbed, the entries the path had
@@ -237,8 +242,12 @@ func Run(ctx context.Context, env Env, task Task, policy Policy, limits Limits) 
 	if task.Prompt == "" {
 		return nil, fmt.Errorf("agent: task %s has an empty prompt", task.InstanceID)
 	}
+	prof, err := lang.Get(task.Language)
+	if err != nil {
+		return nil, fmt.Errorf("agent: task %s: %w", task.InstanceID, err)
+	}
 	limits = limits.WithDefaults()
-	l := &loop{env: env, task: task, limits: limits, tree: task.Workspace, undo: map[string][]*cache.TreeEntry{}}
+	l := &loop{env: env, task: task, prof: prof, limits: limits, tree: task.Workspace, undo: map[string][]*cache.TreeEntry{}}
 	r := &Rollout{Tools: toolsFor(task)}
 	if task.System != "" {
 		r.Messages = append(r.Messages, schema.Message{Role: "system", Content: task.System})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/llm/llmtest"
 	"github.com/dsbuild/dsbuild/schema"
 	"github.com/goccy/go-yaml"
@@ -195,7 +196,7 @@ func TestEditingTheTestsIsGradedUnresolved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if g.Resolved || g.Reward != 2.0/3 || g.Status["tests/test_calc.py::test_total"] != StatusFailed {
+	if g.Resolved || g.Reward != 2.0/3 || g.Status["tests/test_calc.py::test_total"] != lang.StatusFailed {
 		t.Fatalf("cheater graded resolved=%v reward=%v status=%v", g.Resolved, g.Reward, g.Status)
 	}
 	if g.Patch != r.Patch {

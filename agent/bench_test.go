@@ -33,21 +33,3 @@ func BenchmarkReplayRollout(b *testing.B) {
 		b.Fatalf("replay made %d model requests", srv.Requests())
 	}
 }
-
-// BenchmarkParsePytest parses a 2,000-test -rA report.
-func BenchmarkParsePytest(b *testing.B) {
-	var out []byte
-	for i := 0; i < 2000; i++ {
-		out = append(out, "PASSED tests/test_mod.py::test_case_"...)
-		out = append(out, byte('a'+i%26), byte('a'+i/26%26), byte('a'+i/676%26))
-		out = append(out, "[param 1]\n"...)
-	}
-	s := string(out)
-	b.SetBytes(int64(len(s)))
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if st, _ := ParsePytest(s); len(st) != 2000 {
-			b.Fatal(len(st))
-		}
-	}
-}

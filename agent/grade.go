@@ -6,32 +6,23 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path"
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
 )
 
-// Test statuses in TestReport.Status.
-const (
-	StatusPassed  = "PASSED"
-	StatusFailed  = "FAILED"
-	StatusError   = "ERROR"
-	StatusSkipped = "SKIPPED"
-)
-
-// TestReport is the outcome of one test run.
+// TestReport is the outcome of one test run: the report the task's
+// language profile read from its output (Status maps test ids to
+// lang.StatusPassed, StatusFailed, StatusError or StatusSkipped;
+// CollectionErrors name what could not be loaded), and the run itself.
 type TestReport struct {
-	// Status maps pytest node ids to PASSED, FAILED, ERROR or SKIPPED.
-	Status map[string]string
-	// CollectionErrors are the files (or other collectors) pytest could not
-	// collect.
-	CollectionErrors []string
+	lang.Report
 	// ExitCode is the test command's exit status.
 	ExitCode int
 	// Output is stdout followed by stderr.
@@ -40,23 +31,24 @@ type TestReport struct {
 	LimitHit string
 }
 
-// RunTests runs testCmd, with the test ids appended, in a sandbox from image
-// on tree (mounted at /testbed), and parses pytest's report. The run is
-// memoised by the sandbox. The error is for infrastructure failures only;
-// failing tests and limits are in the report.
-func RunTests(ctx context.Context, env Env, image schema.Image, tree cache.Digest, testCmd []string, tests []string) (*TestReport, error) {
+// RunTests runs testCmd, narrowed to tests (see TestArgs), in a sandbox
+// from image on tree (mounted at /testbed), with the language's TestEnv,
+// and reads the output with prof.ParseReport. The run is memoised by the
+// sandbox. The error is for infrastructure failures only; failing tests and
+// limits are in the report.
+func RunTests(ctx context.Context, env Env, prof lang.Profile, image schema.Image, tree cache.Digest, testCmd []string, tests []string) (*TestReport, error) {
 	if env.Sandbox == nil {
 		return nil, errors.New("agent: RunTests: Env.Sandbox is nil")
 	}
 	if len(testCmd) == 0 {
 		return nil, errors.New("agent: RunTests: empty test command")
 	}
-	argv := append(append([]string(nil), testCmd...), tests...)
+	argv := append(append([]string(nil), testCmd...), TestArgs(prof, tests)...)
 	res, err := env.Sandbox.Run(ctx, sandbox.Spec{
 		Image:     image,
 		Workspace: tree,
 		Argv:      argv,
-		Env:       BashEnv,
+		Env:       TestEnv(prof),
 		Dir:       Workdir,
 		Limits:    env.SandboxLimits,
 	})
@@ -64,105 +56,33 @@ func RunTests(ctx context.Context, env Env, image schema.Image, tree cache.Diges
 		return nil, fmt.Errorf("agent: running tests %q: %w", strings.Join(testCmd, " "), err)
 	}
 	out := Normalize(string(res.Stdout) + string(res.Stderr))
-	status, collect := ParsePytest(out)
-	return &TestReport{Status: status, CollectionErrors: collect, ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}, nil
+	return &TestReport{Report: prof.ParseReport(out), ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}, nil
 }
 
-var (
-	// "PASSED tests/t.py::test_a", "FAILED tests/t.py::test_b - assert 1 == 2"
-	summaryLine = regexp.MustCompile(`^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED) (.+)$`)
-	// "tests/t.py::test_a PASSED [ 50%]" (verbose mode)
-	verboseLine = regexp.MustCompile(`^(\S+::\S.*?) (PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED)(?: .*)?$`)
-	// "SKIPPED [1] tests/t.py:12: reason"
-	skipLocation = regexp.MustCompile(`^\[\d+\] `)
-)
-
-// severity orders statuses so that the worst report of a test wins (a test
-// that passed and then errored in teardown is an error).
-var severity = map[string]int{StatusPassed: 1, StatusSkipped: 2, StatusFailed: 3, StatusError: 4}
-
-// normalise maps pytest outcomes to the four statuses: an expected failure
-// (XFAIL) and a non-strict unexpected pass (XPASS) count as PASSED, as
-// pytest's own exit code does.
-func normalise(s string) string {
-	switch s {
-	case "XFAIL", "XPASS":
-		return StatusPassed
+// TestArgs are the arguments appended to a test command to run only tests
+// (test ids or test paths). pytest takes node ids and paths as arguments,
+// so for Python they are tests themselves. The test commands of other
+// languages are made whole for the paths they cover when a repository is
+// validated (Profile.TestCommand) and take no ids: they run as they are,
+// and graders read the tests they need from the full report.
+func TestArgs(prof lang.Profile, tests []string) []string {
+	if prof.Name() == lang.Python {
+		return tests
 	}
-	return s
+	return nil
 }
 
-// ParsePytest reads pytest output run with -rA (the short test summary
-// info lines) and, when present, verbose "node PASSED" lines. It returns
-// each node id's status and the collectors that failed to collect (ERROR
-// lines naming a file rather than a test). Skips reported only by location
-// ("SKIPPED [1] file:line: reason") have no node id and are left out.
-func ParsePytest(output string) (map[string]string, []string) {
-	status := map[string]string{}
-	set := func(id, st string) {
-		st = normalise(st)
-		if old, ok := status[id]; !ok || severity[st] > severity[old] {
-			status[id] = st
+// TestEnv is the environment of test runs and execute_bash commands in the
+// language of prof: BashEnv and the profile's TestEnv (less what BashEnv
+// already sets).
+func TestEnv(prof lang.Profile) []string {
+	env := slices.Clone(BashEnv)
+	for _, v := range prof.TestEnv() {
+		if !slices.Contains(env, v) {
+			env = append(env, v)
 		}
 	}
-	var collect []string
-	seenCollect := map[string]bool{}
-	verbose := map[string]string{}
-	for _, line := range strings.Split(output, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if m := summaryLine.FindStringSubmatch(line); m != nil {
-			if m[1] == "SKIPPED" && skipLocation.MatchString(m[2]) {
-				continue
-			}
-			id := nodeID(m[2])
-			if id == "" {
-				continue
-			}
-			if !strings.Contains(id, "::") {
-				if m[1] == "ERROR" && !seenCollect[id] {
-					seenCollect[id] = true
-					collect = append(collect, id)
-				}
-				continue
-			}
-			set(id, m[1])
-			continue
-		}
-		if m := verboseLine.FindStringSubmatch(line); m != nil {
-			if _, ok := verbose[m[1]]; !ok || severity[normalise(m[2])] > severity[verbose[m[1]]] {
-				verbose[m[1]] = normalise(m[2])
-			}
-		}
-	}
-	for id, st := range verbose {
-		if _, ok := status[id]; !ok {
-			status[id] = st
-		}
-	}
-	sort.Strings(collect)
-	return status, collect
-}
-
-// nodeID cuts the node id from the rest of a summary line ("id - message",
-// "id reason" for XPASS): it ends at the first space outside the brackets
-// of a parametrised id, whose parameters may hold spaces.
-func nodeID(rest string) string {
-	depth := 0
-	for i, c := range rest {
-		switch c {
-		case '[':
-			depth++
-		case ']':
-			if depth > 0 {
-				depth--
-			}
-		case ' ':
-			if depth == 0 {
-				return rest[:i]
-			}
-		}
-	}
-	return rest
+	return env
 }
 
 // Grading is the verdict on a rollout's final workspace, as Grade returns
@@ -192,12 +112,16 @@ type Grading struct {
 // PASS_TO_PASS tests in a fresh sandbox from the task image, and scores
 // them.
 func Grade(ctx context.Context, env Env, task Task, final cache.Digest) (*Grading, error) {
-	restored, err := RestoreProtected(env.Store, task.Workspace, final, task.Protected)
+	prof, err := lang.Get(task.Language)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %s: %w", task.InstanceID, err)
+	}
+	restored, err := RestoreProtected(env.Store, prof, task.Workspace, final, task.Protected)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %s: restoring protected paths: %w", task.InstanceID, err)
 	}
 	tests := unique(append(append([]string(nil), task.FailToPass...), task.PassToPass...))
-	rep, err := RunTests(ctx, env, task.Image, restored, task.TestCmd, tests)
+	rep, err := RunTests(ctx, env, prof, task.Image, restored, task.TestCmd, tests)
 	if err != nil {
 		return nil, fmt.Errorf("agent: %s: %w", task.InstanceID, err)
 	}
@@ -207,7 +131,7 @@ func Grade(ctx context.Context, env Env, task Task, final cache.Digest) (*Gradin
 	}
 	passed := 0
 	for _, t := range tests {
-		if rep.Status[t] == StatusPassed {
+		if rep.Status[t] == lang.StatusPassed {
 			passed++
 		}
 	}
@@ -234,14 +158,15 @@ func unique(xs []string) []string {
 // IsProtected reports whether a path relative to /testbed is one grading
 // restores: a path under one of the protected prefixes (relative to
 // /testbed, or written as /testbed/tests/ or ./tests/), and, whenever
-// anything is protected, every conftest.py and the top-level pytest.ini,
-// through which a patch could change how pytest reports results without
-// touching a test file.
-func IsProtected(p string, protected []string) bool {
+// anything is protected, every test file of the language (prof.IsTestFile:
+// for Python also every conftest.py and the top-level pytest.ini, through
+// which a patch could change how pytest reports results without touching a
+// test), wherever it is and whether or not the start tree has it.
+func IsProtected(prof lang.Profile, p string, protected []string) bool {
 	if len(protected) == 0 {
 		return false
 	}
-	if path.Base(p) == "conftest.py" || p == "pytest.ini" {
+	if prof.IsTestFile(p) {
 		return true
 	}
 	for _, pre := range protected {
@@ -255,8 +180,8 @@ func IsProtected(p string, protected []string) bool {
 // RestoreProtected returns final with every protected path (IsProtected)
 // made as in orig: files the agent added there are removed, changed or
 // deleted ones put back.
-func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []string) (cache.Digest, error) {
-	changed, err := ProtectedChanges(store, orig, final, protected)
+func RestoreProtected(store *cache.Store, prof lang.Profile, orig, final cache.Digest, protected []string) (cache.Digest, error) {
+	changed, err := ProtectedChanges(store, prof, orig, final, protected)
 	if err != nil || len(changed) == 0 {
 		return final, err
 	}
@@ -277,7 +202,7 @@ func RestoreProtected(store *cache.Store, orig, final cache.Digest, protected []
 
 // ProtectedChanges lists, sorted, the protected paths (IsProtected) that
 // differ between orig and final: added, changed or deleted.
-func ProtectedChanges(store *cache.Store, orig, final cache.Digest, protected []string) ([]string, error) {
+func ProtectedChanges(store *cache.Store, prof lang.Profile, orig, final cache.Digest, protected []string) ([]string, error) {
 	if len(protected) == 0 || orig == final {
 		return nil, nil
 	}
@@ -291,12 +216,12 @@ func ProtectedChanges(store *cache.Store, orig, final cache.Digest, protected []
 	}
 	var out []string
 	for p, e := range have {
-		if w, ok := want[p]; (!ok || w != e) && IsProtected(p, protected) {
+		if w, ok := want[p]; (!ok || w != e) && IsProtected(prof, p, protected) {
 			out = append(out, p)
 		}
 	}
 	for p := range want {
-		if _, ok := have[p]; !ok && IsProtected(p, protected) {
+		if _, ok := have[p]; !ok && IsProtected(prof, p, protected) {
 			out = append(out, p)
 		}
 	}

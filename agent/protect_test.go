@@ -6,6 +6,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 )
 
 // Grading restores the tests, and also every conftest.py and pytest.ini a
@@ -17,6 +18,10 @@ func TestRestoreProtectedTakesConftestAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	python, err := lang.Get(lang.Python)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start, err := st.PutFiles(map[string]cache.File{
 		"pkg/mod.py":        {Data: []byte("def f():\n    return 1\n")},
 		"tests/test_mod.py": {Data: []byte("def test_f():\n    assert False\n")},
@@ -35,7 +40,7 @@ func TestRestoreProtectedTakesConftestAnywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed, err := agent.ProtectedChanges(st, start, final, []string{"tests/test_mod.py"})
+	changed, err := agent.ProtectedChanges(st, python, start, final, []string{"tests/test_mod.py"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +48,7 @@ func TestRestoreProtectedTakesConftestAnywhere(t *testing.T) {
 	if got := strings.Join(changed, " "); got != want {
 		t.Errorf("protected changes %q, want %q", got, want)
 	}
-	restored, err := agent.RestoreProtected(st, start, final, []string{"tests/test_mod.py"})
+	restored, err := agent.RestoreProtected(st, python, start, final, []string{"tests/test_mod.py"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +63,7 @@ func TestRestoreProtectedTakesConftestAnywhere(t *testing.T) {
 		t.Errorf("restored tree %v", files)
 	}
 	// Nothing protected: nothing restored.
-	if got, _ := agent.RestoreProtected(st, start, final, nil); got != final {
+	if got, _ := agent.RestoreProtected(st, python, start, final, nil); got != final {
 		t.Error("restored with nothing protected")
 	}
 }

@@ -3,152 +3,44 @@ package agent
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/dsbuild/dsbuild/lang"
 )
 
-// realPytest runs Debian's pytest on a generated suite and returns its
-// output, so the parser is tested on real text.
-func realPytest(t *testing.T, files map[string]string, extra ...string) string {
+// python returns the Python profile.
+func python(t *testing.T) lang.Profile {
 	t.Helper()
-	dir := t.TempDir()
-	for p, s := range files {
-		full := filepath.Join(dir, p)
-		os.MkdirAll(filepath.Dir(full), 0o755)
-		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	p, err := lang.Get(lang.Python)
+	if err != nil {
+		t.Fatal(err)
 	}
-	args := append([]string{"-m", "pytest", "-rA", "-p", "no:cacheprovider"}, extra...)
-	cmd := exec.Command("/usr/bin/python3", args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
-	out, err := cmd.CombinedOutput()
-	if _, ok := err.(*exec.ExitError); err != nil && !ok {
-		t.Fatalf("running pytest (apt-get install python3-pytest): %v", err)
-	}
-	return string(out)
-}
-
-const mixedSuite = `import pytest
-
-
-@pytest.fixture
-def broken():
-    raise RuntimeError("setup fails")
-
-
-@pytest.fixture
-def bad_teardown():
-    yield 1
-    raise RuntimeError("teardown fails")
-
-
-def test_pass():
-    assert True
-
-
-def test_fail():
-    assert 1 == 2, "one is not two - really"
-
-
-def test_setup_error(broken):
-    pass
-
-
-def test_teardown_error(bad_teardown):
-    pass
-
-
-@pytest.mark.skip(reason="not today")
-def test_skip():
-    pass
-
-
-@pytest.mark.xfail(reason="known")
-def test_xfail():
-    assert False
-
-
-@pytest.mark.xfail(reason="fixed already")
-def test_xpass():
-    pass
-
-
-@pytest.mark.parametrize("v", ["a b", "c - d", "x"])
-def test_param(v):
-    assert v != "x"
-
-
-class TestGroup:
-    def test_method(self):
-        assert True
-`
-
-func TestParsePytestRealOutput(t *testing.T) {
-	out := realPytest(t, map[string]string{"tests/test_mixed.py": mixedSuite})
-	status, collect := ParsePytest(out)
-	want := map[string]string{
-		"tests/test_mixed.py::test_pass":              StatusPassed,
-		"tests/test_mixed.py::test_fail":              StatusFailed,
-		"tests/test_mixed.py::test_setup_error":       StatusError,
-		"tests/test_mixed.py::test_teardown_error":    StatusError, // passed, then errored: the worse wins
-		"tests/test_mixed.py::test_xfail":             StatusPassed,
-		"tests/test_mixed.py::test_xpass":             StatusPassed,
-		"tests/test_mixed.py::test_param[a b]":        StatusPassed,
-		"tests/test_mixed.py::test_param[c - d]":      StatusPassed,
-		"tests/test_mixed.py::test_param[x]":          StatusFailed,
-		"tests/test_mixed.py::TestGroup::test_method": StatusPassed,
-	}
-	if !reflect.DeepEqual(status, want) || len(collect) != 0 {
-		t.Fatalf("parsed %v, collection errors %v\nwant %v\noutput:\n%s", status, collect, want, out)
-	}
-	// Verbose output also names skipped tests.
-	out = realPytest(t, map[string]string{"tests/test_mixed.py": mixedSuite}, "-v")
-	status, _ = ParsePytest(out)
-	if status["tests/test_mixed.py::test_skip"] != StatusSkipped || status["tests/test_mixed.py::test_fail"] != StatusFailed || len(status) != len(want)+1 {
-		t.Fatalf("verbose: %v\n%s", status, out)
-	}
-}
-
-func TestParsePytestCollectionErrors(t *testing.T) {
-	out := realPytest(t, map[string]string{
-		"tests/test_ok.py":  "def test_ok():\n    pass\n",
-		"tests/test_bad.py": "import does_not_exist\n\ndef test_never():\n    pass\n",
-		"tests/test_syn.py": "def test_x(:\n",
-	})
-	status, collect := ParsePytest(out)
-	if !reflect.DeepEqual(collect, []string{"tests/test_bad.py", "tests/test_syn.py"}) || len(status) != 0 {
-		t.Fatalf("status %v, collection errors %v\n%s", status, collect, out)
-	}
-	if !strings.Contains(out, "Interrupted: 2 errors during collection") {
-		t.Fatalf("unexpected pytest output:\n%s", out)
-	}
+	return p
 }
 
 func TestRunTestsInSandbox(t *testing.T) {
 	env := setup(t)
 	task := calcTask(t, env)
-	rep, err := RunTests(t.Context(), env, task.Image, task.Workspace, task.TestCmd, nil)
+	rep, err := RunTests(t.Context(), env, python(t), task.Image, task.Workspace, task.TestCmd, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]string{
-		"tests/test_calc.py::test_add":         StatusPassed,
-		"tests/test_calc.py::test_total":       StatusFailed,
-		"tests/test_calc.py::test_total_empty": StatusPassed,
+		"tests/test_calc.py::test_add":         lang.StatusPassed,
+		"tests/test_calc.py::test_total":       lang.StatusFailed,
+		"tests/test_calc.py::test_total_empty": lang.StatusPassed,
 	}
 	if !reflect.DeepEqual(rep.Status, want) || rep.ExitCode != 1 || rep.LimitHit != "" {
 		t.Fatalf("report %+v", rep)
 	}
-	rep, err = RunTests(t.Context(), env, task.Image, task.Workspace, task.TestCmd, []string{"tests/test_calc.py::test_add"})
+	rep, err = RunTests(t.Context(), env, python(t), task.Image, task.Workspace, task.TestCmd, []string{"tests/test_calc.py::test_add"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(rep.Status, map[string]string{"tests/test_calc.py::test_add": StatusPassed}) || rep.ExitCode != 0 {
+	if !reflect.DeepEqual(rep.Status, map[string]string{"tests/test_calc.py::test_add": lang.StatusPassed}) || rep.ExitCode != 0 {
 		t.Fatalf("selected test: %+v", rep)
 	}
 }

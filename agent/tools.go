@@ -223,7 +223,7 @@ func (l *loop) bash(ctx context.Context, command string, timeout *float64) (resu
 		Workspace: l.tree,
 		// stderr joins stdout so the model sees them interleaved.
 		Argv:   []string{"bash", "-c", "exec 2>&1\n" + command},
-		Env:    BashEnv,
+		Env:    TestEnv(l.prof),
 		Dir:    Workdir,
 		Limits: sl,
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
@@ -63,8 +64,9 @@ type InstanceReport struct {
 	AppliedWith string `json:"applied_with,omitempty"`
 	// TouchedTestFiles are the files the patch changed that grading
 	// restores before the tests run (agent.IsProtected: the instance's
-	// test_files, every conftest.py and pytest.ini), so a patch cannot
-	// make tests pass by editing or adding them.
+	// test_files and every test file of its language, for Python also
+	// every conftest.py and pytest.ini), so a patch cannot make tests pass
+	// by editing or adding them.
 	TouchedTestFiles []string `json:"touched_test_files,omitempty"`
 	// TestExitCode is the test command's exit status.
 	TestExitCode int `json:"test_exit_code"`
@@ -185,6 +187,10 @@ func (g *Grader) grade(ctx context.Context, inst schema.TaskInstance, diff strin
 	if strings.TrimSpace(inst.TestCmd) == "" {
 		return fmt.Errorf("instance has no test_cmd")
 	}
+	prof, err := lang.Get(inst.Language)
+	if err != nil {
+		return err
+	}
 	img, err := g.image(ctx, inst.InstanceID)
 	if err != nil {
 		return err
@@ -200,18 +206,18 @@ func (g *Grader) grade(ctx context.Context, inst schema.TaskInstance, diff strin
 	r.PatchSuccessfullyApplied, r.AppliedWith = true, how
 	switch inst.TaskType {
 	case schema.TaskReproduce:
-		return g.gradeReproduce(ctx, inst, img, start, patched, r)
+		return g.gradeReproduce(ctx, prof, inst, img, start, patched, r)
 	case schema.TaskTestgen:
-		return g.gradeTestgen(ctx, inst, img, start, patched, r)
+		return g.gradeTestgen(ctx, prof, inst, img, start, patched, r)
 	}
-	if r.TouchedTestFiles, err = agent.ProtectedChanges(g.env.Store, start, patched, inst.TestFiles); err != nil {
+	if r.TouchedTestFiles, err = agent.ProtectedChanges(g.env.Store, prof, start, patched, inst.TestFiles); err != nil {
 		return err
 	}
-	restored, err := agent.RestoreProtected(g.env.Store, start, patched, inst.TestFiles)
+	restored, err := agent.RestoreProtected(g.env.Store, prof, start, patched, inst.TestFiles)
 	if err != nil {
 		return fmt.Errorf("restoring test files: %w", err)
 	}
-	rep, err := agent.RunTests(ctx, g.env, img, restored, []string{"sh", "-c", inst.TestCmd}, nil)
+	rep, err := agent.RunTests(ctx, g.env, prof, img, restored, []string{"sh", "-c", inst.TestCmd}, nil)
 	if err != nil {
 		return err
 	}
@@ -277,7 +283,7 @@ func (g *Grader) apply(ctx context.Context, img schema.Image, start cache.Digest
 func outcome(tests []string, status map[string]string) TestsOutcome {
 	o := TestsOutcome{Success: []string{}, Failure: []string{}}
 	for _, t := range tests {
-		if status[t] == agent.StatusPassed {
+		if status[t] == lang.StatusPassed {
 			o.Success = append(o.Success, t)
 		} else {
 			o.Failure = append(o.Failure, t)

@@ -3,8 +3,10 @@
 // takes the instance's image from the dataset's OCI image layout, applies
 // the patch to the image's /testbed, restores the instance's test files,
 // runs the instance's test command in a sandbox, reads the log with the
-// pytest log parsing rollouts use and calls the instance resolved when every
-// FAIL_TO_PASS and PASS_TO_PASS test passed. It needs the exported files
+// report parser of the instance's language (lang.Profile.ParseReport, as
+// rollouts do; pytest's for Python and for instances that name no
+// language) and calls the instance resolved when every FAIL_TO_PASS and
+// PASS_TO_PASS test passed. It needs the exported files
 // only, never a recipe or a build record.
 //
 // Tasks answered with tests are graded by what the tests the patch adds or
@@ -17,8 +19,8 @@
 //     mutant_patches applied one at a time.
 //
 // It owns reading datasets and prediction files, the grading order and the
-// report; running tests, restoring files and parsing logs belong to the
-// agent package, images to oci, patches to patch.
+// report; running tests and restoring files belong to the agent package,
+// parsing logs to lang, images to oci, patches to patch.
 package harness
 
 import (

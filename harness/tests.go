@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -16,6 +17,8 @@ import (
 // IsTestFile reports whether a path relative to /testbed is a Python test
 // file in the sense reproduce and testgen grading uses: a .py file under
 // tests/, or named test_*.py, *_test.py or conftest.py anywhere.
+// (Reproduce and testgen tasks come from SWE-Playground projects, which
+// are Python.)
 func IsTestFile(p string) bool {
 	if !strings.HasSuffix(p, ".py") {
 		return false
@@ -65,12 +68,12 @@ func modelTests(store *cache.Store, start, patched cache.Digest) (map[string]*ca
 
 // runModelTests overlays the model's test files on tree and runs test_cmd
 // with the test modules appended (as `sh -c 'TEST_CMD "$@"' sh FILE...`).
-func (g *Grader) runModelTests(ctx context.Context, inst schema.TaskInstance, img schema.Image, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
+func (g *Grader) runModelTests(ctx context.Context, prof lang.Profile, inst schema.TaskInstance, img schema.Image, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
 	t, err := patch.Edit(g.env.Store, tree, changes)
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, g.env, img, t, []string{"sh", "-c", inst.TestCmd + ` "$@"`, "sh"}, files)
+	return agent.RunTests(ctx, g.env, prof, img, t, []string{"sh", "-c", inst.TestCmd + ` "$@"`, "sh"}, files)
 }
 
 // clean reports whether a run says something about its tests: it hit no
@@ -87,7 +90,7 @@ func clean(r *agent.TestReport) bool {
 // after it. tests_status sorts the tests as SWT-bench does: FAIL_TO_PASS,
 // PASS_TO_PASS, FAIL_TO_FAIL, PASS_TO_FAIL (each in success when it
 // counts for the prediction, in failure when it counts against it).
-func (g *Grader) gradeReproduce(ctx context.Context, inst schema.TaskInstance, img schema.Image, start, patched cache.Digest, r *InstanceReport) error {
+func (g *Grader) gradeReproduce(ctx context.Context, prof lang.Profile, inst schema.TaskInstance, img schema.Image, start, patched cache.Digest, r *InstanceReport) error {
 	if strings.TrimSpace(inst.GoldenCodePatch) == "" {
 		return fmt.Errorf("reproduce instance has no golden_code_patch (the fix its tests are graded against)")
 	}
@@ -105,11 +108,11 @@ func (g *Grader) gradeReproduce(ctx context.Context, inst schema.TaskInstance, i
 	if len(files) == 0 {
 		return nil // no test written
 	}
-	before, err := g.runModelTests(ctx, inst, img, start, changes, files)
+	before, err := g.runModelTests(ctx, prof, inst, img, start, changes, files)
 	if err != nil {
 		return err
 	}
-	after, err := g.runModelTests(ctx, inst, img, fixed, changes, files)
+	after, err := g.runModelTests(ctx, prof, inst, img, fixed, changes, files)
 	if err != nil {
 		return err
 	}
@@ -144,7 +147,7 @@ func swtStatus(before, after map[string]string) map[string]TestsOutcome {
 	}
 	sort.Strings(sorted)
 	for _, id := range sorted {
-		passedBefore, passedAfter := before[id] == agent.StatusPassed, after[id] == agent.StatusPassed
+		passedBefore, passedAfter := before[id] == lang.StatusPassed, after[id] == lang.StatusPassed
 		switch {
 		case !passedBefore && passedAfter:
 			o := out["FAIL_TO_PASS"]
@@ -174,7 +177,7 @@ func swtStatus(before, after map[string]string) map[string]TestsOutcome {
 // the mutant. Resolved when the tests pass on the implementation and kill
 // enough mutants (schema.TestgenKillsEnough: at least half).
 // tests_status.PASS_TO_PASS holds the tests' outcome on the implementation.
-func (g *Grader) gradeTestgen(ctx context.Context, inst schema.TaskInstance, img schema.Image, start, patched cache.Digest, r *InstanceReport) error {
+func (g *Grader) gradeTestgen(ctx context.Context, prof lang.Profile, inst schema.TaskInstance, img schema.Image, start, patched cache.Digest, r *InstanceReport) error {
 	if len(inst.MutantPatches) == 0 {
 		return fmt.Errorf("testgen instance has no mutant_patches (the bugs its tests are graded against)")
 	}
@@ -196,7 +199,7 @@ func (g *Grader) gradeTestgen(ctx context.Context, inst schema.TaskInstance, img
 	if len(files) == 0 {
 		return nil
 	}
-	onImpl, err := g.runModelTests(ctx, inst, img, start, changes, files)
+	onImpl, err := g.runModelTests(ctx, prof, inst, img, start, changes, files)
 	if err != nil {
 		return err
 	}
@@ -211,7 +214,7 @@ func (g *Grader) gradeTestgen(ctx context.Context, inst schema.TaskInstance, img
 		return nil // tests that fail on the correct implementation are wrong
 	}
 	for _, m := range mutants {
-		rep, err := g.runModelTests(ctx, inst, img, m, changes, files)
+		rep, err := g.runModelTests(ctx, prof, inst, img, m, changes, files)
 		if err != nil {
 			return err
 		}

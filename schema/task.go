@@ -63,7 +63,8 @@ type TaskInstance struct {
 	// of the image, that runs the instance's tests (the test command with
 	// the test files of FAIL_TO_PASS and PASS_TO_PASS as its arguments, as
 	// SWE-bench derives test directives). Its output is read with the
-	// standard pytest log parsing (-rA summary lines).
+	// report parser of Language: for Python the standard pytest log
+	// parsing (-rA summary lines).
 	TestCmd string `json:"test_cmd"`
 	// TestFiles are the files (relative to /testbed) a grader restores to
 	// their state in the image before it runs TestCmd, as the SWE-bench
@@ -92,6 +93,11 @@ type TaskInstance struct {
 	// The model's tests must pass on the start state and fail with at least
 	// half of them applied one at a time (TestgenKillsEnough).
 	MutantPatches []string `json:"mutant_patches,omitempty"`
+	// Language names the language of the repository and its tests
+	// ("python", "go", ...: a dsbuild language profile), which says how
+	// TestCmd's output is read. Empty means Python, as for SWE-bench
+	// instances.
+	Language string `json:"language,omitempty"`
 }
 
 // TestgenKillsEnough is the grading rule of testgen tasks: tests that kill

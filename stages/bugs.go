@@ -2,15 +2,14 @@ package stages
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"path"
 	"regexp"
 	"runtime"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
@@ -28,7 +28,7 @@ import (
 func init() {
 	build.Register(&build.Kind{
 		Name: "inject_bugs", Version: "6",
-		Doc:      "procedural (AST) bugs in a validated repository, kept when tests fail with the bug and pass without it",
+		Doc:      "procedural bugs (the language profile's transforms) in a validated repository, kept when tests fail with the bug and pass without it",
 		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
@@ -39,8 +39,9 @@ func init() {
 
 // InjectBugsParams are the params of the inject_bugs kind.
 //
-// The kind enumerates up to Candidates bugs with stages/py/mutate.py (run
-// in the sandbox on the validated tree, shuffled by Seed), runs the test
+// The kind enumerates up to Candidates bugs with the repository's language
+// profile (lang.Profile.Candidates; for Python lang/py/mutate.py, run in
+// the sandbox on the validated tree), shuffled by Seed, runs the test
 // suite once per candidate, and keeps a candidate when at least one test
 // that passed in validation fails (FAIL_TO_PASS) and at least one still
 // passes (PASS_TO_PASS). Candidates that time out (use up the test run's
@@ -53,11 +54,11 @@ type InjectBugsParams struct {
 	PerRepo int `yaml:"per_repo" json:"per_repo"`
 	// Candidates is the most candidate bugs tried per repository.
 	Candidates int `yaml:"candidates" json:"candidates"`
-	// Seed orders the candidates (mutate.py --seed).
+	// Seed orders the candidates (lang.CandidateOptions.Seed).
 	Seed int64 `yaml:"seed" json:"seed"`
 	// Combine is how many instances combine two bugs.
 	Combine int `yaml:"combine" json:"combine"`
-	// Transforms restricts the AST transforms (default: all).
+	// Transforms restricts the language's bug transforms (default: all).
 	Transforms []string `yaml:"transforms" json:"transforms,omitempty"`
 	// Include restricts the source files (globs relative to the
 	// repository root, ** for any directories).
@@ -128,14 +129,7 @@ func runInjectBugs(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, err
 	}
 	t.countSpaced(ctx)
-	args := []string{"--seed", strconv.FormatInt(p.Seed, 10), "--max", strconv.Itoa(p.Candidates)}
-	if len(p.Transforms) > 0 {
-		args = append(args, "--transforms", strings.Join(p.Transforms, ","))
-	}
-	for _, g := range p.Include {
-		args = append(args, "--include", g)
-	}
-	muts, err := t.mutate(ctx, "bugs", args...)
+	muts, err := t.candidates(ctx, lang.ModeBugs, lang.CandidateOptions{Seed: p.Seed, Max: p.Candidates, Transforms: p.Transforms, Include: p.Include})
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -319,9 +313,11 @@ type taskMaker struct {
 	c      *build.Call
 	store  *cache.Store
 	v      Validated
-	env    agent.Env // sandbox limits with the test timeout
+	prof   lang.Profile // the repository's language
+	env    agent.Env    // sandbox limits with the test timeout
 	images *oci.Builder
 	files  map[string]cache.TreeEntry // of the validated tree
+	paths  []string                   // its files' paths (no directories), sorted
 	// passing are the tests that passed in every validation run, less
 	// those whose ids hold whitespace (spaced counts them).
 	passing   []string
@@ -345,6 +341,11 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	if t.v.Repo == "" || t.v.Tree.IsZero() || t.v.Image.Digest == "" || len(t.v.TestCmd) == 0 {
 		return nil, build.BadInput("stage %s: item %s is not a validated repository (repo, tree, image or test_cmd missing)", c.Stage, c.Input.Name)
 	}
+	prof, err := lang.Get(t.v.Language)
+	if err != nil {
+		return nil, build.BadInput("stage %s: item %s: %v", c.Stage, c.Input.Name, err)
+	}
+	t.prof = prof
 	env, err := AgentEnv(c)
 	if err != nil {
 		return nil, err
@@ -369,6 +370,12 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	if t.files, err = t.store.Files(t.v.Tree); err != nil {
 		return nil, err
 	}
+	for f, e := range t.files {
+		if e.Type != cache.TypeDir {
+			t.paths = append(t.paths, f)
+		}
+	}
+	sort.Strings(t.paths)
 	// SWE-bench's pytest log parser splits "PASSED <id>" on whitespace,
 	// so an id with a space (a parametrised test whose parameter holds
 	// one) could never be graded there: such tests are left out of
@@ -381,7 +388,7 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 		}
 		t.passing = append(t.passing, id)
 	}
-	t.protected = protectedPaths(t.v.TestPaths, t.files)
+	t.protected = protectedPaths(t.prof, t.v.TestPaths, t.files)
 	return t, nil
 }
 
@@ -426,13 +433,14 @@ func rejection(limit string) string {
 }
 
 // protectedPaths are what grading restores so that editing tests cannot
-// make them pass: every conftest.py, and the test code under the test paths
-// (everywhere when there are none): the tests/ or test/ directories that
-// hold it, test_*.py and *_test.py files outside such directories, and the
-// test paths that are files. Test paths themselves are not protected
+// make them pass: the tests/ or test/ directories that hold files under the
+// test paths (everywhere when there are none), the test paths that are
+// files, and every test file of the language (prof.IsTestFile: for Python
+// test_*.py, *_test.py, every conftest.py and the top-level pytest.ini)
+// that no such directory holds. Test paths themselves are not protected
 // whole: a project whose testpaths is its package (tests inside the
 // package) would otherwise have its fix undone.
-func protectedPaths(testPaths []string, files map[string]cache.TreeEntry) []string {
+func protectedPaths(prof lang.Profile, testPaths []string, files map[string]cache.TreeEntry) []string {
 	under := func(f string) bool {
 		if len(testPaths) == 0 {
 			return true
@@ -446,31 +454,35 @@ func protectedPaths(testPaths []string, files map[string]cache.TreeEntry) []stri
 		return false
 	}
 	set := map[string]bool{}
+	var single []string
 	for f, e := range files {
 		if e.Type == cache.TypeDir {
 			continue
 		}
-		base := path.Base(f)
-		if base == "conftest.py" {
-			set[f] = true
-			continue
-		}
-		if !under(f) {
-			continue
-		}
-		parts := strings.Split(f, "/")
-		dir := ""
-		for i, part := range parts[:len(parts)-1] {
-			if part == "tests" || part == "test" {
-				dir = strings.Join(parts[:i+1], "/") + "/"
-				break
+		if under(f) {
+			parts := strings.Split(f, "/")
+			dir := ""
+			for i, part := range parts[:len(parts)-1] {
+				if part == "tests" || part == "test" {
+					dir = strings.Join(parts[:i+1], "/") + "/"
+					break
+				}
+			}
+			if dir != "" {
+				set[dir] = true
+				continue
+			}
+			if slices.Contains(testPaths, f) {
+				set[f] = true
+				continue
 			}
 		}
-		switch {
-		case dir != "":
-			set[dir] = true
-		case slices.Contains(testPaths, f),
-			strings.HasSuffix(base, ".py") && (strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py")):
+		if prof.IsTestFile(f) {
+			single = append(single, f)
+		}
+	}
+	for _, f := range single {
+		if !patch.Selected(f, slices.Collect(maps.Keys(set))) {
 			set[f] = true
 		}
 	}
@@ -504,76 +516,68 @@ func (t *taskMaker) err() error {
 	return t.first
 }
 
-// mutation is one candidate as mutate.py prints it.
+// mutation is one candidate of the language profile with its file's new
+// text.
 type mutation struct {
-	ID          string `json:"id"`
-	Transform   string `json:"transform"`
-	File        string `json:"file"`
-	Function    string `json:"function"`
-	Line        int    `json:"line"`
-	Description string `json:"description"`
-	// Edit is the change to File as mutate.py --edits prints it.
-	Edit struct {
-		Start       int    `json:"start"`
-		End         int    `json:"end"`
-		Replacement string `json:"replacement"`
-	} `json:"edit"`
-	// NewSource is File with Edit applied (filled in by taskMaker.mutate).
-	NewSource string `json:"-"`
+	lang.Candidate
+	// NewSource is File with Edit applied (filled in by
+	// taskMaker.candidates).
+	NewSource string
 }
 
-// mutate runs mutate.py MODE /testbed --edits ARGS in the sandbox on the
-// validated tree, with the script on stdin, and applies each candidate's
-// edit to its file. Candidates travel as edits (a span of lines and its
-// replacement), not whole files: on real libraries whole files came to tens
-// of megabytes, past the sandbox's output cap.
-func (t *taskMaker) mutate(ctx context.Context, mode string, args ...string) ([]mutation, error) {
-	limits := SandboxLimits(t.c)
-	script, err := mutateScript(ctx)
-	if err != nil {
+// candidates enumerates the language profile's candidates of mode on the
+// validated tree (for Python, mutate.py in the sandbox, with the script on
+// stdin) and applies each one's edit to its file. What a profile's program
+// prints on stderr is logged.
+func (t *taskMaker) candidates(ctx context.Context, mode lang.Mode, opts lang.CandidateOptions) ([]mutation, error) {
+	if err := mutateAsset.Check(ctx); err != nil {
 		return nil, err
 	}
-	res, err := t.env.Sandbox.Run(ctx, sandbox.Spec{
-		Image: t.v.Image, Workspace: t.v.Tree, Dir: agent.Workdir, Limits: limits,
-		Argv:  append([]string{"python3", "-", mode, agent.Workdir, "--edits"}, args...),
-		Env:   agent.BashEnv,
-		Stdin: script,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("repository %s: mutate.py %s: %w", t.v.Repo, mode, err)
-	}
-	switch {
-	case res.ExitCode == 2:
-		return nil, build.BadInput("stage %s: mutate.py %s rejected its arguments: %s", t.c.Stage, mode, strings.TrimSpace(string(res.Stderr)))
-	case res.ExitCode != 0 || res.LimitHit != "":
-		return nil, fmt.Errorf("repository %s: mutate.py %s exited %d (limit %q): %s", t.v.Repo, mode, res.ExitCode, res.LimitHit, tailText(string(res.Stderr), 2000))
-	}
-	var out struct {
-		Candidates []mutation `json:"candidates"`
-	}
-	if err := json.Unmarshal(res.Stdout, &out); err != nil {
-		return nil, fmt.Errorf("repository %s: mutate.py %s printed no valid JSON: %v", t.v.Repo, mode, err)
-	}
-	if msg := strings.TrimSpace(string(res.Stderr)); msg != "" {
-		t.c.Session.Logf(t.c.Stage, "%s: %s", t.v.Repo, tailText(msg, 2000))
-	}
-	originals := map[string][]byte{}
-	for i := range out.Candidates {
-		m := &out.Candidates[i]
-		old, ok := originals[m.File]
-		if !ok {
-			if old, err = t.store.ReadFile(t.v.Tree, m.File); err != nil {
-				return nil, fmt.Errorf("repository %s: mutate.py %s names %s: %v", t.v.Repo, mode, m.File, err)
+	limits := SandboxLimits(t.c)
+	src := lang.Source{
+		Files:    t.paths,
+		ReadFile: func(p string) ([]byte, error) { return t.store.ReadFile(t.v.Tree, p) },
+		Run: func(ctx context.Context, argv []string, stdin []byte) ([]byte, []byte, int, error) {
+			res, err := t.env.Sandbox.Run(ctx, sandbox.Spec{
+				Image: t.v.Image, Workspace: t.v.Tree, Dir: agent.Workdir, Limits: limits,
+				Argv: argv, Env: agent.TestEnv(t.prof), Stdin: stdin,
+			})
+			if err != nil {
+				return nil, nil, 0, err
 			}
-			originals[m.File] = old
-		}
-		e := m.Edit
-		if e.Start < 0 || e.Start > e.End || e.End > len(old) {
-			return nil, fmt.Errorf("repository %s: mutate.py %s: candidate %s edits bytes %d-%d of %s (%d bytes)", t.v.Repo, mode, m.ID, e.Start, e.End, m.File, len(old))
-		}
-		m.NewSource = string(old[:e.Start]) + e.Replacement + string(old[e.End:])
+			if res.LimitHit != "" {
+				return nil, nil, 0, fmt.Errorf("%s hit the %s limit: %s", argv[0], res.LimitHit, tailText(string(res.Stderr), 2000))
+			}
+			if msg := strings.TrimSpace(string(res.Stderr)); msg != "" && res.ExitCode == 0 {
+				t.c.Session.Logf(t.c.Stage, "%s: %s", t.v.Repo, tailText(msg, 2000))
+			}
+			return res.Stdout, res.Stderr, res.ExitCode, nil
+		},
 	}
-	return out.Candidates, nil
+	cands, err := t.prof.Candidates(ctx, src, mode, opts)
+	if errors.Is(err, lang.ErrBadOptions) {
+		return nil, build.BadInput("stage %s: %v", t.c.Stage, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %s candidates: %w", t.v.Repo, mode, err)
+	}
+	out := make([]mutation, len(cands))
+	originals := map[string][]byte{}
+	for i, cd := range cands {
+		old, ok := originals[cd.File]
+		if !ok {
+			if old, err = t.store.ReadFile(t.v.Tree, cd.File); err != nil {
+				return nil, fmt.Errorf("repository %s: %s candidate %s names %s: %v", t.v.Repo, mode, cd.ID, cd.File, err)
+			}
+			originals[cd.File] = old
+		}
+		e := cd.Edit
+		if e.Start < 0 || e.Start > e.End || e.End > len(old) {
+			return nil, fmt.Errorf("repository %s: %s candidate %s edits bytes %d-%d of %s (%d bytes)", t.v.Repo, mode, cd.ID, e.Start, e.End, cd.File, len(old))
+		}
+		out[i] = mutation{Candidate: cd, NewSource: string(old[:e.Start]) + e.Replacement + string(old[e.End:])}
+	}
+	return out, nil
 }
 
 func tailText(s string, n int) string {
@@ -641,7 +645,7 @@ func (t *taskMaker) evaluate(ctx context.Context, cd *candidate, needP2P bool) e
 		cd.reason = "no change"
 		return nil
 	}
-	rep, err := agent.RunTests(ctx, t.env, t.v.Image, tree, t.v.TestCmd, t.v.TestPaths)
+	rep, err := agent.RunTests(ctx, t.env, t.prof, t.v.Image, tree, t.v.TestCmd, t.v.TestPaths)
 	if err != nil {
 		return err
 	}
@@ -661,7 +665,7 @@ func (t *taskMaker) evaluate(ctx context.Context, cd *candidate, needP2P bool) e
 		case !ok:
 			cd.reason = "breaks collection"
 			return nil
-		case st == agent.StatusPassed:
+		case st == lang.StatusPassed:
 			cd.p2p = append(cd.p2p, id)
 		default:
 			cd.f2p = append(cd.f2p, id)
@@ -677,7 +681,8 @@ func (t *taskMaker) evaluate(ctx context.Context, cd *candidate, needP2P bool) e
 }
 
 // statementFunc writes the problem statement of a kept candidate.
-type statementFunc func(repo string, cd *candidate) string
+// It gets the repository's language and its files (sorted paths).
+type statementFunc func(prof lang.Profile, repo string, files []string, cd *candidate) string
 
 // finalizeUpTo turns candidates, in order, into re-verified task bundles
 // until want of them are made or the candidates run out.
@@ -742,11 +747,11 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		return nil, nil
 	}
 	tests := append(slices.Clone(cd.f2p), cd.p2p...)
-	start, err := agent.RunTests(ctx, t.env, img, cd.tree, t.v.TestCmd, tests)
+	start, err := agent.RunTests(ctx, t.env, t.prof, img, cd.tree, t.v.TestCmd, tests)
 	if err != nil {
 		return nil, err
 	}
-	fixed, err := agent.RunTests(ctx, t.env, img, solution, t.v.TestCmd, tests)
+	fixed, err := agent.RunTests(ctx, t.env, t.prof, img, solution, t.v.TestCmd, tests)
 	if err != nil {
 		return nil, err
 	}
@@ -762,7 +767,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		BaseCommit:             commit,
 		Patch:                  cd.gold,
 		TestPatch:              "",
-		ProblemStatement:       statement(t.v.Repo, cd),
+		ProblemStatement:       statement(t.prof, t.v.Repo, t.paths, cd),
 		HintsText:              "",
 		CreatedAt:              "1970-01-01T00:00:00Z",
 		Version:                "1",
@@ -774,6 +779,7 @@ func (t *taskMaker) finalize(ctx context.Context, cd *candidate, taskType schema
 		TestCmd:                shellJoin(t.v.TestCmd),
 		SourceProject:          t.v.Repo,
 		Difficulty:             difficulty(taskType, cd),
+		Language:               t.prof.Name(),
 	}
 	if err := inst.Validate(); err != nil {
 		return nil, err
@@ -793,18 +799,18 @@ func reverifyProblem(start, fixed *agent.TestReport, f2p, p2p []string) string {
 		}
 	}
 	for _, id := range f2p {
-		if start.Status[id] == agent.StatusPassed {
+		if start.Status[id] == lang.StatusPassed {
 			return id + " passes with the bug"
 		}
-		if fixed.Status[id] != agent.StatusPassed {
+		if fixed.Status[id] != lang.StatusPassed {
 			return id + " does not pass with the gold patch"
 		}
 	}
 	for _, id := range p2p {
-		if start.Status[id] != agent.StatusPassed {
+		if start.Status[id] != lang.StatusPassed {
 			return id + " does not pass on the start tree"
 		}
-		if fixed.Status[id] != agent.StatusPassed {
+		if fixed.Status[id] != lang.StatusPassed {
 			return id + " does not pass with the gold patch"
 		}
 	}
@@ -950,10 +956,15 @@ func clip(s string) string {
 	return s
 }
 
-// testEvidence writes the failing tests and what they reported.
-func testEvidence(b *strings.Builder, f2p []string, output string) {
-	details := failureDetails(output)
-	msgs := summaryMessages(output)
+// testEvidence writes the failing tests and what they reported: for
+// Python the "E" lines of pytest's failure sections (or the summary line's
+// message); for other languages, whose reports say less in a common form,
+// the test ids alone.
+func testEvidence(b *strings.Builder, prof lang.Profile, f2p []string, output string) {
+	details, msgs := map[string][]string{}, map[string]string{}
+	if prof.Name() == lang.Python {
+		details, msgs = failureDetails(output), summaryMessages(output)
+	}
 	for i, id := range f2p {
 		if i == statementTests {
 			fmt.Fprintf(b, "\n(and %d more failing tests)\n", len(f2p)-i)
@@ -999,24 +1010,11 @@ func expectation(lines []string) string {
 	return fmt.Sprintf("Expected `%s`, got `%s`.", clip(expected), clip(actual))
 }
 
-// testFiles lists the distinct files of test ids, sorted.
-func testFiles(ids []string) []string {
-	var files []string
-	for _, id := range ids {
-		f, _, _ := strings.Cut(id, "::")
-		if !slices.Contains(files, f) {
-			files = append(files, f)
-		}
-	}
-	sort.Strings(files)
-	return files
-}
-
 // fixStatement is the problem statement of a procedural bug: an issue
 // about the failing tests.
-func fixStatement(repo string, cd *candidate) string {
+func fixStatement(prof lang.Profile, repo string, repoFiles []string, cd *candidate) string {
 	var b strings.Builder
-	files := testFiles(cd.f2p)
+	files := prof.TestFiles(cd.f2p, repoFiles)
 	if len(cd.f2p) == 1 {
 		fmt.Fprintf(&b, "%s: %s fails\n\n", repo, headingOf(cd.f2p[0]))
 	} else {
@@ -1028,7 +1026,7 @@ func fixStatement(repo string, cd *candidate) string {
 	} else {
 		fmt.Fprintf(&b, "These %d tests fail:\n", len(cd.f2p))
 	}
-	testEvidence(&b, cd.f2p, cd.output)
+	testEvidence(&b, prof, cd.f2p, cd.output)
 	b.WriteString("\nThe other tests pass. Please fix the library so that the failing tests pass again, without changing the tests.\n")
 	return b.String()
 }

@@ -66,7 +66,7 @@ func TestFixStatement(t *testing.T) {
 		output:    pytestOutput,
 		gold:      "diff --git a/src/x.py b/src/x.py\n",
 	}
-	s := fixStatement("mathx", cd)
+	s := fixStatement(pythonProfile, "mathx", nil, cd)
 	for _, want := range []string{
 		"mathx: 2 tests fail in tests/test_nt.py, tests/test_roman.py\n",
 		"`tests/test_nt.py::TestGcd::test_negative`",

@@ -18,6 +18,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -196,7 +197,7 @@ func pgEditTree(store *cache.Store, root cache.Digest, files map[string][]byte) 
 // pgCopyPaths returns dst with every file under the prefixes made as in src
 // (files only in dst under those prefixes are removed).
 func pgCopyPaths(store *cache.Store, src, dst cache.Digest, prefixes []string) (cache.Digest, error) {
-	return agent.RestoreProtected(store, src, dst, prefixes)
+	return agent.RestoreProtected(store, pythonProfile, src, dst, prefixes)
 }
 
 // pgFiles lists the file paths of tree, sorted.
@@ -226,13 +227,13 @@ func pgRunTests(ctx context.Context, c *build.Call, image schema.Image, tree cac
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, env, image, tree, DefaultTestCmd, args)
+	return agent.RunTests(ctx, env, pythonProfile, image, tree, DefaultTestCmd, args)
 }
 
 // statusSplit returns the sorted node ids whose status is (or is not) PASSED.
 func passedIDs(status map[string]string) (passed, notPassed []string) {
 	for id, st := range status {
-		if st == agent.StatusPassed {
+		if st == lang.StatusPassed {
 			passed = append(passed, id)
 		} else {
 			notPassed = append(notPassed, id)

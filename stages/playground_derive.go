@@ -11,6 +11,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/llm"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/patch"
@@ -250,7 +251,7 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 		}
 		var f2p, p2p []string
 		for _, id := range finalPassed {
-			if rep.Status[id] == agent.StatusPassed {
+			if rep.Status[id] == lang.StatusPassed {
 				p2p = append(p2p, id)
 			} else {
 				f2p = append(f2p, id)
@@ -309,7 +310,7 @@ func runDeriveImplement(ctx context.Context, c *build.Call) (build.Output, error
 	finalPassed, _ := passedIDs(proj.Status)
 	var f2p, p2p []string
 	for _, id := range finalPassed {
-		if rep.Status[id] == agent.StatusPassed {
+		if rep.Status[id] == lang.StatusPassed {
 			p2p = append(p2p, id)
 		} else {
 			f2p = append(f2p, id)
@@ -446,14 +447,14 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 			}
 			var failingOnBuggy []string
 			for tid, st := range rb.Status {
-				if st != agent.StatusPassed {
+				if st != lang.StatusPassed {
 					failingOnBuggy = append(failingOnBuggy, tid)
 				}
 			}
 			fixedOK := len(rf.Status) > 0 && len(rf.CollectionErrors) == 0
 			var failingOnFixed []string
 			for tid, st := range rf.Status {
-				if st != agent.StatusPassed {
+				if st != lang.StatusPassed {
 					fixedOK = false
 					failingOnFixed = append(failingOnFixed, tid)
 				}

@@ -11,6 +11,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -240,7 +241,7 @@ func (d *developer) writeTests(ctx context.Context, t schema.TaskSpec, tree, sta
 		for id, st := range rep.Status {
 			if strings.HasPrefix(id, testFile+"::") {
 				collected = append(collected, id)
-				if st == agent.StatusPassed {
+				if st == lang.StatusPassed {
 					passing = append(passing, id)
 				}
 			}
@@ -361,7 +362,7 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		if !g.Resolved {
 			var failing []string
 			for _, id := range append(append([]string(nil), draft.tests...), earlier...) {
-				if g.Status[id] != agent.StatusPassed {
+				if g.Status[id] != lang.StatusPassed {
 					failing = append(failing, id)
 				}
 			}

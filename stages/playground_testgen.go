@@ -11,6 +11,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
@@ -139,7 +140,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			if err != nil {
 				return build.Output{}, err
 			}
-			rep, err := agent.RunTests(ctx, env, proj.Base, mt, DefaultTestCmd, []string{o.TestFile})
+			rep, err := agent.RunTests(ctx, env, pythonProfile, proj.Base, mt, DefaultTestCmd, []string{o.TestFile})
 			if err != nil {
 				return build.Output{}, err
 			}
@@ -172,7 +173,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 		statement := testgenStatement(o.TestFile, proj.Plan.Project.Name, proj.Plan.Package, t)
 		var p2p []string
 		for id, st := range proj.Status {
-			if st == agent.StatusPassed && !strings.HasPrefix(id, o.TestFile+"::") {
+			if st == lang.StatusPassed && !strings.HasPrefix(id, o.TestFile+"::") {
 				p2p = append(p2p, id)
 			}
 		}

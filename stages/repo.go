@@ -17,13 +17,14 @@ import (
 
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 )
 
 func init() {
 	build.Register(&build.Kind{
 		Name: "repo", Version: "2",
-		Doc:    "snapshots Python projects (local directories, git path+commit, or repos: entries with per-repository test settings) as trees, one item per repository; sources outside the recipe's folder need allow_outside: true",
+		Doc:    "snapshots projects (local directories, git path+commit, or repos: entries with per-repository test settings) as trees, one item per repository; sources outside the recipe's folder need allow_outside: true",
 		Params: func() any { return &RepoParams{Exclude: DefaultRepoExclude} },
 		// Directories are re-read in every build; an unchanged snapshot
 		// keeps everything downstream cached (early cutoff). A git source
@@ -93,6 +94,9 @@ type RepoSpec struct {
 // RepoSettings are a repository's own test settings; each one that is set
 // wins over the same param of the stage that uses the repository.
 type RepoSettings struct {
+	// Language names the repository's language ("python", "go", ...; see
+	// lang.Names): validate's language.
+	Language string `yaml:"language" json:"language,omitempty"`
 	// Environment names the recipe environment to test in.
 	Environment string `yaml:"environment" json:"environment,omitempty"`
 	// TestCmd runs the tests (validate's test_cmd).
@@ -100,7 +104,7 @@ type RepoSettings struct {
 	// TestPaths are the test files or directories (validate's test_paths).
 	TestPaths []string `yaml:"test_paths" json:"test_paths,omitempty"`
 	// Deselect are test ids (or id prefixes) never run, passed to pytest
-	// as --deselect: slow or network tests, say.
+	// as --deselect: slow or network tests, say (Python only).
 	Deselect []string `yaml:"deselect" json:"deselect,omitempty"`
 	// Env are environment variables set in the repository's images (and
 	// so in every test run and in the exported task images).
@@ -112,6 +116,9 @@ type RepoSettings struct {
 
 // check reports a bad setting.
 func (s *RepoSettings) check() error {
+	if err := checkLanguage(s.Language); err != nil {
+		return err
+	}
 	for _, tp := range s.TestPaths {
 		if tp == "" || tp[0] == '/' || tp[0] == '-' {
 			return fmt.Errorf("test_paths: %q must be a path relative to the repository root", tp)
@@ -437,4 +444,16 @@ func snapshotGitCommit(ctx context.Context, store *cache.Store, dir, commit stri
 		}
 	}
 	return patch.Edit(store, cache.Digest{}, changes)
+}
+
+// checkLanguage reports a language no profile is registered for ("" is
+// fine: validate detects it).
+func checkLanguage(name string) error {
+	if name == "" {
+		return nil
+	}
+	if _, err := lang.Get(name); err != nil {
+		return fmt.Errorf("language: %v", err)
+	}
+	return nil
 }

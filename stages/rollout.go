@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/schema"
 	"golang.org/x/sync/errgroup"
 )
@@ -257,9 +259,13 @@ func rolloutTask(b TaskBundle, prompts *agent.Prompts) (agent.Task, error) {
 	if typ == "" {
 		typ = string(schema.TaskFix)
 	}
+	prof, err := lang.Get(b.Instance.Language)
+	if err != nil {
+		return agent.Task{}, fmt.Errorf("task %s: %w", b.Instance.InstanceID, err)
+	}
 	testCmd := b.TestCmd
 	if len(testCmd) == 0 {
-		testCmd = DefaultTestCmd
+		testCmd = prof.TestCommand(nil)
 	}
 	shownCmd := b.Instance.TestCmd
 	if shownCmd == "" {
@@ -281,6 +287,7 @@ func rolloutTask(b TaskBundle, prompts *agent.Prompts) (agent.Task, error) {
 		Prompt:     user,
 		System:     system,
 		Protected:  b.Protected,
+		Language:   prof.Name(),
 		TestCmd:    testCmd,
 		FailToPass: b.Instance.FailToPass,
 		PassToPass: b.Instance.PassToPass,
@@ -298,8 +305,12 @@ func oracleScript(c *build.Call, b TaskBundle, task agent.Task) ([]schema.ToolCa
 	if err != nil {
 		return nil, err
 	}
-	first := shellJoin(append(append([]string(nil), task.TestCmd...), task.FailToPass...))
-	all := append(append(append([]string(nil), task.TestCmd...), task.FailToPass...), task.PassToPass...)
+	prof, err := lang.Get(task.Language)
+	if err != nil {
+		return nil, err
+	}
+	first := shellJoin(append(slices.Clone(task.TestCmd), agent.TestArgs(prof, task.FailToPass)...))
+	all := append(slices.Clone(task.TestCmd), agent.TestArgs(prof, append(slices.Clone(task.FailToPass), task.PassToPass...))...)
 	calls := []schema.ToolCall{agent.Call(agent.ToolBash, map[string]any{"command": first})}
 	calls = append(calls, edits...)
 	calls = append(calls, agent.Call(agent.ToolBash, map[string]any{"command": shellJoin(all)}))

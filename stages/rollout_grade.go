@@ -9,6 +9,7 @@ import (
 
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -24,18 +25,25 @@ import (
 //     catch; the reward is the fraction of mutants caught.
 func gradeRollout(ctx context.Context, env agent.Env, b TaskBundle, task agent.Task, final cache.Digest) (*agent.Grading, error) {
 	switch b.Instance.TaskType {
-	case schema.TaskReproduce:
-		return gradeReproduce(ctx, env, b, task, final)
-	case schema.TaskTestgen:
-		return gradeTestgen(ctx, env, b, task, final)
+	case schema.TaskReproduce, schema.TaskTestgen:
+		prof, err := lang.Get(task.Language)
+		if err != nil {
+			return nil, fmt.Errorf("task %s: %w", task.InstanceID, err)
+		}
+		if b.Instance.TaskType == schema.TaskReproduce {
+			return gradeReproduce(ctx, env, prof, b, task, final)
+		}
+		return gradeTestgen(ctx, env, prof, b, task, final)
 	}
 	return agent.Grade(ctx, env, task, final)
 }
 
 // agentTests returns the test files the agent added or changed (under a
 // protected prefix, or named like a pytest file) as tree entries, and their
-// paths sorted.
-func agentTests(store *cache.Store, b TaskBundle, final cache.Digest) (map[string]*cache.TreeEntry, []string, error) {
+// paths sorted. Reproduce and testgen tasks come from SWE-Playground
+// projects, which are Python: the files are .py files, and those run are
+// named like pytest modules.
+func agentTests(store *cache.Store, prof lang.Profile, b TaskBundle, final cache.Digest) (map[string]*cache.TreeEntry, []string, error) {
 	before, err := store.Files(b.Start)
 	if err != nil {
 		return nil, nil, err
@@ -47,7 +55,7 @@ func agentTests(store *cache.Store, b TaskBundle, final cache.Digest) (map[strin
 	changes := map[string]*cache.TreeEntry{}
 	var paths []string
 	for p, e := range after {
-		if !isTestFile(p, b.Protected) || e.Type != cache.TypeFile || !strings.HasSuffix(p, ".py") {
+		if !isTestFile(prof, p, b.Protected) || e.Type != cache.TypeFile || !strings.HasSuffix(p, ".py") {
 			continue
 		}
 		if old, ok := before[p]; ok && old.Digest == e.Digest {
@@ -63,17 +71,20 @@ func agentTests(store *cache.Store, b TaskBundle, final cache.Digest) (map[strin
 	return changes, paths, nil
 }
 
-func isTestFile(p string, protected []string) bool {
-	return isTestPath(p) || (len(protected) > 0 && patch.Selected(p, protected))
+// isTestFile reports whether p is test code of a task: a test file of its
+// language or of a SWE-Playground project (isTestPath), or a path under
+// the task's protected prefixes.
+func isTestFile(prof lang.Profile, p string, protected []string) bool {
+	return isTestPath(p) || prof.IsTestFile(p) || (len(protected) > 0 && patch.Selected(p, protected))
 }
 
 // runAgentTests overlays the agent's test files on tree and runs them.
-func runAgentTests(ctx context.Context, env agent.Env, b TaskBundle, task agent.Task, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
+func runAgentTests(ctx context.Context, env agent.Env, prof lang.Profile, task agent.Task, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
 	t, err := patch.Edit(env.Store, tree, changes)
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, env, task.Image, t, task.TestCmd, files)
+	return agent.RunTests(ctx, env, prof, task.Image, t, task.TestCmd, files)
 }
 
 func allPassed(r *agent.TestReport) bool {
@@ -81,7 +92,7 @@ func allPassed(r *agent.TestReport) bool {
 		return false
 	}
 	for _, st := range r.Status {
-		if st != agent.StatusPassed {
+		if st != lang.StatusPassed {
 			return false
 		}
 	}
@@ -93,14 +104,14 @@ func anyFailed(r *agent.TestReport) bool {
 		return false // a test that cannot run reproduces nothing
 	}
 	for _, st := range r.Status {
-		if st == agent.StatusFailed || st == agent.StatusError {
+		if st == lang.StatusFailed || st == lang.StatusError {
 			return true
 		}
 	}
 	return false
 }
 
-func gradeReproduce(ctx context.Context, env agent.Env, b TaskBundle, task agent.Task, final cache.Digest) (*agent.Grading, error) {
+func gradeReproduce(ctx context.Context, env agent.Env, prof lang.Profile, b TaskBundle, task agent.Task, final cache.Digest) (*agent.Grading, error) {
 	if b.Fixed.IsZero() {
 		return nil, fmt.Errorf("reproduce task %s has no fixed tree to grade against", b.Instance.InstanceID)
 	}
@@ -108,15 +119,15 @@ func gradeReproduce(ctx context.Context, env agent.Env, b TaskBundle, task agent
 	if err != nil {
 		return nil, err
 	}
-	changes, files, err := agentTests(env.Store, b, final)
+	changes, files, err := agentTests(env.Store, prof, b, final)
 	if err != nil || len(files) == 0 {
 		return g, err // no test written: unresolved
 	}
-	onBuggy, err := runAgentTests(ctx, env, b, task, b.Start, changes, files)
+	onBuggy, err := runAgentTests(ctx, env, prof, task, b.Start, changes, files)
 	if err != nil {
 		return nil, err
 	}
-	onFixed, err := runAgentTests(ctx, env, b, task, b.Fixed, changes, files)
+	onFixed, err := runAgentTests(ctx, env, prof, task, b.Fixed, changes, files)
 	if err != nil {
 		return nil, err
 	}
@@ -127,16 +138,16 @@ func gradeReproduce(ctx context.Context, env agent.Env, b TaskBundle, task agent
 	return g, nil
 }
 
-func gradeTestgen(ctx context.Context, env agent.Env, b TaskBundle, task agent.Task, final cache.Digest) (*agent.Grading, error) {
+func gradeTestgen(ctx context.Context, env agent.Env, prof lang.Profile, b TaskBundle, task agent.Task, final cache.Digest) (*agent.Grading, error) {
 	g, err := baseGrading(env.Store, b, final)
 	if err != nil {
 		return nil, err
 	}
-	changes, files, err := agentTests(env.Store, b, final)
+	changes, files, err := agentTests(env.Store, prof, b, final)
 	if err != nil || len(files) == 0 {
 		return g, err
 	}
-	onImpl, err := runAgentTests(ctx, env, b, task, b.Start, changes, files)
+	onImpl, err := runAgentTests(ctx, env, prof, task, b.Start, changes, files)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +157,7 @@ func gradeTestgen(ctx context.Context, env agent.Env, b TaskBundle, task agent.T
 	}
 	caught := 0
 	for _, m := range b.Mutants {
-		r, err := runAgentTests(ctx, env, b, task, m, changes, files)
+		r, err := runAgentTests(ctx, env, prof, task, m, changes, files)
 		if err != nil {
 			return nil, err
 		}

@@ -5,18 +5,18 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/schema"
 )
 
 func init() {
 	build.Register(&build.Kind{
 		Name: "stub_tasks", Version: "8",
-		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by raise NotImplementedError, one task per module (or function), topped up with single functions when a repository has fewer module tasks than min_tasks",
+		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by the language's \"not implemented\" (raise NotImplementedError in Python), one task per module (or function), topped up with single functions when a repository has fewer module tasks than min_tasks",
 		Params:   func() any { return &StubTasksParams{Group: "module", Fallback: 8, MinTasks: 2, TestTimeout: "10s"} },
 		Pool:     "sandbox",
 		Sections: []string{SectionSandbox},
@@ -27,8 +27,9 @@ func init() {
 
 // StubTasksParams are the params of the stub_tasks kind.
 //
-// mutate.py stub lists every function and method whose body can be stubbed
-// (see stages/py/README.md for what it skips). With group "module" (the
+// The repository's language profile lists every function and method whose
+// body can be stubbed (lang.Profile.Candidates in stub mode; for Python
+// mutate.py stub, see lang/py/README.md for what it skips). With group "module" (the
 // default) one task stubs every such function of one source file, which is
 // the Commit0 setting scaled to a module; with "function" each function is
 // a task of its own. A task is kept when tests that passed in validation
@@ -48,9 +49,9 @@ type StubTasksParams struct {
 	// Group is "module" (one task per source file) or "function".
 	Group string `yaml:"group" json:"group"`
 	// PerRepo is the most tasks per repository; 0 means no limit. Modules
-	// are taken in path order, functions in mutate.py's (seeded) order.
+	// are taken in path order, functions in the profile's (seeded) order.
 	PerRepo int `yaml:"per_repo" json:"per_repo"`
-	// Seed orders the functions (mutate.py --seed).
+	// Seed orders the functions (lang.CandidateOptions.Seed).
 	Seed int64 `yaml:"seed" json:"seed"`
 	// Include restricts the source files (globs relative to the
 	// repository root).
@@ -104,11 +105,7 @@ func runStubTasks(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, err
 	}
 	t.countSpaced(ctx)
-	args := []string{"--seed", strconv.FormatInt(p.Seed, 10)}
-	for _, g := range p.Include {
-		args = append(args, "--include", g)
-	}
-	muts, err := t.mutate(ctx, "stub", args...)
+	muts, err := t.candidates(ctx, lang.ModeStub, lang.CandidateOptions{Seed: p.Seed, Include: p.Include})
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -378,7 +375,7 @@ func (t *taskMaker) moduleStubs(ctx context.Context, muts []mutation, fallback i
 }
 
 // implementStatement asks for the stubbed functions to be written.
-func implementStatement(repo string, cd *candidate) string {
+func implementStatement(prof lang.Profile, repo string, _ []string, cd *candidate) string {
 	var b strings.Builder
 	byFile := map[string][]string{}
 	var files []string
@@ -396,13 +393,21 @@ func implementStatement(repo string, cd *candidate) string {
 	} else {
 		fmt.Fprintf(&b, "%s: implement the missing functions of %s\n\n", repo, strings.Join(files, ", "))
 	}
-	b.WriteString("These functions currently raise `NotImplementedError` and need a real implementation:\n\n")
+	if prof.Name() == lang.Python {
+		b.WriteString("These functions currently raise `NotImplementedError` and need a real implementation:\n\n")
+	} else {
+		b.WriteString("These functions are stubs that only report that they are not implemented, and need a real implementation:\n\n")
+	}
 	for _, f := range files {
 		for _, fn := range byFile[f] {
 			fmt.Fprintf(&b, "- `%s` in `%s`\n", fn, f)
 		}
 	}
-	b.WriteString("\nKeep their names, signatures and docstrings. Read the tests to learn the expected behaviour; ")
+	if prof.Name() == lang.Python {
+		b.WriteString("\nKeep their names, signatures and docstrings. Read the tests to learn the expected behaviour; ")
+	} else {
+		b.WriteString("\nKeep their names, signatures and doc comments. Read the tests to learn the expected behaviour; ")
+	}
 	fmt.Fprintf(&b, "%d of them fail until the functions are implemented, for example:\n", len(cd.f2p))
 	shown := cd.f2p[:min(len(cd.f2p), statementTests)]
 	for _, id := range shown {

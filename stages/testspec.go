@@ -2,10 +2,13 @@ package stages
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
+	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
@@ -15,8 +18,10 @@ import (
 // and SWE-smith:
 //
 //   - test_cmd: the complete shell command run with `sh -c` in /testbed:
-//     the bundle's test command followed by the test files that hold the
-//     FAIL_TO_PASS and PASS_TO_PASS tests (SWE-bench's "test directives");
+//     for Python the bundle's test command followed by the test files that
+//     hold the FAIL_TO_PASS and PASS_TO_PASS tests (SWE-bench's "test
+//     directives", lang.Profile.TestFiles); for other languages the
+//     bundle's test command as it is (see agent.TestArgs);
 //   - test_files: every file of the start tree under the bundle's protected
 //     prefixes, which grading restores to its start state before running
 //     test_cmd (as SWE-bench checks the test patch's files out at
@@ -35,22 +40,27 @@ import (
 // overlays the model's tests on them).
 func TestSpec(store *cache.Store, b TaskBundle) (schema.TaskInstance, error) {
 	inst := b.Instance
+	prof, err := lang.Get(inst.Language)
+	if err != nil {
+		return schema.TaskInstance{}, fmt.Errorf("task %s: %w", inst.InstanceID, err)
+	}
 	argv := b.TestCmd
 	if len(argv) == 0 {
-		argv = DefaultTestCmd
+		argv = prof.TestCommand(nil)
 	}
 	switch inst.TaskType {
 	case schema.TaskReproduce, schema.TaskTestgen:
 		inst.TestCmd = shellJoin(argv)
 		inst.TestFiles = nil
-		return inst, gradingPatches(store, b, &inst)
+		return inst, gradingPatches(store, prof, b, &inst)
 	}
 	files, err := protectedFiles(store, b.Start, b.Protected)
 	if err != nil {
 		return schema.TaskInstance{}, fmt.Errorf("task %s: test files: %w", inst.InstanceID, err)
 	}
 	inst.TestFiles = files
-	inst.TestCmd = shellJoin(append(append([]string(nil), argv...), testDirectives(inst.FailToPass, inst.PassToPass)...))
+	directives := prof.TestFiles(append(slices.Clone(inst.FailToPass), inst.PassToPass...), nil)
+	inst.TestCmd = shellJoin(append(slices.Clone(argv), agent.TestArgs(prof, directives)...))
 	return inst, nil
 }
 
@@ -74,27 +84,9 @@ func protectedFiles(store *cache.Store, tree cache.Digest, protected []string) (
 	return out, nil
 }
 
-// testDirectives are the files that hold the given pytest node ids
-// ("tests/test_a.py::test_x[1]" -> "tests/test_a.py"), sorted, each once.
-func testDirectives(lists ...[]string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, ids := range lists {
-		for _, id := range ids {
-			file, _, _ := strings.Cut(id, "::")
-			if file != "" && !seen[file] {
-				seen[file] = true
-				out = append(out, file)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // gradingPatches fills in what grading a reproduce or testgen instance
 // needs: the fix, or the mutants, as diffs against the start tree.
-func gradingPatches(store *cache.Store, b TaskBundle, inst *schema.TaskInstance) error {
+func gradingPatches(store *cache.Store, prof lang.Profile, b TaskBundle, inst *schema.TaskInstance) error {
 	sourceDiff := func(what string, to cache.Digest) (string, error) {
 		d, err := patch.Diff(store, b.Start, to)
 		if err != nil {
@@ -105,7 +97,7 @@ func gradingPatches(store *cache.Store, b TaskBundle, inst *schema.TaskInstance)
 			return "", fmt.Errorf("task %s: %s: %w", inst.InstanceID, what, err)
 		}
 		for _, p := range paths {
-			if isTestFile(p, b.Protected) {
+			if isTestFile(prof, p, b.Protected) {
 				return "", fmt.Errorf("task %s: %s changes the test file %s; it must change code only", inst.InstanceID, what, p)
 			}
 		}

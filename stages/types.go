@@ -2,6 +2,7 @@ package stages
 
 import (
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/schema"
 )
 
@@ -14,7 +15,10 @@ import (
 // suite ran in its environment, with the per-test status that held on
 // every run.
 type Validated struct {
-	Repo        string            `json:"repo"`
+	Repo string `json:"repo"`
+	// Language names the repository's language profile (lang.Get), as the
+	// recipe set it or lang.Detect found it.
+	Language    string            `json:"language"`
 	Tree        cache.Digest      `json:"tree"`
 	Environment string            `json:"environment,omitempty"`
 	Base        schema.Image      `json:"base"`
@@ -30,8 +34,9 @@ type Validated struct {
 	// stage's).
 	TestTimeout string `json:"test_timeout,omitempty"`
 	// SuiteSeconds is the longest time pytest reported for the suite in
-	// validation ("N passed in 12.34s"): the task kinds never give a test
-	// run less CPU time than suiteBudgetFactor times it (see newTaskMaker).
+	// validation ("N passed in 12.34s"; 0 for other languages): the task
+	// kinds never give a test run less CPU time than suiteBudgetFactor
+	// times it (see newTaskMaker).
 	SuiteSeconds float64 `json:"suite_seconds,omitempty"`
 }
 
@@ -58,6 +63,21 @@ type TaskBundle struct {
 	Mutants []cache.Digest `json:"mutants,omitempty"`
 }
 
-// DefaultTestCmd runs pytest with one result line per test and without
-// writing a cache into the workspace.
-var DefaultTestCmd = []string{"python3", "-m", "pytest", "-rA", "-p", "no:cacheprovider", "-q"}
+// DefaultTestCmd is the Python profile's test command: pytest with one
+// result line per test and without writing a cache into the workspace. It
+// is the test command of a Python repository whose recipe names none, and
+// of the SWE-Playground kinds, which make Python projects.
+var DefaultTestCmd = pythonProfile.TestCommand(nil)
+
+// pythonProfile is the Python language profile.
+var pythonProfile = mustProfile(lang.Python)
+
+// mustProfile returns the registered profile called name; a missing one is
+// a programming error (lang registers Python itself).
+func mustProfile(name string) lang.Profile {
+	p, err := lang.Get(name)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/dsbuild/dsbuild/agent"
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/oci"
 	"github.com/dsbuild/dsbuild/sandbox"
 	"github.com/dsbuild/dsbuild/schema"
@@ -21,8 +22,8 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "4",
-		Doc:      "installs a repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (the project's pytest testpaths unless the recipe names test paths) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
+		Name: "validate", Version: "5",
+		Doc:      "detects a repository's language (or takes language:), installs a Python repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (for Python the project's pytest testpaths unless the recipe names test paths; otherwise the language's test command) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
 		Sections: []string{SectionEnvironments, SectionSandbox, SectionSalt},
@@ -46,8 +47,15 @@ type ValidateParams struct {
 	// Runs is how many times the suite runs (default 3); a test whose
 	// status is not the same in every run is flaky.
 	Runs int `yaml:"runs" json:"runs"`
-	// TestCmd runs the tests (default DefaultTestCmd); test paths or ids
-	// are appended.
+	// Language names the repositories' language ("python", "go", ...; see
+	// lang.Names); a repository's own language (repos:) wins. When neither
+	// is set, lang.Detect tells it from the repository's files (Python when
+	// nothing matches).
+	Language string `yaml:"language" json:"language,omitempty"`
+	// TestCmd runs the tests. For Python (default DefaultTestCmd) test
+	// paths or ids are appended; for other languages it runs as given, and
+	// by default is the language's own command for the test paths
+	// (lang.Profile.TestCommand).
 	TestCmd []string `yaml:"test_cmd" json:"test_cmd"`
 	// TestPaths are the test files or directories, relative to the
 	// repository root. By default a repository's tests are found as its
@@ -64,8 +72,8 @@ func (p *ValidateParams) Validate() error {
 	if p.Runs < 1 || p.Runs > 20 {
 		return fmt.Errorf("runs must be between 1 and 20, not %d", p.Runs)
 	}
-	if len(p.TestCmd) == 0 {
-		p.TestCmd = append([]string(nil), DefaultTestCmd...)
+	if err := checkLanguage(p.Language); err != nil {
+		return err
 	}
 	for _, tp := range p.TestPaths {
 		if tp == "" || tp[0] == '/' || tp[0] == '-' {
@@ -153,15 +161,19 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		return build.Output{}, build.BadInput("stage %s: item %s is not a tree: %v", c.Stage, repo, err)
 	}
 	set := item.Settings
+	files, err := c.Store().Files(tree)
+	if err != nil {
+		return build.Output{}, err
+	}
+	prof, err := repoLanguage(c, repo, set.Language, p.Language, files)
+	if err != nil {
+		return build.Output{}, err
+	}
 	envName := p.Environment
 	if set.Environment != "" {
 		envName = set.Environment
 	}
-	base, err := Environment(ctx, c, envName)
-	if err != nil {
-		return build.Output{}, err
-	}
-	images, err := Images(c)
+	base, err := languageEnvironment(ctx, c, envName, prof)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -169,103 +181,22 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	info, err := probeProject(ctx, c, runner, base, tree)
-	if err != nil {
-		return build.Output{}, fmt.Errorf("repository %s: reading its layout: %w", repo, err)
-	}
-	base, err = installProject(ctx, c, base, info, set.Env)
-	if err != nil {
-		return build.Output{}, fmt.Errorf("repository %s: %w", repo, err)
-	}
-	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
-		Labels:     provenanceLabels(repo, tree),
-		WorkingDir: agent.Workdir,
-	})
-	if err != nil {
-		return build.Output{}, fmt.Errorf("repository %s: image: %w", repo, err)
-	}
 	limits := SandboxLimits(c)
 	testCmd := p.TestCmd
 	if len(set.TestCmd) > 0 {
 		testCmd = set.TestCmd
 	}
-	testCmd = slices.Clone(testCmd)
-	for _, id := range set.Deselect {
-		testCmd = append(testCmd, "--deselect", id)
+	var s suite
+	if prof.Name() == lang.Python {
+		s, err = pythonSuite(ctx, c, runner, repo, tree, base, testCmd, p.TestPaths, set)
+	} else {
+		s, err = languageSuite(ctx, c, repo, tree, base, prof, testCmd, p.TestPaths, set)
 	}
-	baseCmd := slices.Clone(testCmd)
-	testPaths, from := p.TestPaths, "the stage's test_paths"
-	switch {
-	case len(set.TestPaths) > 0:
-		testPaths, from = set.TestPaths, "the repository's test_paths"
-	case len(testPaths) > 0:
-	case len(info.TestPaths) > 0:
-		testPaths, from = info.TestPaths, "testpaths in "+info.Config
-	default:
-		testPaths, from = info.TestDirs, "the test directories found"
-	}
-	c.Session.Logf(c.Stage, "%s: import roots %v, pytest config %q, test paths %v (from %s)", repo, info.ImportRoots, info.Config, testPaths, from)
-
-	// Test modules that cannot be collected (an import the environment
-	// cannot satisfy, say) would interrupt every run; they are found by
-	// collecting once, and left out of this and every later run with
-	// --ignore, so that the task kinds do not take their error for the
-	// effect of a bug or a stub.
-	collect := func() (string, error) {
-		collected, err := runner.Run(ctx, sandbox.Spec{
-			Image: img, Workspace: tree, Argv: append(append(slices.Clone(testCmd), "--collect-only"), testPaths...),
-			Dir: agent.Workdir, Limits: limits, Env: agent.BashEnv,
-		})
-		if err != nil {
-			return "", fmt.Errorf("repository %s: collecting tests: %w", repo, err)
-		}
-		return string(collected.Stdout) + string(collected.Stderr), nil
-	}
-	collectOut, err := collect()
 	if err != nil {
 		return build.Output{}, err
 	}
-	// Options of the project's addopts whose plugin the environment lacks
-	// (--cov, -n, -p xdist) stop pytest before it collects anything: they
-	// are dropped by overriding addopts with the rest (-o addopts=...), as
-	// a user without the plugin would, one plugin at a time (pytest names
-	// the first missing -p plugin only).
-	addopts, requiredCleared := info.Addopts, false
-	var droppedOpts []string
-	for range 4 {
-		kept, dropped, required := pluginOptions(addopts, collectOut)
-		if len(dropped) == 0 && (!required || requiredCleared) {
-			break
-		}
-		addopts, droppedOpts = kept, append(droppedOpts, dropped...)
-		requiredCleared = requiredCleared || required
-		testCmd = slices.Clone(baseCmd)
-		testCmd = append(testCmd, "-o", "addopts="+shellJoin(addopts))
-		if requiredCleared {
-			testCmd = append(testCmd, "-o", "required_plugins=")
-		}
-		if collectOut, err = collect(); err != nil {
-			return build.Output{}, err
-		}
-	}
-	if len(droppedOpts) > 0 || requiredCleared {
-		c.Count(ctx, "addopts options dropped: plugin missing", float64(len(droppedOpts)))
-		c.Session.Logf(c.Stage, "%s: addopts options dropped (their plugins are not in the environment): %s (required_plugins cleared: %v)", repo, strings.Join(droppedOpts, " "), requiredCleared)
-	}
-	_, collectErrs := agent.ParsePytest(collectOut)
-	var ignored []string
-	for _, f := range collectErrs {
-		if strings.Contains(f, "::") || strings.HasPrefix(f, "-") || f == "." || slices.Contains(testPaths, f) || strings.HasSuffix(f, "conftest.py") {
-			continue // not a test module: ignoring it would ignore everything
-		}
-		ignored = append(ignored, f)
-		testCmd = append(testCmd, "--ignore="+f)
-	}
-	if len(ignored) > 0 {
-		c.Count(ctx, "test modules ignored: cannot be collected", float64(len(ignored)))
-		c.Session.Logf(c.Stage, "%s: test modules ignored (cannot be collected): %s; first cause: %s", repo, strings.Join(ignored, ", "), firstCause(collectOut))
-	}
-	argv := append(slices.Clone(testCmd), testPaths...)
+	base, img, testCmd, testPaths, from, ignored, collectOut := s.base, s.img, s.testCmd, s.testPaths, s.from, s.ignored, s.collectOut
+	argv := append(slices.Clone(testCmd), agent.TestArgs(prof, testPaths)...)
 
 	reports := make([]*agent.TestReport, p.Runs)
 	g, gctx := errgroup.WithContext(ctx)
@@ -273,14 +204,13 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 		g.Go(func() error {
 			res, err := runner.Run(gctx, sandbox.Spec{
 				Image: img, Workspace: tree, Argv: argv, Dir: agent.Workdir, Limits: limits,
-				Env: append(append([]string(nil), agent.BashEnv...), RunEnvVar+"="+strconv.Itoa(i+1)),
+				Env: append(agent.TestEnv(prof), RunEnvVar+"="+strconv.Itoa(i+1)),
 			})
 			if err != nil {
 				return fmt.Errorf("repository %s: test run %d: %w", repo, i+1, err)
 			}
 			out := string(res.Stdout) + string(res.Stderr)
-			status, collect := agent.ParsePytest(out)
-			reports[i] = &agent.TestReport{Status: status, CollectionErrors: collect, ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}
+			reports[i] = &agent.TestReport{Report: prof.ParseReport(out), ExitCode: res.ExitCode, Output: out, LimitHit: res.LimitHit}
 			return nil
 		})
 	}
@@ -297,7 +227,7 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	status, flaky := stableStatus(reports)
 	passing := 0
 	for _, st := range status {
-		if st == agent.StatusPassed {
+		if st == lang.StatusPassed {
 			passing++
 		}
 	}
@@ -325,7 +255,7 @@ func runValidate(ctx context.Context, c *build.Call) (build.Output, error) {
 	c.Count(ctx, "tests", float64(len(status)+len(flaky)))
 	c.Count(ctx, "tests passing", float64(passing))
 	d, err := c.PutJSON(Validated{
-		Repo: repo, Tree: tree, Environment: envName, Base: base, Image: img,
+		Repo: repo, Language: prof.Name(), Tree: tree, Environment: envName, Base: base, Image: img,
 		TestCmd: testCmd, TestPaths: testPaths, Status: status, Flaky: flaky,
 		Ignored: ignored, TestTimeout: set.TestTimeout, SuiteSeconds: suiteSeconds(reports),
 	})
@@ -389,11 +319,7 @@ func installProject(ctx context.Context, c *build.Call, base schema.Image, info 
 	if site == "" || !strings.HasPrefix(site, "/") {
 		return schema.Image{}, fmt.Errorf("the environment's python3 has no site-packages directory to install the project into")
 	}
-	var vars []string
-	for _, k := range sortedKeys(env) {
-		vars = append(vars, k+"="+env[k])
-	}
-	img, err := images.WithTree(ctx, base, tree, path.Clean(site), oci.ConfigOptions{Env: vars, WorkingDir: agent.Workdir})
+	img, err := images.WithTree(ctx, base, tree, path.Clean(site), oci.ConfigOptions{Env: envVars(env), WorkingDir: agent.Workdir})
 	if err != nil {
 		return schema.Image{}, fmt.Errorf("installing the project: %w", err)
 	}
@@ -446,10 +372,247 @@ func provenanceLabels(repo string, tree cache.Digest) map[string]string {
 func passingTests(status map[string]string) []string {
 	var out []string
 	for id, st := range status {
-		if st == agent.StatusPassed {
+		if st == lang.StatusPassed {
 			out = append(out, id)
 		}
 	}
 	sort.Strings(out)
 	return out
+}
+
+// suite is how validate runs a repository's tests: in img (base with the
+// repository at /testbed), testCmd with testPaths as far as the language
+// takes them (agent.TestArgs).
+type suite struct {
+	base, img  schema.Image
+	testCmd    []string
+	testPaths  []string
+	from       string   // where testPaths came from, for messages
+	ignored    []string // test modules left out: they cannot be collected
+	collectOut string   // the output of pytest --collect-only (Python)
+}
+
+// pythonSuite installs a Python repository into base as pip install -e
+// would (project.py reads its layout), picks its test paths as its authors'
+// bare pytest would, and makes testCmd runnable in the environment: options
+// of addopts whose plugin is missing dropped, test modules that cannot be
+// collected ignored, the repository's deselected ids left out.
+func pythonSuite(ctx context.Context, c *build.Call, runner *sandbox.Runner, repo string, tree cache.Digest, base schema.Image, testCmd, stagePaths []string, set RepoSettings) (suite, error) {
+	if len(testCmd) == 0 {
+		testCmd = pythonProfile.TestCommand(nil)
+	}
+	images, err := Images(c)
+	if err != nil {
+		return suite{}, err
+	}
+	limits := SandboxLimits(c)
+	info, err := probeProject(ctx, c, runner, base, tree)
+	if err != nil {
+		return suite{}, fmt.Errorf("repository %s: reading its layout: %w", repo, err)
+	}
+	base, err = installProject(ctx, c, base, info, set.Env)
+	if err != nil {
+		return suite{}, fmt.Errorf("repository %s: %w", repo, err)
+	}
+	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
+		Labels:     provenanceLabels(repo, tree),
+		WorkingDir: agent.Workdir,
+	})
+	if err != nil {
+		return suite{}, fmt.Errorf("repository %s: image: %w", repo, err)
+	}
+	testCmd = slices.Clone(testCmd)
+	for _, id := range set.Deselect {
+		testCmd = append(testCmd, "--deselect", id)
+	}
+	baseCmd := slices.Clone(testCmd)
+	testPaths, from := stagePaths, "the stage's test_paths"
+	switch {
+	case len(set.TestPaths) > 0:
+		testPaths, from = set.TestPaths, "the repository's test_paths"
+	case len(testPaths) > 0:
+	case len(info.TestPaths) > 0:
+		testPaths, from = info.TestPaths, "testpaths in "+info.Config
+	default:
+		testPaths, from = info.TestDirs, "the test directories found"
+	}
+	c.Session.Logf(c.Stage, "%s: import roots %v, pytest config %q, test paths %v (from %s)", repo, info.ImportRoots, info.Config, testPaths, from)
+
+	// Test modules that cannot be collected (an import the environment
+	// cannot satisfy, say) would interrupt every run; they are found by
+	// collecting once, and left out of this and every later run with
+	// --ignore, so that the task kinds do not take their error for the
+	// effect of a bug or a stub.
+	collect := func() (string, error) {
+		collected, err := runner.Run(ctx, sandbox.Spec{
+			Image: img, Workspace: tree, Argv: append(append(slices.Clone(testCmd), "--collect-only"), testPaths...),
+			Dir: agent.Workdir, Limits: limits, Env: agent.BashEnv,
+		})
+		if err != nil {
+			return "", fmt.Errorf("repository %s: collecting tests: %w", repo, err)
+		}
+		return string(collected.Stdout) + string(collected.Stderr), nil
+	}
+	collectOut, err := collect()
+	if err != nil {
+		return suite{}, err
+	}
+	// Options of the project's addopts whose plugin the environment lacks
+	// (--cov, -n, -p xdist) stop pytest before it collects anything: they
+	// are dropped by overriding addopts with the rest (-o addopts=...), as
+	// a user without the plugin would, one plugin at a time (pytest names
+	// the first missing -p plugin only).
+	addopts, requiredCleared := info.Addopts, false
+	var droppedOpts []string
+	for range 4 {
+		kept, dropped, required := pluginOptions(addopts, collectOut)
+		if len(dropped) == 0 && (!required || requiredCleared) {
+			break
+		}
+		addopts, droppedOpts = kept, append(droppedOpts, dropped...)
+		requiredCleared = requiredCleared || required
+		testCmd = slices.Clone(baseCmd)
+		testCmd = append(testCmd, "-o", "addopts="+shellJoin(addopts))
+		if requiredCleared {
+			testCmd = append(testCmd, "-o", "required_plugins=")
+		}
+		if collectOut, err = collect(); err != nil {
+			return suite{}, err
+		}
+	}
+	if len(droppedOpts) > 0 || requiredCleared {
+		c.Count(ctx, "addopts options dropped: plugin missing", float64(len(droppedOpts)))
+		c.Session.Logf(c.Stage, "%s: addopts options dropped (their plugins are not in the environment): %s (required_plugins cleared: %v)", repo, strings.Join(droppedOpts, " "), requiredCleared)
+	}
+	collectErrs := pythonProfile.ParseReport(collectOut).CollectionErrors
+	var ignored []string
+	for _, f := range collectErrs {
+		if strings.Contains(f, "::") || strings.HasPrefix(f, "-") || f == "." || slices.Contains(testPaths, f) || strings.HasSuffix(f, "conftest.py") {
+			continue // not a test module: ignoring it would ignore everything
+		}
+		ignored = append(ignored, f)
+		testCmd = append(testCmd, "--ignore="+f)
+	}
+	if len(ignored) > 0 {
+		c.Count(ctx, "test modules ignored: cannot be collected", float64(len(ignored)))
+		c.Session.Logf(c.Stage, "%s: test modules ignored (cannot be collected): %s; first cause: %s", repo, strings.Join(ignored, ", "), firstCause(collectOut))
+	}
+	return suite{base: base, img: img, testCmd: testCmd, testPaths: testPaths, from: from, ignored: ignored, collectOut: collectOut}, nil
+}
+
+// languageSuite prepares a repository in a language other than Python:
+// the repository's env set in base, its test paths as the recipe gives
+// them (none: the whole repository), and testCmd as given or the
+// language's own command for those paths.
+func languageSuite(ctx context.Context, c *build.Call, repo string, tree cache.Digest, base schema.Image, prof lang.Profile, testCmd, stagePaths []string, set RepoSettings) (suite, error) {
+	if len(set.Deselect) > 0 {
+		return suite{}, build.BadInput("stage %s: repository %s: deselect is for Python (pytest) repositories; %s tests are chosen with test_paths or test_cmd", c.Stage, repo, prof.Name())
+	}
+	images, err := Images(c)
+	if err != nil {
+		return suite{}, err
+	}
+	if len(set.Env) > 0 {
+		base, err = images.WithTree(ctx, base, cache.Digest{}, agent.Workdir, oci.ConfigOptions{Env: envVars(set.Env), WorkingDir: agent.Workdir})
+		if err != nil {
+			return suite{}, fmt.Errorf("repository %s: setting env: %w", repo, err)
+		}
+	}
+	img, err := images.WithTree(ctx, base, tree, agent.Workdir, oci.ConfigOptions{
+		Labels:     provenanceLabels(repo, tree),
+		WorkingDir: agent.Workdir,
+	})
+	if err != nil {
+		return suite{}, fmt.Errorf("repository %s: image: %w", repo, err)
+	}
+	testPaths, from := stagePaths, "the stage's test_paths"
+	if len(set.TestPaths) > 0 {
+		testPaths, from = set.TestPaths, "the repository's test_paths"
+	}
+	if len(testCmd) == 0 {
+		testCmd = prof.TestCommand(testPaths)
+	}
+	c.Session.Logf(c.Stage, "%s: %s, test command %q", repo, prof.Name(), shellJoin(testCmd))
+	return suite{base: base, img: img, testCmd: slices.Clone(testCmd), testPaths: testPaths, from: from}, nil
+}
+
+// repoLanguage is the profile of a repository: its own language setting,
+// else the stage's, else the one lang.Detect finds in its files, else
+// Python (whose run then says what it does not find).
+func repoLanguage(c *build.Call, repo, own, stage string, files map[string]cache.TreeEntry) (lang.Profile, error) {
+	name, from := own, "the repository's language"
+	if name == "" {
+		name, from = stage, "the stage's language"
+	}
+	if name != "" {
+		p, err := lang.Get(name)
+		if err != nil {
+			return nil, build.BadInput("stage %s: repository %s: %s: %v", c.Stage, repo, from, err)
+		}
+		return p, nil
+	}
+	paths := make([]string, 0, len(files))
+	for f, e := range files {
+		if e.Type != cache.TypeDir {
+			paths = append(paths, f)
+		}
+	}
+	sort.Strings(paths)
+	if p := lang.Detect(paths); p != nil {
+		if p.Name() != lang.Python {
+			c.Session.Logf(c.Stage, "%s: detected language %s (set language: to choose another)", repo, p.Name())
+		}
+		return p, nil
+	}
+	c.Session.Logf(c.Stage, "%s: no known language detected (%s); trying %s", repo, strings.Join(lang.Names(), ", "), lang.Python)
+	return pythonProfile, nil
+}
+
+// languageEnvironment returns the base image of the recipe's environment
+// called name (see Environment) with the packages prof needs: a Debian
+// environment that lacks some of them gets them added (as every Debian base
+// gets git and patch); other environments are taken as they are, and must
+// hold the language's tools themselves.
+func languageEnvironment(ctx context.Context, c *build.Call, name string, prof lang.Profile) (schema.Image, error) {
+	spec, err := environmentSpec(c, name)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	if spec.Debian != nil {
+		d := *spec.Debian
+		d.Packages = slices.Clone(d.Packages)
+		for _, pkg := range prof.Packages() {
+			if !slices.ContainsFunc(d.Packages, func(q string) bool { return debianPackageName(q) == pkg }) {
+				d.Packages = append(d.Packages, pkg)
+			}
+		}
+		spec.Debian = &d
+	}
+	b, err := Images(c)
+	if err != nil {
+		return schema.Image{}, err
+	}
+	img, err := b.Base(ctx, spec)
+	if err != nil {
+		return schema.Image{}, fmt.Errorf("environment %q: %w", name, err)
+	}
+	return img, nil
+}
+
+// debianPackageName is the package name of a Debian package entry, without
+// a version, release or architecture ("git=1:2.39" -> "git").
+func debianPackageName(p string) string {
+	if i := strings.IndexAny(p, ":=/"); i >= 0 {
+		return p[:i]
+	}
+	return p
+}
+
+// envVars are env as NAME=value, sorted by name.
+func envVars(env map[string]string) []string {
+	var vars []string
+	for _, k := range sortedKeys(env) {
+		vars = append(vars, k+"="+env[k])
+	}
+	return vars
 }
