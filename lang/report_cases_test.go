@@ -13,7 +13,7 @@ import (
 // runnerCase is one fixture project under testdata/runner run by its
 // profile's TestCommand, with the report its output must give. The same
 // expectations are checked against the real run in the sandbox
-// (TestRunnerOutputInSandbox) and against the copy of that run's output
+// (TestInSandbox/runner) and against the copy of that run's output
 // kept in testdata/captured (TestParseCapturedOutput).
 type runnerCase struct {
 	name     string            // captured output: testdata/captured/<name>.out
@@ -159,7 +159,7 @@ func checkReport(t *testing.T, c runnerCase, got lang.Report, output string) {
 }
 
 // TestParseCapturedOutput parses the runner output captured from
-// TestRunnerOutputInSandbox (run it with DSBUILD_CAPTURE=1 to write
+// TestInSandbox/runner (run it with DSBUILD_CAPTURE=1 to write
 // testdata/captured/<case>.out again after changing a fixture).
 func TestParseCapturedOutput(t *testing.T) {
 	for _, c := range runnerCases {

@@ -11,21 +11,31 @@ import (
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/lang"
 	"github.com/dsbuild/dsbuild/sandbox"
+	"github.com/dsbuild/dsbuild/schema"
 )
 
-// TestRunnerOutputInSandbox runs each runner case's project with its
-// profile's TestCommand and TestEnv in the bubblewrap sandbox, on a Debian
-// bookworm image with golang-go, nodejs, rustc and cargo
-// (testenv.LangImage), and checks the parsed report. With DSBUILD_CAPTURE=1
-// it also writes the output (stdout then stderr, as graders read it) to
-// testdata/captured/<case>.out for TestParseCapturedOutput.
-func TestRunnerOutputInSandbox(t *testing.T) {
+// TestInSandbox runs real test runners in the bubblewrap sandbox on a
+// Debian bookworm image with golang-go, nodejs, rustc and cargo
+// (testenv.LangImage, unpacked once for both groups of subtests): the
+// runner cases ("runner/...", see runnerOutput) and the quickstart
+// projects ("projects/...", see quickstartProjects).
+func TestInSandbox(t *testing.T) {
 	st := testenv.Store(t)
 	r, err := sandbox.New(st, sandbox.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	img := testenv.LangImage(t, st)
+	t.Run("runner", func(t *testing.T) { runnerOutput(t, st, r, img) })
+	t.Run("projects", func(t *testing.T) { quickstartProjects(t, st, r, img) })
+}
+
+// runnerOutput runs each runner case's project with its profile's
+// TestCommand and TestEnv and checks the parsed report. With
+// DSBUILD_CAPTURE=1 it also writes the output (stdout then stderr, as
+// graders read it) to testdata/captured/<case>.out for
+// TestParseCapturedOutput.
+func runnerOutput(t *testing.T, st *cache.Store, r *sandbox.Runner, img schema.Image) {
 	for _, c := range runnerCases {
 		t.Run(c.name, func(t *testing.T) {
 			p, err := lang.Get(c.language)
