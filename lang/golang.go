@@ -20,7 +20,8 @@ func (goProfile) Detect(files []string) bool { return hasFile(files, "go.mod") }
 
 // TestCommand prints the module path after goModuleMarker, then runs
 // `go test -json` over ./... or, given paths, over the packages of those
-// test files and the package trees of those directories.
+// test files and the package trees of those directories, slimmed by
+// goSlimJSON; the exit status is go test's.
 func (goProfile) TestCommand(paths []string) []string {
 	var pkgs []string
 	for _, p := range paths {
@@ -40,9 +41,19 @@ func (goProfile) TestCommand(paths []string) []string {
 	if len(pkgs) == 0 {
 		pkgs = []string{"./..."}
 	}
-	script := "go list -m -f " + quoteSh(goModuleMarker+"{{.Path}}") + "; go test -json " + joinSh(pkgs)
+	script := "go list -m -f " + quoteSh(goModuleMarker+"{{.Path}}") +
+		"; { go test -json " + joinSh(pkgs) + "; echo $? >/tmp/.dsbuild-go-test-status; } | sed " + goSlimJSON +
+		`; exit "$(cat /tmp/.dsbuild-go-test-status)"`
 	return []string{"sh", "-c", script}
 }
+
+// goSlimJSON are sed arguments that drop from the `go test -json` stream
+// what ParseReport does not read and that makes most of its bytes (the
+// sandbox keeps 1 MiB of a run's stdout: about 1,400 tests of full
+// -json, over 5,000 slimmed): the "=== RUN", "=== PAUSE", "=== CONT" and
+// "--- PASS" output lines, and the run-specific Time and Elapsed fields.
+// A failing test's own output stays.
+const goSlimJSON = `-e '/"Action":"output",.*"Output":"\(=== \(RUN\|PAUSE\|CONT\|NAME\)\| *--- PASS\)/d' -e 's/"Time":"[^"]*",//' -e 's/,"Elapsed":[0-9.e+-]*//'`
 
 // TestEnv keeps Go's caches in /tmp, switches the module proxy and the
 // checksum database off (dependencies must be vendored or in the module

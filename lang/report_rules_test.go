@@ -85,8 +85,8 @@ func TestTestFiles(t *testing.T) {
 			[]string{"lib/b.spec.mjs", "src/a.js", "test/a.test.js"},
 			[]string{"lib/b.spec.mjs", "test/a.test.js"}},
 		{"rust", []string{"api::adds", "calc::tests::unit", "suite::nested::t", "calc::src/lib.rs - add"},
-			[]string{"src/lib.rs", "tests/api.rs", "tests/suite/main.rs", "tests/suite/helpers.rs", "tests/other.rs", "tests/data.txt"},
-			[]string{"tests/api.rs", "tests/suite/helpers.rs", "tests/suite/main.rs"}},
+			[]string{"src/lib.rs", "tests/api.rs", "tests/suite/main.rs", "tests/suite/helpers.rs", "tests/other.rs", "tests/data.txt", "crates/m/tests/api.rs"},
+			[]string{"crates/m/tests/api.rs", "tests/api.rs", "tests/suite/helpers.rs", "tests/suite/main.rs"}},
 	} {
 		if got := profile(t, c.language).TestFiles(c.ids, c.files); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s: TestFiles = %q, want %q", c.language, got, c.want)

@@ -107,8 +107,10 @@ func (rustProfile) IsTestFile(p string) bool {
 }
 
 // TestFiles returns, for ids of integration-test targets, tests/<target>.rs
-// or the files below tests/<target>/. Unit and doc tests live in the code's
-// own files and have none.
+// or the files below tests/<target>/, of the root or of a workspace member
+// (ids do not say which member: targets of one name in two members share
+// their ids). Unit and doc tests live in the code's own files and have
+// none.
 func (rustProfile) TestFiles(ids []string, files []string) []string {
 	targets := map[string]bool{}
 	for _, id := range ids {
@@ -119,6 +121,9 @@ func (rustProfile) TestFiles(ids []string, files []string) []string {
 	var out []string
 	for _, f := range files {
 		rest, ok := strings.CutPrefix(f, "tests/")
+		if i := strings.Index(f, "/tests/"); !ok && i >= 0 { // a workspace member's
+			rest, ok = f[i+len("/tests/"):], true
+		}
 		if !ok {
 			continue
 		}
