@@ -108,6 +108,32 @@ func OutcomeKey(spec cache.Digest) cache.Key {
 	return k
 }
 
+// PutOutcome stores oc as the outcome of the spec d, where ReadOutcome
+// finds it: a worker's last write.
+func PutOutcome(store *cache.Store, spec cache.Digest, oc *NodeOutcome) error {
+	d, err := PutJSON(store, oc)
+	if err == nil {
+		err = store.MemoPut(context.Background(), OutcomeKey(spec), d)
+	}
+	if err != nil {
+		return fmt.Errorf("storing the outcome of node spec %s: %w", spec, err)
+	}
+	return nil
+}
+
+// ReadOutcome returns the outcome stored for the spec d, if any.
+func ReadOutcome(store *cache.Store, spec cache.Digest) (*NodeOutcome, bool, error) {
+	d, ok, err := store.MemoGet(context.Background(), OutcomeKey(spec))
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var oc NodeOutcome
+	if err := GetJSON(store, d, &oc); err != nil {
+		return nil, false, fmt.Errorf("reading the outcome of node spec %s: %w", spec, err)
+	}
+	return &oc, true, nil
+}
+
 // WorkerOptions are a worker's own settings.
 type WorkerOptions struct {
 	// Jobs bounds the worker's sandbox runs (Session.Jobs); default 1.

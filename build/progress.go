@@ -124,7 +124,7 @@ func formatCount(name string, v float64) string {
 }
 
 // TTYObserver redraws a live table, one row per stage (done, cached,
-// running, failed, ETA, tokens, dollars, state) under a line with the
+// queued, running, failed, ETA, tokens, dollars, state) under a line with the
 // elapsed time, on a terminal. Every line of the table is cut to the
 // terminal's width, read again at each redraw, so that no line wraps and
 // each redraw replaces the last one exactly; log lines are printed above
@@ -143,8 +143,9 @@ type TTYObserver struct {
 }
 
 type ttyRow struct {
-	queued                       int
+	queued                       int // nodes created (StateQueued events)
 	ran, cached, running, failed int
+	skipped                      int
 	status                       string
 	runSeconds                   float64
 	tokens, dollars              float64
@@ -219,6 +220,7 @@ func (o *TTYObserver) Event(e Event) {
 			r.failed++
 			o.logs = append(o.logs, "FAILED "+e.Node+": "+firstLine(e.Error))
 		case StateSkipped:
+			r.skipped++
 			if r.running > 0 {
 				r.running--
 			}
@@ -236,6 +238,13 @@ func (o *TTYObserver) Event(e Event) {
 	case EventLog:
 		o.logs = append(o.logs, e.Stage+": "+e.Message)
 	}
+}
+
+// waiting counts the stage's nodes created and neither running nor
+// finished: waiting for a pool slot or, on an executor, in its queue (a
+// Slurm job pending).
+func (r *ttyRow) waiting() int {
+	return max(0, r.queued-r.ran-r.cached-r.failed-r.skipped-r.running)
 }
 
 // eta estimates the time left for the nodes of the stage known so far: the
@@ -283,7 +292,7 @@ func (o *TTYObserver) draw() {
 	}
 	o.logs = o.logs[:0]
 	b.WriteString(fit(fmt.Sprintf("elapsed %s", time.Since(o.start).Round(time.Second))))
-	b.WriteString(fit(fmt.Sprintf("%-16s %6s %6s %4s %4s %6s %8s %7s  %s", "STAGE", "DONE", "CACHED", "RUN", "FAIL", "ETA", "TOKENS", "COST", "STATE")))
+	b.WriteString(fit(fmt.Sprintf("%-16s %6s %6s %5s %4s %4s %6s %8s %7s  %s", "STAGE", "DONE", "CACHED", "QUEUE", "RUN", "FAIL", "ETA", "TOKENS", "COST", "STATE")))
 	lines := 2
 	for _, id := range o.order {
 		r := o.rows[id]
@@ -296,7 +305,7 @@ func (o *TTYObserver) draw() {
 		default:
 			state = "waiting"
 		}
-		b.WriteString(fit(fmt.Sprintf("%-16s %6d %6d %4d %4d %6s %8s %7s  %s", truncate(id, 16), r.ran, r.cached, r.running, r.failed,
+		b.WriteString(fit(fmt.Sprintf("%-16s %6d %6d %5d %4d %4d %6s %8s %7s  %s", truncate(id, 16), r.ran, r.cached, r.waiting(), r.running, r.failed,
 			r.eta(), shortCount(r.tokens), fmt.Sprintf("$%.2f", r.dollars), state)))
 		lines++
 	}
