@@ -170,6 +170,7 @@ func newApp(stdout, stderr io.Writer) *cli.Command {
 		&cli.BoolFlag{Name: "json", Usage: "print progress as JSON events, one per line"},
 		&cli.GenericFlag{Name: "recheck", Value: &fraction{}, Usage: "run again this `FRACTION` of cache hits (nodes and sandbox runs; --recheck alone: all) and fail on any that gives another result"},
 	}
+	flags = append(flags, executorFlags...)
 	buildCmd := func(ctx context.Context, cmd *cli.Command) error {
 		if cmd.Args().Len() != 1 {
 			return usageError{"usage: dsbuild [build] RECIPE.yaml"}
@@ -278,10 +279,18 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 	default:
 		obs = build.NewPlainObserver(stderr)
 	}
+	executor, closeExecutor, err := newExecutor(cmd, r, store, obs)
+	if err != nil {
+		return err
+	}
 	rec, err := build.Build(ctx, r, store, build.Options{
 		Jobs: int(cmd.Int("jobs")), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
 		OutDir: out, Force: cmd.Bool("force"), Observer: obs, Recheck: recheckFraction(cmd),
+		Executor: executor,
 	})
+	if cerr := closeExecutor(); cerr != nil && err == nil {
+		err = cerr
+	}
 	if tty != nil {
 		tty.Close()
 	}

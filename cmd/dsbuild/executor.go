@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/slurm"
+	"github.com/urfave/cli/v3"
+)
+
+// executorFlags choose where a build's nodes run.
+var executorFlags = []cli.Flag{
+	&cli.StringFlag{Name: "executor", Value: "local", Usage: "where nodes run: local (this process) or slurm (one Slurm job-array task per node, `dsbuild worker` against the same store)",
+		Validator: func(s string) error {
+			if s != "local" && s != "slurm" {
+				return usageError{fmt.Sprintf("--executor: want local or slurm, got %q", s)}
+			}
+			return nil
+		}},
+	&cli.StringFlag{Name: "slurm-partition", Usage: "Slurm partition of the jobs (else the recipe's slurm: partition, else the cluster's default)"},
+	&cli.StringFlag{Name: "slurm-account", Usage: "Slurm account the jobs are charged to"},
+	&cli.StringFlag{Name: "slurm-time", Usage: "time limit of each job, in sbatch's format (e.g. 2:00:00)"},
+	&cli.IntFlag{Name: "slurm-cpus", Usage: "CPUs per job (sbatch --cpus-per-task; the worker's sandbox slots)"},
+	&cli.StringFlag{Name: "slurm-mem", Usage: "memory per job, in sbatch's format (e.g. 8G)"},
+	&cli.IntFlag{Name: "slurm-max-jobs", Usage: "jobs submitted and unfinished at once (default 100; also each job array's %cap)"},
+	&cli.StringFlag{Name: "slurm-log-dir", Usage: "folder for the jobs' logs and batch scripts (default STORE/slurm)"},
+}
+
+// newExecutor returns the executor --executor names for a build of r over
+// store (nil for local) and a function to call when the build returns.
+func newExecutor(cmd *cli.Command, r *build.Recipe, store *cache.Store, obs build.Observer) (build.Executor, func() error, error) {
+	if cmd.String("executor") != "slurm" {
+		return nil, func() error { return nil }, nil
+	}
+	cfg := slurm.Config{Section: slurm.RecipeSection(r), LogDir: cmd.String("slurm-log-dir")}
+	for _, f := range []struct {
+		flag string
+		to   *string
+	}{{"slurm-partition", &cfg.Partition}, {"slurm-account", &cfg.Account}, {"slurm-time", &cfg.Time}, {"slurm-mem", &cfg.Mem}} {
+		if cmd.IsSet(f.flag) {
+			*f.to = cmd.String(f.flag)
+		}
+	}
+	if cmd.IsSet("slurm-cpus") {
+		cfg.CPUs = int(cmd.Int("slurm-cpus"))
+	}
+	if cmd.IsSet("slurm-max-jobs") {
+		cfg.MaxJobs = int(cmd.Int("slurm-max-jobs"))
+	}
+	if err := cfg.Section.Validate(); err != nil {
+		return nil, nil, usageError{"--slurm-*: " + err.Error()}
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("--executor slurm: finding this dsbuild for the workers: %w", err)
+	}
+	// The workers open the same store: the same directory on a shared
+	// filesystem, or their own over the same --remote.
+	worker := []string{self, "--cache", store.Root()}
+	for _, name := range []string{"remote"} {
+		if cmd.IsSet(name) {
+			worker = append(worker, "--"+name+"="+cmd.String(name))
+		}
+	}
+	if cfg.LogDir != "" {
+		if cfg.LogDir, err = filepath.Abs(cfg.LogDir); err != nil {
+			return nil, nil, err
+		}
+	}
+	cfg.Worker = append(worker, "worker")
+	cfg.Log = func(msg string) { obs.Event(build.Event{Type: build.EventLog, Stage: "slurm", Message: msg}) }
+	x, err := slurm.New(cfg, store)
+	if err != nil {
+		return nil, nil, err
+	}
+	return x, x.Close, nil
+}
