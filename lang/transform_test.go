@@ -161,7 +161,7 @@ func compileEach(t *testing.T, root string, cs []Candidate, withFile bool, argv 
 		}
 		cmd := exec.Command(argv[0], args...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local", "GOCACHE="+filepath.Join(t.TempDir(), "gocache"))
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			failed[c.ID] = string(out)
 		}
