@@ -46,7 +46,10 @@ test-go:
 test-py:
 	$(PYTHON) -m pytest -q -p no:cacheprovider lang/py
 
+# The Slurm benchmark needs a cluster: scripts/slurm-local.sh starts one on
+# this machine (and does nothing if it runs).
 bench: test-deps
+	$(SUDO) scripts/slurm-local.sh
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
 
 lint:
