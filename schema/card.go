@@ -184,7 +184,7 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, stats *datasetStats) (
 		"the split was decided by.\n")
 	b.WriteString("- `tasks`: one row per task instance with the SWE-bench fields (all strings; " +
 		"`FAIL_TO_PASS`/`PASS_TO_PASS` are JSON-encoded lists), plus `task_type`, `image`, `image_name`, " +
-		"`test_cmd`, `test_files`, `source_project`, `difficulty`, `split`, and what grading reproduce and testgen " +
+		"`test_cmd`, `test_files`, `source_project`, `difficulty`, `split`, `language` (how `test_cmd`'s output is read), and what grading reproduce and testgen " +
 		"tasks needs: `golden_code_patch` and `golden_test_patch` (SWT-bench's names: the fix, and the reference " +
 		"reproduction test, also in `patch`) and `mutant_patches` (a JSON-encoded list of diffs; tests resolve a " +
 		"testgen task when they pass on `/testbed` and fail on at least half of the mutants). `tasks/instances.jsonl` holds the " +
@@ -197,7 +197,7 @@ func datasetCard(opts DatasetOptions, m *DatasetManifest, stats *datasetStats) (
 		"git and patch are installed. To grade a patch as the SWE-bench harness does: apply it in `/testbed` " +
 		"(`git apply`), check out `base_commit`'s version of every file in `test_files` " +
 		"(`git checkout BASE -- FILES`; a patch may not change the tests) and remove any `conftest.py` or `pytest.ini` the patch added, run `test_cmd` in `/testbed` " +
-		"(a pytest command with `-rA`, whose `PASSED <id>`/`FAILED <id>` lines SWE-bench's pytest log parser " +
+		"(for `language` python a pytest command with `-rA`, whose `PASSED <id>`/`FAILED <id>` lines SWE-bench's pytest log parser " +
 		"reads; ids with spaces are never listed), and call the instance resolved when every `FAIL_TO_PASS` " +
 		"and `PASS_TO_PASS` test passed. `dsbuild eval DATASET PREDICTIONS.jsonl` does exactly this.\n\n")
 

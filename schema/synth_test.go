@@ -175,5 +175,6 @@ func synthTask(i int) TaskInstance {
 		TestCmd:                "python3 -m pytest -q",
 		SourceProject:          fmt.Sprintf("proj%03d", i%97),
 		Difficulty:             1 + i%5,
+		Language:               "python",
 	}
 }

@@ -2,6 +2,7 @@ package schema
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"path"
@@ -185,9 +186,14 @@ type TaskRow struct {
 	GoldenCodePatch string `json:"golden_code_patch" parquet:"golden_code_patch"`
 	GoldenTestPatch string `json:"golden_test_patch" parquet:"golden_test_patch"`
 	MutantPatches   string `json:"mutant_patches" parquet:"mutant_patches"`
+	// Language is the instance's language ("python", "go", ...), which
+	// says how test_cmd's output is read; "python" for an instance that
+	// names none. Last, so the column order of older files is kept.
+	Language string `json:"language" parquet:"language,dict"`
 }
 
-// Row returns t in the Hub encoding. Nil test lists encode as "[]".
+// Row returns t in the Hub encoding. Nil test lists encode as "[]", an
+// empty Language as "python".
 func (t TaskInstance) Row() (TaskRow, error) {
 	f2p, err := encodeTestList(t.FailToPass)
 	if err != nil {
@@ -228,6 +234,7 @@ func (t TaskInstance) Row() (TaskRow, error) {
 		GoldenCodePatch:        t.GoldenCodePatch,
 		GoldenTestPatch:        t.GoldenTestPatch,
 		MutantPatches:          mutants,
+		Language:               cmp.Or(t.Language, "python"),
 	}, nil
 }
 
@@ -281,6 +288,7 @@ func (r TaskRow) Instance() (TaskInstance, error) {
 		GoldenCodePatch:        r.GoldenCodePatch,
 		GoldenTestPatch:        r.GoldenTestPatch,
 		MutantPatches:          mutants,
+		Language:               r.Language,
 	}, nil
 }
 

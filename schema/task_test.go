@@ -35,6 +35,17 @@ func TestSWEBenchJSONIsHubEncoded(t *testing.T) {
 	if _, ok := obj["split"]; ok {
 		t.Error("split present outside a dataset export")
 	}
+	if obj["language"] != "python" {
+		t.Errorf("language = %v", obj["language"])
+	}
+	// An instance that names no language is Python in the Hub encoding;
+	// a row without the column (SWE-bench's) names none.
+	if row, _ := (TaskInstance{InstanceID: "x"}).Row(); row.Language != "python" {
+		t.Errorf("empty language encodes as %q", row.Language)
+	}
+	if back, _ := ParseSWEBenchJSON([]byte(`{"instance_id": "x"}`)); back.Language != "" {
+		t.Errorf("a row without language decodes as %q", back.Language)
+	}
 	if strings.Contains(string(b), `\u003c`) || strings.Contains(string(b), "\n") {
 		t.Errorf("want no HTML escaping and one line: %s", b)
 	}

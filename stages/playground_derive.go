@@ -138,7 +138,7 @@ func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ s
 	inst := schema.TaskInstance{
 		InstanceID: id, Repo: proj.Plan.Project.ID, BaseCommit: commit, EnvironmentSetupCommit: commit, Patch: gold, TestPatch: testPatch,
 		ProblemStatement: statement, Version: "1", FailToPass: f2p, PassToPass: p2p, TaskType: typ,
-		Image: pinnedRef(img), TestCmd: strings.Join(DefaultTestCmd, " "), SourceProject: proj.Plan.Project.ID, Difficulty: difficulty,
+		Image: pinnedRef(img), TestCmd: strings.Join(DefaultTestCmd, " "), SourceProject: proj.Plan.Project.ID, Difficulty: difficulty, Language: lang.Python,
 	}
 	if err := inst.Validate(); err != nil {
 		return cache.Digest{}, fmt.Errorf("derived task %s: %v", id, err)
