@@ -40,6 +40,11 @@ pub fn clamp(x: i64, lo: i64, hi: i64) -> i64 {
     }
 }
 
+pub fn bounded(v: i64, lo: i64, hi: i64) -> i64 {
+    let c = clamp(v, lo, hi);
+    c * 2
+}
+
 pub fn sum(xs: &[i64], from: usize, to: usize) -> i64 {
     let mut s = 0;
     for i in from..to {
