@@ -26,7 +26,8 @@ var executorFlags = []cli.Flag{
 	&cli.IntFlag{Name: "slurm-cpus", Usage: "CPUs per job (sbatch --cpus-per-task; the worker's sandbox slots)"},
 	&cli.StringFlag{Name: "slurm-mem", Usage: "memory per job, in sbatch's format (e.g. 8G)"},
 	&cli.IntFlag{Name: "slurm-max-jobs", Usage: "jobs submitted and unfinished at once (default 100; also each job array's %cap)"},
-	&cli.StringFlag{Name: "slurm-log-dir", Usage: "folder for the jobs' logs and batch scripts (default STORE/slurm)"},
+	&cli.StringFlag{Name: "slurm-log-dir", Usage: "folder for the jobs' logs and batch scripts (default STORE/slurm; with --remote and no shared filesystem, a folder the nodes share if you want to read the logs here)"},
+	&cli.StringFlag{Name: "slurm-worker-cache", Usage: "store directory the jobs open (default the build's --cache, on a shared filesystem; with --remote, a directory local to each node such as /scratch/dsbuild)"},
 }
 
 // newExecutor returns the executor --executor names for a build of r over
@@ -59,11 +60,15 @@ func newExecutor(cmd *cli.Command, r *build.Recipe, store *cache.Store, obs buil
 	}
 	// The workers open the same store: the same directory on a shared
 	// filesystem, or their own over the same --remote.
-	worker := []string{self, "--cache", store.Root()}
-	for _, name := range []string{"remote"} {
-		if cmd.IsSet(name) {
-			worker = append(worker, "--"+name+"="+cmd.String(name))
+	workerCache := store.Root()
+	if d := cmd.String("slurm-worker-cache"); d != "" {
+		if workerCache, err = filepath.Abs(d); err != nil {
+			return nil, nil, err
 		}
+	}
+	worker := []string{self, "--cache", workerCache}
+	if u := remoteURL(cmd); u != "" {
+		worker = append(worker, "--remote", u)
 	}
 	if cfg.LogDir != "" {
 		if cfg.LogDir, err = filepath.Abs(cfg.LogDir); err != nil {

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/harness"
+	"github.com/dsbuild/dsbuild/internal/testenv"
+)
+
+// needSlurm fails the test unless a Slurm cluster answers: these tests run
+// against a real one (scripts/slurm-local.sh starts one on this machine).
+func needSlurm(t *testing.T) {
+	t.Helper()
+	out, err := exec.Command("sinfo", "--noheader", "--format", "%t").CombinedOutput()
+	up := false
+	for _, state := range strings.Fields(string(out)) {
+		up = up || state == "idle" || state == "mix" || state == "alloc"
+	}
+	if err != nil || !up {
+		t.Fatalf("no Slurm cluster answers sinfo (%v: %s): start one with scripts/slurm-local.sh (as root)", err, strings.TrimSpace(string(out)))
+	}
+}
+
+// slurmRecipe is the quickstart's pipeline on its mathx project, small:
+// validated repository, bug-fix and implement tasks with their sandboxed
+// test runs and images, oracle trajectories and the exported dataset.
+const slurmRecipe = `name: slurmqs
+environments:
+  python: {layout: %q}
+sandbox: {timeout: 120s}
+slurm: {cpus: 1, max_jobs: 4}
+stages:
+  repos:
+    uses: repo
+    with: {paths: [%q], allow_outside: true}
+  checked: {uses: validate, foreach: repos, with: {runs: 1}}
+  bugs:
+    uses: inject_bugs
+    foreach: checked
+    with: {per_repo: 2, candidates: 6, combine: 1, seed: 3, test_timeout: 10s}
+  stubs:
+    uses: stub_tasks
+    foreach: checked
+    with: {group: module, test_timeout: 10s}
+  fix_demos: {uses: rollout, foreach: bugs, with: {policy: oracle}}
+  dataset:
+    uses: export
+    from: [bugs, stubs, fix_demos]
+    with: {name: slurm test}
+`
+
+// slurmDir is a folder the sandbox's unprivileged uid can reach (beside
+// the test binary, which TestMain removes) and Slurm's jobs too.
+func slurmDir(t *testing.T, name string) string {
+	t.Helper()
+	dir := filepath.Join(filepath.Dir(binary), name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Dir(binary), 0o755)
+	return dir
+}
+
+// The quickstart's pipeline built with --executor slurm over a store
+// directory the jobs share gives output byte-identical to a local build,
+// and building again runs nothing.
+func TestSlurmBuildIsByteIdentical(t *testing.T) {
+	needSlurm(t)
+	base := testenv.PythonLayout(t)
+	mathx, err := filepath.Abs("../../recipes/quickstart/projects/mathx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := slurmDir(t, "slurmqs")
+	recipe := filepath.Join(dir, "recipe.yaml")
+	if err := os.WriteFile(recipe, []byte(fmt.Sprintf(slurmRecipe, base, mathx)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	local := dsbuild(t, dir, "--cache", "local-cache", "--out", "local-out", recipe)
+	if local.code != 0 {
+		t.Fatalf("local build: exit %d\n%s", local.code, local.stderr)
+	}
+	remote := dsbuild(t, dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", recipe)
+	if remote.code != 0 {
+		t.Fatalf("Slurm build: exit %d\n%s\n%s", remote.code, remote.stdout, remote.stderr)
+	}
+	out := readTree(t, filepath.Join(dir, "slurm-out"))
+	sameTrees(t, readTree(t, filepath.Join(dir, "local-out")), out)
+	if n := strings.Count(out[harness.InstancesFile], "\n"); n < 3 {
+		t.Fatalf("the dataset holds %d task instances, want at least 3 (bugs and stubs):\n%s", n, local.stdout)
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "shared-cache", "slurm", "*_*.log"))
+	if len(logs) == 0 {
+		t.Fatal("no job logs: the nodes did not run on Slurm")
+	}
+	again := dsbuild(t, dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", "--json", recipe)
+	if ran := nonVolatileRan(again.stdout); again.code != 0 || len(ran) != 0 {
+		t.Fatalf("second Slurm build: exit %d, ran %v; want only the volatile repos to run:\n%s", again.code, ran, again.stderr)
+	}
+}
+
+// nonVolatileRan lists the nodes a build's JSON events say ran, but for the
+// volatile repo source, which runs in every build.
+func nonVolatileRan(events string) []string {
+	var ran []string
+	for _, line := range strings.Split(events, "\n") {
+		var ev build.Event
+		if json.Unmarshal([]byte(line), &ev) == nil && ev.Type == build.EventNode && ev.Status == build.StateRan && ev.Stage != "repos" {
+			ran = append(ran, ev.Node)
+		}
+	}
+	return ran
+}
+
+// many makes enough nodes that a Slurm build takes a while.
+const manyRecipe = `name: many
+stages:
+  words: {uses: list, with: {count: 16}}
+  greet: {uses: template, foreach: words, with: {text: "hello {{.Input}}"}}
+  shout: {uses: template, foreach: greet, with: {text: "{{.Input}}!"}}
+  out:   {uses: bundle, from: [shout]}
+`
+
+// The controller SIGKILLed mid-build loses nothing: started again, it
+// finds the nodes that finished memoised, the jobs it left behind finish
+// or their nodes run again, and the output is the local build's.
+func TestSlurmControllerKilledAndRestarted(t *testing.T) {
+	needSlurm(t)
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, manyRecipe)
+	local := dsbuild(t, dir, "--cache", "local-cache", "--out", "local-out", recipe)
+	if local.code != 0 {
+		t.Fatalf("local build: exit %d\n%s", local.code, local.stderr)
+	}
+	cmd := exec.Command(binary, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", "--json", recipe)
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	// Kill it once some greet nodes have finished (their jobs' logs say
+	// "node done") and before the build is over.
+	testenv.WaitWhileRunning(t, exited, "greet jobs to finish", func() bool {
+		return finishedJobs(filepath.Join(dir, "shared-cache", "slurm")) >= 3
+	})
+	cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	again := dsbuild(t, dir, "--cache", "shared-cache", "--out", "slurm-out", "--force", "--executor", "slurm", "--json", recipe)
+	if again.code != 0 {
+		t.Fatalf("restarted build: exit %d\n%s", again.code, again.stderr)
+	}
+	// The killed controller's jobs still queued would find their store
+	// gone after the test: cancel them.
+	scripts, _ := filepath.Glob(filepath.Join(dir, "shared-cache", "slurm", "dsbuild-*.sh"))
+	for _, s := range scripts {
+		name := filepath.Base(s)
+		exec.Command("scancel", "--name", name[:strings.LastIndexByte(name, '-')]).Run()
+	}
+	sameTrees(t, readTree(t, filepath.Join(dir, "local-out")), readTree(t, filepath.Join(dir, "slurm-out")))
+	if n := strings.Count(again.stdout, `"status":"cached"`); n < 3 {
+		t.Errorf("the restarted build found %d nodes memoised, want at least the 3 whose jobs had finished:\n%s", n, again.stdout)
+	}
+}
+
+// finishedJobs counts the job logs in dir that say their node is done.
+func finishedJobs(dir string) int {
+	names, _ := filepath.Glob(filepath.Join(dir, "*_*.log"))
+	n := 0
+	for _, name := range names {
+		if b, err := os.ReadFile(name); err == nil && strings.Contains(string(b), "node done") {
+			n++
+		}
+	}
+	return n
+}
+
+// A worker given no spec, or one that is not a digest or not in the store,
+// exits 2 saying why.
+func TestWorkerBadSpecExits2(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"worker"},
+		{"worker", "sha256:zz"},
+		{"worker", "sha256:" + strings.Repeat("0", 64)},
+	} {
+		r := dsbuild(t, dir, append([]string{"--cache", "store"}, args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, "worker") {
+			t.Errorf("dsbuild %v: exit %d, stderr %q; want 2 and a message", args, r.code, r.stderr)
+		}
+	}
+}
