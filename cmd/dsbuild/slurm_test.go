@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -69,42 +70,104 @@ func slurmDir(t *testing.T, name string) string {
 	return dir
 }
 
+// slurmQuickstart is slurmRecipe written in a folder of its own and
+// built locally once, for the Slurm builds to compare with.
+type slurmQuickstart struct {
+	dir, recipe string
+	local       map[string]string // the local build's output
+	log         string
+}
+
+var (
+	slurmQSOnce sync.Once
+	slurmQS     *slurmQuickstart
+	slurmQSErr  string
+)
+
+func slurmQuickstartBuilt(t *testing.T) *slurmQuickstart {
+	t.Helper()
+	slurmQSOnce.Do(func() {
+		base := testenv.PythonLayout(t)
+		mathx, err := filepath.Abs("../../recipes/quickstart/projects/mathx")
+		if err != nil {
+			slurmQSErr = err.Error()
+			return
+		}
+		q := &slurmQuickstart{dir: slurmDir(t, "slurmqs")}
+		q.recipe = filepath.Join(q.dir, "recipe.yaml")
+		if err := os.WriteFile(q.recipe, []byte(fmt.Sprintf(slurmRecipe, base, mathx)), 0o644); err != nil {
+			slurmQSErr = err.Error()
+			return
+		}
+		r := dsbuild(t, q.dir, "--cache", "local-cache", "--out", "local-out", q.recipe)
+		if r.code != 0 {
+			slurmQSErr = fmt.Sprintf("local build: exit %d\n%s", r.code, r.stderr)
+			return
+		}
+		q.local, q.log = readTree(t, filepath.Join(q.dir, "local-out")), r.stdout+r.stderr
+		if n := strings.Count(q.local[harness.InstancesFile], "\n"); n < 3 {
+			slurmQSErr = fmt.Sprintf("the local build's dataset holds %d task instances, want at least 3 (bugs and stubs):\n%s", n, q.log)
+			return
+		}
+		slurmQS = q
+	})
+	if slurmQS == nil {
+		t.Fatal(slurmQSErr)
+	}
+	return slurmQS
+}
+
 // The quickstart's pipeline built with --executor slurm over a store
 // directory the jobs share gives output byte-identical to a local build,
 // and building again runs nothing.
 func TestSlurmBuildIsByteIdentical(t *testing.T) {
 	needSlurm(t)
-	base := testenv.PythonLayout(t)
-	mathx, err := filepath.Abs("../../recipes/quickstart/projects/mathx")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := slurmDir(t, "slurmqs")
-	recipe := filepath.Join(dir, "recipe.yaml")
-	if err := os.WriteFile(recipe, []byte(fmt.Sprintf(slurmRecipe, base, mathx)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	local := dsbuild(t, dir, "--cache", "local-cache", "--out", "local-out", recipe)
-	if local.code != 0 {
-		t.Fatalf("local build: exit %d\n%s", local.code, local.stderr)
-	}
-	remote := dsbuild(t, dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", recipe)
+	q := slurmQuickstartBuilt(t)
+	remote := dsbuild(t, q.dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", q.recipe)
 	if remote.code != 0 {
 		t.Fatalf("Slurm build: exit %d\n%s\n%s", remote.code, remote.stdout, remote.stderr)
 	}
-	out := readTree(t, filepath.Join(dir, "slurm-out"))
-	sameTrees(t, readTree(t, filepath.Join(dir, "local-out")), out)
-	if n := strings.Count(out[harness.InstancesFile], "\n"); n < 3 {
-		t.Fatalf("the dataset holds %d task instances, want at least 3 (bugs and stubs):\n%s", n, local.stdout)
-	}
-	logs, _ := filepath.Glob(filepath.Join(dir, "shared-cache", "slurm", "*_*.log"))
+	sameTrees(t, q.local, readTree(t, filepath.Join(q.dir, "slurm-out")))
+	logs, _ := filepath.Glob(filepath.Join(q.dir, "shared-cache", "slurm", "*_*.log"))
 	if len(logs) == 0 {
 		t.Fatal("no job logs: the nodes did not run on Slurm")
 	}
-	again := dsbuild(t, dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", "--json", recipe)
+	again := dsbuild(t, q.dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", "--json", q.recipe)
 	if ran := nonVolatileRan(again.stdout); again.code != 0 || len(ran) != 0 {
 		t.Fatalf("second Slurm build: exit %d, ran %v; want only the volatile repos to run:\n%s", again.code, ran, again.stderr)
 	}
+}
+
+// The quickstart's pipeline built with --executor slurm over an S3 store:
+// the build's store directory (machine A) and the jobs' (machine B) are
+// two local tiers over one bucket. The output is byte-identical to a local
+// build, and a third machine (another empty directory over the bucket)
+// rebuilding it runs nothing.
+func TestSlurmOverS3(t *testing.T) {
+	needSlurm(t)
+	q := slurmQuickstartBuilt(t)
+	srv := testenv.S3(t)
+	url := srv.Bucket(t) + "/dsbuild"
+	env := srv.Env()
+	dir := slurmDir(t, "slurms3")
+	logDir := filepath.Join(dir, "logs")
+	a := dsbuildEnv(t, q.dir, env, "--cache", filepath.Join(dir, "store-a"), "--remote", url, "--out", filepath.Join(dir, "out-a"),
+		"--executor", "slurm", "--slurm-worker-cache", filepath.Join(dir, "store-b"), "--slurm-log-dir", logDir, q.recipe)
+	if a.code != 0 {
+		t.Fatalf("Slurm build over S3: exit %d\n%s\n%s", a.code, a.stdout, a.stderr)
+	}
+	sameTrees(t, q.local, readTree(t, filepath.Join(dir, "out-a")))
+	if logs, _ := filepath.Glob(filepath.Join(logDir, "*_*.log")); len(logs) == 0 {
+		t.Fatal("no job logs: the nodes did not run on Slurm")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "store-b", "memo")); err != nil {
+		t.Fatalf("the workers did not use their own store directory: %v", err)
+	}
+	c := dsbuildEnv(t, q.dir, env, "--cache", filepath.Join(dir, "store-c"), "--remote", url, "--out", filepath.Join(dir, "out-c"), "--json", q.recipe)
+	if ran := nonVolatileRan(c.stdout); c.code != 0 || len(ran) != 0 {
+		t.Fatalf("rebuild on a third machine: exit %d, ran %v; want only the volatile repos to run:\n%s", c.code, ran, c.stderr)
+	}
+	sameTrees(t, q.local, readTree(t, filepath.Join(dir, "out-c")))
 }
 
 // nonVolatileRan lists the nodes a build's JSON events say ran, but for the
