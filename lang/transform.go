@@ -45,6 +45,9 @@ type tsGrammar struct {
 	stub func(f *tsFile, u *tsUnit) (tsChange, bool)
 	// stubText is what stubs put in the body, for descriptions.
 	stubText string
+	// wrapPrefix makes one top-level declaration a file that parses
+	// ("package p\n" for Go).
+	wrapPrefix string
 }
 
 // tsTransform is one named bug transform.
@@ -199,10 +202,29 @@ func newTSParser(g *tsGrammar) (*tsParser, error) {
 
 func (tp *tsParser) close() { tp.p.Close() }
 
-// parse returns the file's tree, or nil when it has syntax errors (or
-// parsing was cancelled).
+// parseChunk is how many bytes the parser is handed per read. The
+// binding copies each chunk it is handed into C memory; handing it the
+// whole rest of the file at every read (what Parser.Parse does) made
+// incremental re-parsing quadratic in the file's size.
+const parseChunk = 4096
+
+// parseText parses src, reusing old (already edited to match) if not nil.
+// Callers check ctx between parses; a single parse takes milliseconds.
+func (tp *tsParser) parseText(src []byte, old *sitter.Tree) *sitter.Tree {
+	return tp.p.ParseWithOptions(func(i int, _ sitter.Point) []byte {
+		if i >= len(src) {
+			return nil
+		}
+		return src[i:min(i+parseChunk, len(src))]
+	}, old, nil)
+}
+
+// parse returns the file's tree, or nil when it has syntax errors.
 func (tp *tsParser) parse(ctx context.Context, src []byte) *sitter.Tree {
-	tree := tp.p.ParseCtx(ctx, src, nil)
+	if ctx.Err() != nil {
+		return nil
+	}
+	tree := tp.parseText(src, nil)
 	if tree == nil {
 		return nil
 	}
@@ -213,21 +235,33 @@ func (tp *tsParser) parse(ctx context.Context, src []byte) *sitter.Tree {
 	return tree
 }
 
-// parsesAfter reports whether the old file (whose tree is old) with bytes
-// start..end replaced by text still parses without errors; it re-parses
-// incrementally from a copy of old.
-func (tp *tsParser) parsesAfter(ctx context.Context, old *sitter.Tree, src []byte, start, end int, text string, newSrc []byte) bool {
-	t := old.Clone()
-	defer t.Close()
-	t.Edit(&sitter.InputEdit{
-		StartByte:      uint(start),
-		OldEndByte:     uint(end),
-		NewEndByte:     uint(start + len(text)),
-		StartPosition:  pointAt(src, start),
-		OldEndPosition: pointAt(src, end),
-		NewEndPosition: pointAt(newSrc, start+len(text)),
-	})
-	tree := tp.p.ParseCtx(ctx, newSrc, t)
+// parsesAfter reports whether f with bytes start..end replaced by text
+// still parses without errors. Only the top-level declaration holding the
+// change is re-parsed (after prefix, which makes it a file of its own):
+// whole-file re-parses made a 3000-line file take seconds per hundred
+// candidates, and a change inside one declaration cannot alter how the
+// others parse unless it leaves that declaration unbalanced, which its own
+// parse reports.
+func (tp *tsParser) parsesAfter(ctx context.Context, f *tsFile, prefix string, start, end int, text string) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	lo, hi := 0, len(f.src)
+	for _, d := range f.root.children {
+		if d.start <= start && end <= d.end {
+			lo, hi = d.start, d.end
+			break
+		}
+	}
+	if lo == 0 && hi == len(f.src) {
+		prefix = ""
+	}
+	piece := make([]byte, 0, len(prefix)+hi-lo-(end-start)+len(text))
+	piece = append(piece, prefix...)
+	piece = append(piece, f.src[lo:start]...)
+	piece = append(piece, text...)
+	piece = append(piece, f.src[end:hi]...)
+	tree := tp.parseText(piece, nil)
 	if tree == nil {
 		return false
 	}
@@ -235,11 +269,20 @@ func (tp *tsParser) parsesAfter(ctx context.Context, old *sitter.Tree, src []byt
 	return !tree.RootNode().HasError()
 }
 
-// pointAt is the row and byte column of offset in src.
-func pointAt(src []byte, offset int) sitter.Point {
-	row := bytes.Count(src[:offset], []byte{'\n'})
-	col := offset - (bytes.LastIndexByte(src[:offset], '\n') + 1)
-	return sitter.NewPoint(uint(row), uint(col))
+// lineEditOf is editOf(src, src with bytes start..end replaced by text),
+// computed on the lines the change touches instead of copies of the file.
+func lineEditOf(src []byte, start, end int, text string) Edit {
+	ls := bytes.LastIndexByte(src[:start], '\n') + 1
+	le := len(src)
+	if end > 0 && src[end-1] == '\n' {
+		le = end
+	} else if nl := bytes.IndexByte(src[end:], '\n'); nl != -1 {
+		le = end + nl + 1
+	}
+	e := editOf(src[ls:le], splice(src[ls:le], start-ls, end-ls, text))
+	e.Start += ls
+	e.End += ls
+	return e
 }
 
 // treeSitterCandidates enumerates bug or stub candidates of src's files in
@@ -315,12 +358,14 @@ func treeSitterCandidates(ctx context.Context, language string, src Source, mode
 			continue // does not parse: skipped, as mutate.py does
 		}
 		add := func(transform string, u *tsUnit, ch tsChange, id string) {
-			newSrc := splice(f.src, ch.start, ch.end, ch.text)
-			key := path + "\x00" + string(newSrc)
-			if bytes.Equal(newSrc, f.src) || seen[key] {
+			edit := lineEditOf(f.src, ch.start, ch.end, ch.text)
+			// The minimal whole-line edit is a function of the new file, so
+			// equal edits are equal files.
+			key := fmt.Sprintf("%s\x00%d\x00%d\x00%s", path, edit.Start, edit.End, edit.Replacement)
+			if string(f.src[edit.Start:edit.End]) == edit.Replacement || seen[key] {
 				return
 			}
-			if !tp.parsesAfter(ctx, tree, f.src, ch.start, ch.end, ch.text, newSrc) {
+			if !tp.parsesAfter(ctx, f, g.wrapPrefix, ch.start, ch.end, ch.text) {
 				return
 			}
 			seen[key] = true
@@ -335,7 +380,7 @@ func treeSitterCandidates(ctx context.Context, language string, src Source, mode
 				Function:    u.name,
 				Line:        line,
 				Description: ch.description + " in " + where(f, u),
-				Edit:        editOf(f.src, newSrc),
+				Edit:        edit,
 			})
 		}
 		for _, u := range g.units(f) {
@@ -362,6 +407,9 @@ func treeSitterCandidates(ctx context.Context, language string, src Source, mode
 			}
 		}
 		tree.Close()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	rand.New(rand.NewSource(opts.Seed)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	if opts.Max > 0 && len(out) > opts.Max {

@@ -83,6 +83,7 @@ func goGrammar() *tsGrammar {
 		loadTime:   goLoadTime,
 		stub:       goStub,
 		stubText:   `panic("not implemented")`,
+		wrapPrefix: "package p\n",
 	}
 }
 
