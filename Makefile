@@ -5,9 +5,11 @@ GO       ?= go
 BIN      := bin/dsbuild
 # What dsbuild needs to build (sandbox, Debian images, git for repositories),
 # and what its tests add: a registry, skopeo and podman for the images,
-# Jinja for chat templates, Chromium for the build report.
-APT_DEPS  := bubblewrap mmdebstrap python3 python3-pytest git ca-certificates
-TEST_DEPS := $(APT_DEPS) python3-jinja2 docker-registry skopeo podman runc chromium
+# Jinja for chat templates, Chromium for the build report; gcc builds the
+# tree-sitter grammars (cgo), node and rustc check the lang package's
+# JavaScript and Rust candidates.
+APT_DEPS  := bubblewrap mmdebstrap python3 python3-pytest git ca-certificates gcc
+TEST_DEPS := $(APT_DEPS) python3-jinja2 docker-registry skopeo podman runc chromium nodejs rustc
 VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON   := /usr/bin/python3
