@@ -138,36 +138,51 @@ func TestSlurmBuildIsByteIdentical(t *testing.T) {
 	}
 }
 
-// The quickstart's pipeline built with --executor slurm over an S3 store:
-// the build's store directory (machine A) and the jobs' (machine B) are
-// two local tiers over one bucket. The output is byte-identical to a local
-// build, and a third machine (another empty directory over the bucket)
-// rebuilding it runs nothing.
+// A build with --executor slurm over an S3 store: the build's store
+// directory (machine A) and the jobs' (machine B) are two local tiers over
+// one bucket. The output is byte-identical to a local build, and a third
+// machine (another empty directory over the bucket) rebuilding it runs
+// nothing. First a small recipe, then the quickstart's pipeline.
 func TestSlurmOverS3(t *testing.T) {
 	needSlurm(t)
-	q := slurmQuickstartBuilt(t)
 	srv := testenv.S3(t)
+	t.Run("small", func(t *testing.T) {
+		dir := t.TempDir()
+		recipe := writeRecipe(t, dir, manyRecipe)
+		local := dsbuild(t, dir, "--cache", "local-cache", "--out", "local-out", recipe)
+		if local.code != 0 {
+			t.Fatalf("local build: exit %d\n%s", local.code, local.stderr)
+		}
+		slurmOverS3(t, srv, dir, recipe, readTree(t, filepath.Join(dir, "local-out")))
+	})
+	t.Run("quickstart", func(t *testing.T) {
+		q := slurmQuickstartBuilt(t)
+		slurmOverS3(t, srv, slurmDir(t, "slurms3"), q.recipe, q.local)
+	})
+}
+
+func slurmOverS3(t *testing.T, srv *testenv.S3Server, dir, recipe string, want map[string]string) {
+	t.Helper()
 	url := srv.Bucket(t) + "/dsbuild"
 	env := srv.Env()
-	dir := slurmDir(t, "slurms3")
 	logDir := filepath.Join(dir, "logs")
-	a := dsbuildEnv(t, q.dir, env, "--cache", filepath.Join(dir, "store-a"), "--remote", url, "--out", filepath.Join(dir, "out-a"),
-		"--executor", "slurm", "--slurm-worker-cache", filepath.Join(dir, "store-b"), "--slurm-log-dir", logDir, q.recipe)
+	a := dsbuildEnv(t, dir, env, "--cache", filepath.Join(dir, "store-a"), "--remote", url, "--out", filepath.Join(dir, "out-a"),
+		"--executor", "slurm", "--slurm-worker-cache", filepath.Join(dir, "store-b"), "--slurm-log-dir", logDir, recipe)
 	if a.code != 0 {
 		t.Fatalf("Slurm build over S3: exit %d\n%s\n%s", a.code, a.stdout, a.stderr)
 	}
-	sameTrees(t, q.local, readTree(t, filepath.Join(dir, "out-a")))
+	sameTrees(t, want, readTree(t, filepath.Join(dir, "out-a")))
 	if logs, _ := filepath.Glob(filepath.Join(logDir, "*_*.log")); len(logs) == 0 {
 		t.Fatal("no job logs: the nodes did not run on Slurm")
 	}
-	if _, err := os.Stat(filepath.Join(dir, "store-b", "memo")); err != nil {
-		t.Fatalf("the workers did not use their own store directory: %v", err)
+	if entries, _ := filepath.Glob(filepath.Join(dir, "store-b", "memo", "*", "*")); len(entries) == 0 {
+		t.Fatal("the workers did not use their own store directory (store-b has no memo entries)")
 	}
-	c := dsbuildEnv(t, q.dir, env, "--cache", filepath.Join(dir, "store-c"), "--remote", url, "--out", filepath.Join(dir, "out-c"), "--json", q.recipe)
+	c := dsbuildEnv(t, dir, env, "--cache", filepath.Join(dir, "store-c"), "--remote", url, "--out", filepath.Join(dir, "out-c"), "--json", recipe)
 	if ran := nonVolatileRan(c.stdout); c.code != 0 || len(ran) != 0 {
-		t.Fatalf("rebuild on a third machine: exit %d, ran %v; want only the volatile repos to run:\n%s", c.code, ran, c.stderr)
+		t.Fatalf("rebuild on a third machine: exit %d, ran %v; want only volatile sources to run:\n%s", c.code, ran, c.stderr)
 	}
-	sameTrees(t, q.local, readTree(t, filepath.Join(dir, "out-c")))
+	sameTrees(t, want, readTree(t, filepath.Join(dir, "out-c")))
 }
 
 // nonVolatileRan lists the nodes a build's JSON events say ran, but for the
