@@ -3,6 +3,9 @@ package stages
 import (
 	"strings"
 	"testing"
+
+	"github.com/dsbuild/dsbuild/cache"
+	"github.com/dsbuild/dsbuild/lang"
 )
 
 func TestMergeEdits(t *testing.T) {
@@ -108,5 +111,34 @@ func TestTaskParamsValidate(t *testing.T) {
 	// the test directories found, decide when the node runs.
 	if err := v.Validate(); err != nil || len(v.TestCmd) == 0 || len(v.TestPaths) != 0 {
 		t.Errorf("defaults %+v, %v", v, err)
+	}
+}
+
+// protectedPaths protects the tests/ directories under the test paths
+// whole and every other test file of the language on its own: conftest.py
+// and pytest.ini for Python wherever they are, and a Go repository's
+// *_test.go files, which sit next to the code in no test directory.
+func TestProtectedPaths(t *testing.T) {
+	files := func(paths ...string) map[string]cache.TreeEntry {
+		m := map[string]cache.TreeEntry{}
+		for _, p := range paths {
+			m[p] = cache.TreeEntry{Type: cache.TypeFile}
+		}
+		return m
+	}
+	py := files("conftest.py", "pytest.ini", "src/pkg/mod.py", "src/pkg/conftest.py", "tests/test_a.py",
+		"tests/conftest.py", "tests/data/in.json", "docs/example/test_example.py")
+	got := strings.Join(protectedPaths(pythonProfile, []string{"tests"}, py), " ")
+	if want := "conftest.py docs/example/test_example.py pytest.ini src/pkg/conftest.py tests/"; got != want {
+		t.Errorf("python: protected %q, want %q", got, want)
+	}
+	goProf, err := lang.Get("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gosrc := files("go.mod", "calc/calc.go", "calc/calc_test.go", "calc/testdata/in.txt", "main.go")
+	got = strings.Join(protectedPaths(goProf, nil, gosrc), " ")
+	if want := "calc/calc_test.go calc/testdata/in.txt"; got != want {
+		t.Errorf("go: protected %q, want %q", got, want)
 	}
 }
