@@ -66,6 +66,11 @@ func New(cfg Config, store *cache.Store) (*Executor, error) {
 	if len(cfg.Worker) == 0 {
 		return nil, errors.New("slurm: no worker command")
 	}
+	for _, c := range []string{cfg.Sbatch, cfg.Squeue, cfg.Scancel} {
+		if _, err := exec.LookPath(c); err != nil {
+			return nil, fmt.Errorf("slurm: %s not found: run on a machine with Slurm's commands (a login node), or start a local cluster with scripts/slurm-local.sh", c)
+		}
+	}
 	if cfg.LogDir == "" {
 		cfg.LogDir = filepath.Join(store.Root(), "slurm")
 	}

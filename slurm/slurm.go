@@ -122,9 +122,12 @@ type Config struct {
 	Sbatch, Squeue, Scancel string
 }
 
+// DefaultMaxJobs is Config.MaxJobs when none is given.
+const DefaultMaxJobs = 100
+
 func (c *Config) defaults() {
 	if c.MaxJobs < 1 {
-		c.MaxJobs = 100
+		c.MaxJobs = DefaultMaxJobs
 	}
 	if c.SubmitInterval <= 0 {
 		c.SubmitInterval = time.Second

@@ -30,6 +30,23 @@ var executorFlags = []cli.Flag{
 	&cli.StringFlag{Name: "slurm-worker-cache", Usage: "store directory the jobs open (default the build's --cache, on a shared filesystem; with --remote, a directory local to each node such as /scratch/dsbuild)"},
 }
 
+// buildJobs is the build's -j: as given, else with --executor slurm the
+// jobs it may have in flight (--slurm-max-jobs, the recipe's max_jobs, or
+// 100), since a node waiting in Slurm's queue holds its pool slot and the
+// controller's CPU count says nothing of the cluster's.
+func buildJobs(cmd *cli.Command, r *build.Recipe) int {
+	if cmd.IsSet("jobs") || cmd.String("executor") != "slurm" {
+		return int(cmd.Int("jobs"))
+	}
+	if cmd.IsSet("slurm-max-jobs") {
+		return int(cmd.Int("slurm-max-jobs"))
+	}
+	if n := slurm.RecipeSection(r).MaxJobs; n > 0 {
+		return n
+	}
+	return slurm.DefaultMaxJobs
+}
+
 // newExecutor returns the executor --executor names for a build of r over
 // store (nil for local) and a function to call when the build returns.
 func newExecutor(cmd *cli.Command, r *build.Recipe, store *cache.Store, obs build.Observer) (build.Executor, func() error, error) {

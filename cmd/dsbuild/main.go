@@ -284,7 +284,7 @@ func runBuild(ctx context.Context, cmd *cli.Command, stdout, stderr io.Writer, p
 		return err
 	}
 	rec, err := build.Build(ctx, r, store, build.Options{
-		Jobs: int(cmd.Int("jobs")), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
+		Jobs: buildJobs(cmd, r), KeepGoing: cmd.Bool("keep-going"), Offline: cmd.Bool("offline"),
 		OutDir: out, Force: cmd.Bool("force"), Observer: obs, Recheck: recheckFraction(cmd),
 		Executor: executor,
 	})
