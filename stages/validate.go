@@ -560,7 +560,11 @@ func repoLanguage(c *build.Call, repo, own, stage string, files map[string]cache
 	sort.Strings(paths)
 	if p := lang.Detect(paths); p != nil {
 		if p.Name() != lang.Python {
-			c.Session.Logf(c.Stage, "%s: detected language %s (set language: to choose another)", repo, p.Name())
+			also := ""
+			if pythonProfile.Detect(paths) {
+				also = "; Python matches too"
+			}
+			c.Session.Logf(c.Stage, "%s: detected language %s%s (set language: to choose another)", repo, p.Name(), also)
 		}
 		return p, nil
 	}
