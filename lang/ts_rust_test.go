@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-var rustcArgv = []string{"rustc", "--edition", "2021", "--crate-type", "lib", "--emit", "metadata", "-o", "/dev/null"}
+var rustcArgv = []string{"rustc", "--edition", "2021", "--crate-type", "lib", "--emit", "metadata", "-o", "candidate.rmeta"} // in the test's temp dir: rustc renames its output over the -o path, so -o /dev/null would replace the device
 
 // Every Rust candidate of the single-file fixture compiles with rustc.
 func TestTreeSitterRustBugsCompile(t *testing.T) {
