@@ -35,7 +35,9 @@ var playgroundPrompts = build.NewAsset("stages/playground_prompts", playgroundPr
 // in dependency order.
 type PlaygroundPlan struct {
 	Project schema.Project `json:"project"`
-	// Package is the Python import name; the code lives in <package>/.
+	// Package is the project's package name (derived from its id): the
+	// Python import name or Go package, whose code lives in <package>/;
+	// the npm package or Rust crate, whose code lives in src/.
 	Package string            `json:"package"`
 	Tasks   []schema.TaskSpec `json:"tasks"`
 }
@@ -194,10 +196,11 @@ func pgEditTree(store *cache.Store, root cache.Digest, files map[string][]byte) 
 	return patch.Edit(store, root, changes)
 }
 
-// pgCopyPaths returns dst with every file under the prefixes made as in src
-// (files only in dst under those prefixes are removed).
-func pgCopyPaths(store *cache.Store, src, dst cache.Digest, prefixes []string) (cache.Digest, error) {
-	return agent.RestoreProtected(store, pythonProfile, src, dst, prefixes)
+// pgCopyPaths returns dst with every file under the prefixes, and every
+// test file of the language, made as in src (files only in dst there are
+// removed).
+func pgCopyPaths(store *cache.Store, l pgLang, src, dst cache.Digest, prefixes []string) (cache.Digest, error) {
+	return agent.RestoreProtected(store, l.prof, src, dst, prefixes)
 }
 
 // pgFiles lists the file paths of tree, sorted.
@@ -220,14 +223,22 @@ func isTestPath(p string) bool {
 	return strings.HasPrefix(p, "tests/") || strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py") || base == "conftest.py"
 }
 
-// pgRunTests runs the test command (with extra args) on tree and returns
-// the report.
-func pgRunTests(ctx context.Context, c *build.Call, image schema.Image, tree cache.Digest, args ...string) (*agent.TestReport, error) {
+// pgRunTests runs the language's tests on tree and returns the report:
+// those in the test files given, or all. (pytest takes the files as
+// arguments; the other profiles' commands are made for them.)
+func pgRunTests(ctx context.Context, c *build.Call, l pgLang, image schema.Image, tree cache.Digest, files ...string) (*agent.TestReport, error) {
 	env, err := AgentEnv(c)
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, env, pythonProfile, image, tree, DefaultTestCmd, args)
+	if l.python() {
+		return agent.RunTests(ctx, env, l.prof, image, tree, DefaultTestCmd, files)
+	}
+	cmd := l.testCmd()
+	if len(files) > 0 {
+		cmd = l.prof.TestCommand(files)
+	}
+	return agent.RunTests(ctx, env, l.prof, image, tree, cmd, nil)
 }
 
 // statusSplit returns the sorted node ids whose status is (or is not) PASSED.
@@ -252,17 +263,17 @@ func trimOutput(s string, n int) string {
 	return "..." + s[len(s)-n:]
 }
 
-// pgPythonDump returns the Python files of tree as a prompt section, each
+// pgCodeDump returns the code files of tree as a prompt section, each
 // under a header, up to limit bytes: the test files if tests, else the
 // sources.
-func pgPythonDump(store *cache.Store, tree cache.Digest, tests bool, limit int) (string, error) {
+func pgCodeDump(store *cache.Store, l pgLang, tree cache.Digest, tests bool, limit int) (string, error) {
 	paths, _, err := pgFiles(store, tree)
 	if err != nil {
 		return "", err
 	}
 	var b strings.Builder
 	for _, p := range paths {
-		if !strings.HasSuffix(p, ".py") || isTestPath(p) != tests {
+		if !(tests && l.isTestCode(p) || !tests && l.isSource(p)) {
 			continue
 		}
 		data, err := store.ReadFile(tree, p)

@@ -92,9 +92,14 @@ func runDecompose(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
+	l, err := pgLanguage(proj.Language)
+	if err != nil {
+		return build.Output{}, build.BadInput("stage %s: item %s: %v", c.Stage, c.Input.Name, err)
+	}
 	pkg := packageName(proj.ID)
 	system, err := renderPlayground(ctx, "decompose.system", map[string]string{
-		"max_phases": fmt.Sprint(p.MaxPhases), "min_tasks": fmt.Sprint(p.MinTasks), "max_tasks": fmt.Sprint(p.MaxTasks), "package": pkg})
+		"max_phases": fmt.Sprint(p.MaxPhases), "min_tasks": fmt.Sprint(p.MinTasks), "max_tasks": fmt.Sprint(p.MaxTasks), "package": pkg,
+		"layout": l.text().layout(pkg)})
 	if err != nil {
 		return build.Output{}, err
 	}

@@ -98,21 +98,37 @@ func (p *DeriveReproduceParams) Validate() error {
 	return nil
 }
 
-func loadProject(c *build.Call, kind string) (*PlaygroundProject, error) {
+func loadProject(c *build.Call, kind string) (*PlaygroundProject, pgLang, error) {
 	if c.Input == nil {
-		return nil, build.BadInput("stage %s: %s needs foreach: <develop stage>", c.Stage, kind)
+		return nil, pgLang{}, build.BadInput("stage %s: %s needs foreach: <develop stage>", c.Stage, kind)
 	}
 	var proj PlaygroundProject
 	if err := c.GetJSON(c.Input.Value, &proj); err != nil || proj.Final.IsZero() {
-		return nil, build.BadInput("stage %s: item %s is not a developed project (%v)", c.Stage, c.Input.Name, err)
+		return nil, pgLang{}, build.BadInput("stage %s: item %s is not a developed project (%v)", c.Stage, c.Input.Name, err)
 	}
-	return &proj, nil
+	l, err := pgProjectLanguage(c, proj.Plan)
+	if err != nil {
+		return nil, pgLang{}, err
+	}
+	return &proj, l, nil
+}
+
+// pgPythonOnly counts and logs a project whose language the kind does not
+// derive tasks from (reproduce and testgen tasks are graded with pytest's
+// conventions, by dsbuild eval too), and reports whether it is one.
+func pgPythonOnly(ctx context.Context, c *build.Call, kind string, proj *PlaygroundProject, l pgLang) bool {
+	if l.python() {
+		return false
+	}
+	c.Count(ctx, "rejected:language "+l.name()+" not supported", 1)
+	c.Session.Logf(c.Stage, "%s: %s tasks are made from Python projects only; this one is %s", proj.Plan.Project.ID, kind, l.title())
+	return true
 }
 
 // pgBundle makes the TaskBundle of a derived task, with its image (the
 // project's base plus start at /testbed as a git repository; its commit is
 // base_commit and environment_setup_commit).
-func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ schema.TaskType, id string, start, solution cache.Digest,
+func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, l pgLang, typ schema.TaskType, id string, start, solution cache.Digest,
 	f2p, p2p []string, statement, testPatch string, difficulty int, extra ...func(*TaskBundle)) (cache.Digest, error) {
 	b, err := Images(c)
 	if err != nil {
@@ -138,12 +154,16 @@ func pgBundle(ctx context.Context, c *build.Call, proj *PlaygroundProject, typ s
 	inst := schema.TaskInstance{
 		InstanceID: id, Repo: proj.Plan.Project.ID, BaseCommit: commit, EnvironmentSetupCommit: commit, Patch: gold, TestPatch: testPatch,
 		ProblemStatement: statement, Version: "1", FailToPass: f2p, PassToPass: p2p, TaskType: typ,
-		Image: pinnedRef(img), TestCmd: strings.Join(DefaultTestCmd, " "), SourceProject: proj.Plan.Project.ID, Difficulty: difficulty, Language: lang.Python,
+		Image: pinnedRef(img), TestCmd: strings.Join(l.testCmd(), " "), SourceProject: proj.Plan.Project.ID, Difficulty: difficulty, Language: l.name(),
 	}
 	if err := inst.Validate(); err != nil {
 		return cache.Digest{}, fmt.Errorf("derived task %s: %v", id, err)
 	}
-	tb := TaskBundle{Instance: inst, Image: img, Start: start, Solution: solution, TestCmd: DefaultTestCmd, Protected: []string{"tests/"}}
+	protected, err := l.protected(c.Store(), start)
+	if err != nil {
+		return cache.Digest{}, err
+	}
+	tb := TaskBundle{Instance: inst, Image: img, Start: start, Solution: solution, TestCmd: l.testCmd(), Protected: protected}
 	for _, f := range extra {
 		f(&tb)
 	}
@@ -169,23 +189,23 @@ type pgCheckedBug struct {
 // proposeBugs asks for bugs, injects each into the finished repository and
 // keeps those with a real FAIL_TO_PASS and a PASS_TO_PASS test, counting the
 // rejections.
-func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p *DeriveFixParams) ([]pgCheckedBug, error) {
+func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, l pgLang, p *DeriveFixParams) ([]pgCheckedBug, error) {
 	store := c.Store()
 	client, err := Model(c, p.Model)
 	if err != nil {
 		return nil, err
 	}
-	sources, err := pgPythonDump(store, proj.Final, false, 60000)
+	sources, err := pgCodeDump(store, l, proj.Final, false, 60000)
 	if err != nil {
 		return nil, err
 	}
 	// The tests decide whether a bug is kept (one must fail, one must
 	// still pass): the proposer sees them.
-	tests, err := pgPythonDump(store, proj.Final, true, 30000)
+	tests, err := pgCodeDump(store, l, proj.Final, true, 30000)
 	if err != nil {
 		return nil, err
 	}
-	system, err := renderPlayground(ctx, "bugs.system", nil)
+	system, err := renderPlayground(ctx, "bugs.system", map[string]string{"language_title": l.title(), "example_file": l.text().exampleFile(proj.Plan.Package)})
 	if err != nil {
 		return nil, err
 	}
@@ -228,7 +248,7 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 	var out []pgCheckedBug
 	for i, bug := range reply.Bugs {
 		c.Count(ctx, "in", 1)
-		if isTestPath(bug.File) {
+		if isTestPath(bug.File) || l.prof.IsTestFile(bug.File) {
 			c.Count(ctx, "rejected:bug edits tests", 1)
 			continue
 		}
@@ -245,7 +265,7 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 		if err != nil {
 			return nil, err
 		}
-		rep, err := pgRunTests(ctx, c, proj.Base, buggy)
+		rep, err := pgRunTests(ctx, c, l, proj.Base, buggy)
 		if err != nil {
 			return nil, err
 		}
@@ -271,18 +291,18 @@ func proposeBugs(ctx context.Context, c *build.Call, proj *PlaygroundProject, p 
 
 func runDeriveFix(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*DeriveFixParams)
-	proj, err := loadProject(c, "derive_fix")
+	proj, l, err := loadProject(c, "derive_fix")
 	if err != nil {
 		return build.Output{}, err
 	}
-	bugs, err := proposeBugs(ctx, c, proj, p)
+	bugs, err := proposeBugs(ctx, c, proj, l, p)
 	if err != nil {
 		return build.Output{}, err
 	}
 	var items []build.Item
 	for _, b := range bugs {
 		id := fmt.Sprintf("%s.fix.%d", proj.Plan.Project.ID, b.Index)
-		d, err := pgBundle(ctx, c, proj, schema.TaskFix, id, b.Buggy, proj.Final, b.F2P, b.P2P, b.Bug.Issue, "", 2)
+		d, err := pgBundle(ctx, c, proj, l, schema.TaskFix, id, b.Buggy, proj.Final, b.F2P, b.P2P, b.Bug.Issue, "", 2)
 		if err != nil {
 			return build.Output{}, err
 		}
@@ -294,16 +314,20 @@ func runDeriveFix(ctx context.Context, c *build.Call) (build.Output, error) {
 
 func runDeriveImplement(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*DeriveImplementParams)
-	proj, err := loadProject(c, "derive_implement")
+	proj, l, err := loadProject(c, "derive_implement")
 	if err != nil {
 		return build.Output{}, err
 	}
 	c.Count(ctx, "in", 1)
-	start, err := pgCopyPaths(c.Store(), proj.Final, proj.Scaffold, []string{"tests/"})
+	tests, err := l.protected(c.Store(), proj.Final)
 	if err != nil {
 		return build.Output{}, err
 	}
-	rep, err := pgRunTests(ctx, c, proj.Base, start)
+	start, err := pgCopyPaths(c.Store(), l, proj.Final, proj.Scaffold, tests)
+	if err != nil {
+		return build.Output{}, err
+	}
+	rep, err := pgRunTests(ctx, c, l, proj.Base, start)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -322,7 +346,11 @@ func runDeriveImplement(ctx context.Context, c *build.Call) (build.Output, error
 	}
 	pr := proj.Plan.Project
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s\n\n%s\n\nThe functions of the package %s are stubs that raise NotImplementedError. Implement them:\n", pr.Name, pr.Description, pr.Specification, proj.Plan.Package)
+	stubs := "stubs that raise NotImplementedError"
+	if !l.python() {
+		stubs = fmt.Sprintf("stubs whose body is `%s`", l.stub)
+	}
+	fmt.Fprintf(&b, "%s: %s\n\n%s\n\nThe functions of the package %s are %s. Implement them:\n", pr.Name, pr.Description, pr.Specification, proj.Plan.Package, stubs)
 	done := map[string]bool{}
 	for _, o := range proj.Outcomes {
 		done[o.Task] = o.Status == OutcomeDone
@@ -333,7 +361,7 @@ func runDeriveImplement(ctx context.Context, c *build.Call) (build.Output, error
 		}
 	}
 	id := proj.Plan.Project.ID + ".implement"
-	d, err := pgBundle(ctx, c, proj, schema.TaskImplement, id, start, proj.Final, f2p, p2p, b.String(), "", p.Difficulty)
+	d, err := pgBundle(ctx, c, proj, l, schema.TaskImplement, id, start, proj.Final, f2p, p2p, b.String(), "", p.Difficulty)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -343,12 +371,15 @@ func runDeriveImplement(ctx context.Context, c *build.Call) (build.Output, error
 
 func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*DeriveReproduceParams)
-	proj, err := loadProject(c, "derive_reproduce")
+	proj, l, err := loadProject(c, "derive_reproduce")
 	if err != nil {
 		return build.Output{}, err
 	}
+	if pgPythonOnly(ctx, c, "derive_reproduce", proj, l) {
+		return build.Collection(nil), nil
+	}
 	store := c.Store()
-	bugs, err := proposeBugs(ctx, c, proj, &p.DeriveFixParams)
+	bugs, err := proposeBugs(ctx, c, proj, l, &p.DeriveFixParams)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -437,11 +468,11 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 			if err != nil {
 				return build.Output{}, err
 			}
-			rb, err := pgRunTests(ctx, c, proj.Base, onBuggy, testFiles...)
+			rb, err := pgRunTests(ctx, c, l, proj.Base, onBuggy, testFiles...)
 			if err != nil {
 				return build.Output{}, err
 			}
-			rf, err := pgRunTests(ctx, c, proj.Base, onFixed, testFiles...)
+			rf, err := pgRunTests(ctx, c, l, proj.Base, onFixed, testFiles...)
 			if err != nil {
 				return build.Output{}, err
 			}
@@ -475,7 +506,7 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 					return build.Output{}, err
 				}
 				// The reference solution is the reproduction test on the buggy code.
-				d, err := pgBundle(ctx, c, proj, schema.TaskReproduce, id, start, onBuggy, failingOnBuggy, nil, b.Bug.Issue, testPatch, 2,
+				d, err := pgBundle(ctx, c, proj, l, schema.TaskReproduce, id, start, onBuggy, failingOnBuggy, nil, b.Bug.Issue, testPatch, 2,
 					func(tb *TaskBundle) { tb.Fixed = fixed })
 				if err != nil {
 					return build.Output{}, err

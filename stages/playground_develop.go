@@ -12,7 +12,6 @@ import (
 	"github.com/dsbuild/dsbuild/build"
 	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/lang"
-	"github.com/dsbuild/dsbuild/patch"
 	"github.com/dsbuild/dsbuild/schema"
 )
 
@@ -71,23 +70,14 @@ func (p *DevelopParams) Validate() error {
 	return nil
 }
 
-// taskTestFile is where the tests of task id go.
-func taskTestFile(id string) string {
-	var b strings.Builder
-	for _, r := range strings.ToLower(id) {
-		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return "tests/test_task_" + b.String() + ".py"
-}
+// taskTestFile is where the tests of task id of a Python project go.
+func taskTestFile(id string) string { return pgLang{prof: pythonProfile}.testFile("", id) }
 
 type developer struct {
 	c          *build.Call
 	p          *DevelopParams
 	env        agent.Env
+	lang       pgLang
 	base       schema.Image
 	plan       PlaygroundPlan
 	testPolicy func(try int) agent.Policy
@@ -119,7 +109,11 @@ func runDevelop(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	d := &developer{c: c, p: p, env: env, base: sc.Base, plan: sc.Plan,
+	l, err := pgProjectLanguage(c, sc.Plan)
+	if err != nil {
+		return build.Output{}, err
+	}
+	d := &developer{c: c, p: p, env: env, lang: l, base: sc.Base, plan: sc.Plan,
 		testPolicy: func(try int) agent.Policy { return agent.ModelPolicy{Client: testClient, Sample: try} },
 		implPolicy: func(try int) agent.Policy { return agent.ModelPolicy{Client: implClient, Sample: try} },
 	}
@@ -152,7 +146,7 @@ func runDevelop(ctx context.Context, c *build.Call) (build.Output, error) {
 		}
 		outcomes = append(outcomes, out)
 	}
-	rep, err := pgRunTests(ctx, c, sc.Base, tree)
+	rep, err := pgRunTests(ctx, c, l, sc.Base, tree)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -178,10 +172,12 @@ func (d *developer) vars(t schema.TaskSpec, testFile, feedback, dispute string, 
 	for _, s := range t.Tests {
 		fmt.Fprintf(&checklist, "- %s\n", s)
 	}
+	l, text := d.lang, d.lang.text()
 	return map[string]string{"name": d.plan.Project.Name, "specification": d.plan.Project.Specification,
 		"task_id": t.ID, "title": t.Title, "phase": t.Phase, "module": t.Module, "description": t.Description,
-		"checklist": checklist.String(), "test_file": testFile, "test_cmd": strings.Join(DefaultTestCmd, " "), "feedback": feedback,
-		"dispute": dispute, "can_dispute": map[bool]string{true: "yes"}[canDispute]}
+		"checklist": checklist.String(), "test_file": testFile, "test_cmd": l.shownTestCmd(), "test_file_cmd": l.shownTestCmd(testFile),
+		"feedback": feedback, "dispute": dispute, "can_dispute": map[bool]string{true: "yes"}[canDispute],
+		"language_title": l.title(), "test_framework": text.testFramework, "tests_where": text.testsWhere, "test_id": text.testID}
 }
 
 // testDraft is a test-writing run whose tests passed the gate.
@@ -201,7 +197,7 @@ type testDraft struct {
 func (d *developer) writeTests(ctx context.Context, t schema.TaskSpec, tree, start cache.Digest, tries int, dispute string, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
 	c, store := d.c, d.c.Store()
 	proj := d.plan.Project.ID
-	testFile := taskTestFile(t.ID)
+	testFile := d.lang.testFile(d.plan.Package, t.ID)
 	feedback := ""
 	for try := 0; try < tries; try++ {
 		sample := out.TestTries
@@ -216,7 +212,7 @@ func (d *developer) writeTests(ctx context.Context, t schema.TaskSpec, tree, sta
 			return nil, "", err
 		}
 		task := agent.Task{InstanceID: proj + "." + t.ID + ".tests", Repo: proj, TaskType: string(schema.TaskTestgen),
-			Image: d.base, Workspace: start, Prompt: user, System: system, TestCmd: DefaultTestCmd}
+			Image: d.base, Workspace: start, Prompt: user, System: system, Language: d.lang.name(), TestCmd: d.lang.testCmd()}
 		policy := d.testPolicy(sample)
 		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
 		if err != nil {
@@ -233,23 +229,23 @@ func (d *developer) writeTests(ctx context.Context, t schema.TaskSpec, tree, sta
 		if err != nil {
 			return nil, "", err
 		}
-		rep, err := pgRunTests(ctx, c, d.base, cand, testFile)
+		rep, err := pgRunTests(ctx, c, d.lang, d.base, cand, testFile)
 		if err != nil {
 			return nil, "", err
 		}
 		var collected, passing []string
-		for id, st := range rep.Status {
-			if strings.HasPrefix(id, testFile+"::") {
-				collected = append(collected, id)
-				if st == lang.StatusPassed {
-					passing = append(passing, id)
-				}
+		reported := false
+		for _, id := range d.lang.fileTests(testFile, content, rep.Status) {
+			collected = append(collected, id)
+			st, ok := rep.Status[id]
+			reported = reported || ok
+			if st == lang.StatusPassed {
+				passing = append(passing, id)
 			}
 		}
-		sort.Strings(collected)
 		sort.Strings(passing)
 		switch {
-		case len(rep.CollectionErrors) > 0 || len(collected) == 0:
+		case len(rep.CollectionErrors) > 0 || len(collected) == 0 || !reported:
 			feedback = "no tests were collected from " + testFile + ": " + trimOutput(rep.Output, 1500)
 			c.Count(ctx, "retry:tests not collected", 1)
 		case len(passing) > 0:
@@ -288,7 +284,7 @@ func (d *developer) keep(ctx context.Context, td cache.Digest, invalidCalls int)
 func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Digest, earlier []string, out *PlaygroundTaskOutcome) (cache.Digest, error) {
 	c, store := d.c, d.c.Store()
 	proj := d.plan.Project.ID
-	testFile := taskTestFile(t.ID)
+	testFile := d.lang.testFile(d.plan.Package, t.ID)
 	out.TestFile = testFile
 
 	// 1. Tests, kept when collected and all failing on the current code.
@@ -305,7 +301,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 	// 2. Implementation, graded in a fresh sandbox with the tests restored;
 	// a disputed test goes back to the test agent (at most MaxDisputes
 	// times) and does not use up a try.
-	layout := []string{d.plan.Package + "/", "tests/"}
+	layout := d.lang.layout(d.plan.Package)
+	protected, err := d.lang.protected(store, draft.withTests)
+	if err != nil {
+		return cache.Digest{}, err
+	}
 	feedback = ""
 	for try, run := 0, 0; try < d.p.MaxImplTries; run++ {
 		out.ImplTries++
@@ -320,8 +320,8 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 			return cache.Digest{}, err
 		}
 		task := agent.Task{InstanceID: proj + "." + t.ID + ".impl", Repo: proj, TaskType: string(schema.TaskImplement),
-			Image: d.base, Workspace: draft.withTests, Prompt: user, System: system, TestCmd: DefaultTestCmd,
-			Protected: []string{"tests/"}, FailToPass: draft.tests, PassToPass: earlier, Disputable: canDispute}
+			Image: d.base, Workspace: draft.withTests, Prompt: user, System: system, Language: d.lang.name(), TestCmd: d.lang.testCmd(),
+			Protected: protected, FailToPass: draft.tests, PassToPass: earlier, Disputable: canDispute}
 		policy := d.implPolicy(run)
 		ro, err := agent.Run(ctx, d.env, task, policy, d.p.Limits)
 		if err != nil {
@@ -345,12 +345,11 @@ func (d *developer) doTask(ctx context.Context, t schema.TaskSpec, tree cache.Di
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		testEdit, err := patch.Diff(store, draft.withTests, final, "tests/")
+		paths, err := d.lang.changedTests(store, draft.withTests, final)
 		if err != nil {
 			return cache.Digest{}, err
 		}
-		if testEdit != "" {
-			paths, _ := patch.Paths(testEdit)
+		if len(paths) > 0 {
 			feedback = "the attempt changed the tests (" + strings.Join(paths, ", ") + "); tests must not be touched"
 			c.Count(ctx, "retry:implementation edited tests", 1)
 			continue
@@ -409,7 +408,7 @@ const (
 func (d *developer) review(ctx context.Context, t schema.TaskSpec, tree cache.Digest, cur *testDraft, disp agent.Dispute, traj cache.Digest, out *PlaygroundTaskOutcome) (*testDraft, string, error) {
 	c := d.c
 	c.Count(ctx, "disputes", 1)
-	testFile := taskTestFile(t.ID)
+	testFile := d.lang.testFile(d.plan.Package, t.ID)
 	text := fmt.Sprintf("The implementation agent disputes the test %s: %s", disp.Test, disp.Reason)
 	next, why, err := d.writeTests(ctx, t, tree, cur.withTests, 1, text, out)
 	if err != nil {

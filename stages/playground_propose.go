@@ -31,15 +31,20 @@ type ProposeParams struct {
 	// Model is the profile name in the recipe's models: section.
 	Model string `yaml:"model" json:"model"`
 	// Themes steer diversity: one call per theme. Without themes, Calls
-	// calls are made with no theme.
-	Themes []string `yaml:"themes" json:"themes,omitempty"`
-	Calls  int      `yaml:"calls" json:"calls,omitempty"`
+	// calls are made with no theme. A theme is a string, or a mapping
+	// {theme: ..., language: ...} whose projects are in another language
+	// than Language.
+	Themes []ProposeTheme `yaml:"themes" json:"themes,omitempty"`
+	Calls  int            `yaml:"calls" json:"calls,omitempty"`
 	// PerCall is the number of projects asked for per call.
 	PerCall int `yaml:"per_call" json:"per_call"`
 	// MinTasks is the least number of tasks a project must split into
 	// (stated in the prompt).
 	MinTasks int `yaml:"min_tasks" json:"min_tasks"`
-	// Language is the implementation language.
+	// Language is the projects' implementation language: python (the
+	// default), go, javascript or rust. It decides the proposal rules, the
+	// scaffold's layout and stubs, the test files, test command and
+	// grading of every project and task made from the proposals.
 	Language string `yaml:"language" json:"language"`
 	// MaxReasks bounds re-asks after an invalid reply.
 	MaxReasks int `yaml:"max_reasks" json:"max_reasks"`
@@ -68,6 +73,73 @@ func (p *ProposeParams) Validate() error {
 	if p.Similarity <= 0 || p.Similarity > 1 {
 		return errors.New("similarity must be in (0, 1]")
 	}
+	p.Language = strings.ToLower(p.Language)
+	if _, err := pgLanguage(p.Language); err != nil {
+		return fmt.Errorf("language: %v", err)
+	}
+	for i, t := range p.Themes {
+		if strings.TrimSpace(t.Theme) == "" {
+			return fmt.Errorf("themes[%d]: the theme is empty", i)
+		}
+		p.Themes[i].Language = strings.ToLower(t.Language)
+		if t.Language == "" {
+			continue
+		}
+		if _, err := pgLanguage(t.Language); err != nil {
+			return fmt.Errorf("themes[%d] (%s): language: %v", i, t.Theme, err)
+		}
+	}
+	return nil
+}
+
+// ProposeTheme is one theme of propose_projects: in YAML and JSON a string,
+// or a mapping with the theme and the language of its projects when that
+// is not the stage's.
+type ProposeTheme struct {
+	Theme    string
+	Language string
+}
+
+// UnmarshalYAML reads a string or a {theme, language} mapping.
+func (t *ProposeTheme) UnmarshalYAML(unmarshal func(any) error) error {
+	var s string
+	if err := unmarshal(&s); err == nil {
+		*t = ProposeTheme{Theme: s}
+		return nil
+	}
+	var m struct {
+		Theme    string `yaml:"theme"`
+		Language string `yaml:"language"`
+	}
+	if err := unmarshal(&m); err != nil {
+		return errors.New("a theme is a string or a mapping {theme: ..., language: ...}")
+	}
+	*t = ProposeTheme{Theme: m.Theme, Language: m.Language}
+	return nil
+}
+
+// MarshalJSON writes a theme without a language of its own as its string,
+// so a recipe that names no language per theme has the params it had
+// before themes could.
+func (t ProposeTheme) MarshalJSON() ([]byte, error) {
+	if t.Language == "" {
+		return json.Marshal(t.Theme)
+	}
+	return json.Marshal(map[string]string{"theme": t.Theme, "language": t.Language})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (t *ProposeTheme) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*t = ProposeTheme{Theme: s}
+		return nil
+	}
+	var m map[string]string
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	*t = ProposeTheme{Theme: m["theme"], Language: m["language"]}
 	return nil
 }
 
@@ -95,7 +167,10 @@ func validateProposals(lang string) func([]byte) error {
 				return fmt.Errorf("projects[%d] (%s): language is %q, not %q", i, p.ID, p.Language, lang)
 			}
 			if !pyIdent.MatchString(p.ID) {
-				return fmt.Errorf("projects[%d]: id %q must be a lowercase Python package name", i, p.ID)
+				if strings.EqualFold(lang, "python") {
+					return fmt.Errorf("projects[%d]: id %q must be a lowercase Python package name", i, p.ID)
+				}
+				return fmt.Errorf("projects[%d]: id %q must be a short lowercase identifier (letters, digits, underscores, starting with a letter)", i, p.ID)
 			}
 		}
 		return nil
@@ -110,24 +185,28 @@ func runPropose(ctx context.Context, c *build.Call) (build.Output, error) {
 	}
 	themes := p.Themes
 	if len(themes) == 0 {
-		themes = make([]string, p.Calls)
-	}
-	system, err := renderPlayground(ctx, "propose.system", map[string]string{"min_tasks": fmt.Sprint(p.MinTasks), "language": p.Language})
-	if err != nil {
-		return build.Output{}, err
+		themes = make([]ProposeTheme, p.Calls)
 	}
 	var kept []schema.Project
 	var keptWords []map[string]bool
 	seenIDs := map[string]bool{}
 	for i, theme := range themes {
-		user, err := renderPlayground(ctx, "propose.user", map[string]string{"count": fmt.Sprint(p.PerCall), "theme": theme, "avoid": ""})
+		language := theme.Language
+		if language == "" {
+			language = p.Language
+		}
+		system, err := proposeSystem(ctx, p, language)
+		if err != nil {
+			return build.Output{}, err
+		}
+		user, err := renderPlayground(ctx, "propose.user", map[string]string{"count": fmt.Sprint(p.PerCall), "theme": theme.Theme, "avoid": ""})
 		if err != nil {
 			return build.Output{}, err
 		}
 		req := llm.Request{Messages: []schema.Message{{Role: "system", Content: system}, {Role: "user", Content: user}},
 			ResponseFormat: llm.JSONObjectFormat, Sample: i}
 		var reply proposalReply
-		_, err = llm.CompleteJSON(ctx, client, req, validateProposals(p.Language), &reply, p.MaxReasks)
+		_, err = llm.CompleteJSON(ctx, client, req, validateProposals(language), &reply, p.MaxReasks)
 		var invalid *llm.InvalidOutputError
 		if errors.As(err, &invalid) {
 			c.Count(ctx, "rejected:invalid proposal reply", 1)
@@ -175,6 +254,18 @@ func runPropose(ctx context.Context, c *build.Call) (build.Output, error) {
 		c.Count(ctx, "kept", 1)
 	}
 	return build.Collection(items), nil
+}
+
+// proposeSystem renders the proposer's system prompt for projects in
+// language.
+func proposeSystem(ctx context.Context, p *ProposeParams, language string) (string, error) {
+	l, err := pgLanguage(language)
+	if err != nil {
+		return "", err
+	}
+	t := l.text()
+	return renderPlayground(ctx, "propose.system", map[string]string{"min_tasks": fmt.Sprint(p.MinTasks), "language": language,
+		"toolchain": t.toolchain, "banned_examples": t.bannedExamples, "id_rule": t.idRule})
 }
 
 // wordSet returns the lowercase words (3+ letters) of s.

@@ -17,7 +17,7 @@ import (
 func init() {
 	build.Register(&build.Kind{
 		Name: "scaffold", Version: "4", Pool: "llm",
-		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan), verified in the sandbox to import with every function raising NotImplementedError and no tests: a PlaygroundScaffold",
+		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan) in the project's language, verified in the sandbox to import (Python) or build and load (Go, JavaScript, Rust) with every function body the language's \"not implemented\" and no tests: a PlaygroundScaffold",
 		Params:   func() any { return &ScaffoldParams{MaxTries: 2} },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},
 		Assets:   []*build.Asset{playgroundPrompts},
@@ -29,7 +29,10 @@ func init() {
 type ScaffoldParams struct {
 	// Model is the profile name in the recipe's models: section.
 	Model string `yaml:"model" json:"model"`
-	// Environment names the recipe environment the project runs in.
+	// Environment names the recipe environment the project runs in. A
+	// Debian environment gets the packages of the project's language added
+	// (nodejs for JavaScript, golang-go for Go, rustc and cargo for Rust),
+	// so one environment serves a recipe whose projects mix languages.
 	Environment string `yaml:"environment" json:"environment,omitempty"`
 	// MaxTries bounds the agent attempts; each retry is told why the last
 	// one was rejected.
@@ -120,8 +123,12 @@ type scaffoldReport struct {
 	Functions int      `json:"functions"`
 }
 
-// checkScaffold runs scaffoldCheck on tree and returns the problems found.
-func checkScaffold(ctx context.Context, c *build.Call, base schema.Image, tree cache.Digest, pkg string) ([]string, error) {
+// checkScaffold returns the problems found with the scaffold tree:
+// scaffoldCheck's for Python, checkScaffoldLang's for other languages.
+func checkScaffold(ctx context.Context, c *build.Call, l pgLang, base schema.Image, tree cache.Digest, pkg string) ([]string, error) {
+	if !l.python() {
+		return checkScaffoldLang(ctx, c, l, base, tree, pkg)
+	}
 	r, err := Sandbox(c)
 	if err != nil {
 		return nil, err
@@ -152,7 +159,11 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	base, err := Environment(ctx, c, p.Environment)
+	l, err := pgProjectLanguage(c, plan)
+	if err != nil {
+		return build.Output{}, err
+	}
+	base, err := languageEnvironment(ctx, c, p.Environment, l.prof)
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -164,7 +175,9 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 	if err != nil {
 		return build.Output{}, err
 	}
-	system, err := renderPlayground(ctx, "scaffold.system", map[string]string{"package": plan.Package})
+	t := l.text()
+	system, err := renderPlayground(ctx, "scaffold.system", map[string]string{"package": plan.Package, "language_title": l.title(),
+		"layout": t.scaffold(plan.Package, l.stub), "done": t.scaffoldDone})
 	if err != nil {
 		return build.Output{}, err
 	}
@@ -181,7 +194,7 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 			return build.Output{}, err
 		}
 		task := agent.Task{InstanceID: proj.ID + ".scaffold", Repo: proj.ID, TaskType: "scaffold", Image: base,
-			Workspace: empty, Prompt: user, System: system, TestCmd: DefaultTestCmd}
+			Workspace: empty, Prompt: user, System: system, Language: l.name(), TestCmd: l.testCmd()}
 		policy := agent.ModelPolicy{Client: client, Sample: try}
 		ro, err := agent.Run(ctx, env, task, policy, p.Limits)
 		if err != nil {
@@ -192,7 +205,7 @@ func runScaffold(ctx context.Context, c *build.Call) (build.Output, error) {
 		if err != nil {
 			return build.Output{}, err
 		}
-		problems, err := checkScaffold(ctx, c, base, tree, plan.Package)
+		problems, err := checkScaffold(ctx, c, l, base, tree, plan.Package)
 		if err != nil {
 			return build.Output{}, err
 		}

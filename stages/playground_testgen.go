@@ -64,9 +64,12 @@ type pgMutant struct {
 
 func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) {
 	p := c.Params.(*DeriveTestgenParams)
-	proj, err := loadProject(c, "derive_testgen")
+	proj, l, err := loadProject(c, "derive_testgen")
 	if err != nil {
 		return build.Output{}, err
+	}
+	if pgPythonOnly(ctx, c, "derive_testgen", proj, l) {
+		return build.Collection(nil), nil
 	}
 	store := c.Store()
 	runner, err := Sandbox(c)
@@ -178,7 +181,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			}
 		}
 		id := fmt.Sprintf("%s.testgen.%s", proj.Plan.Project.ID, t.ID)
-		d, err := pgBundle(ctx, c, proj, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, statement, testPatch, t.Difficulty,
+		d, err := pgBundle(ctx, c, proj, l, schema.TaskTestgen, id, start, proj.Final, append([]string(nil), o.Tests...), p2p, statement, testPatch, t.Difficulty,
 			func(tb *TaskBundle) { tb.Mutants = killers })
 		if err != nil {
 			return build.Output{}, err

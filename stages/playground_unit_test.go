@@ -88,8 +88,8 @@ func TestPlaygroundNames(t *testing.T) {
 
 func TestPlaygroundParamsValidate(t *testing.T) {
 	bad := []interface{ Validate() error }{
-		&ProposeParams{PerCall: 1, MinTasks: 1, Similarity: 0.5},                                              // no model
-		&ProposeParams{Model: "m", PerCall: 1, MinTasks: 1, Similarity: 0.5, Themes: []string{"x"}, Calls: 2}, // both
+		&ProposeParams{PerCall: 1, MinTasks: 1, Similarity: 0.5},                                                             // no model
+		&ProposeParams{Model: "m", PerCall: 1, MinTasks: 1, Similarity: 0.5, Themes: []ProposeTheme{{Theme: "x"}}, Calls: 2}, // both
 		&DecomposeParams{Model: "m", MaxPhases: 5, MinTasks: 5, MaxTasks: 4},
 		&ScaffoldParams{Model: "m"},
 		&DevelopParams{Model: "m", MaxTestTries: 1},
