@@ -2,7 +2,9 @@ package lang
 
 import (
 	"bytes"
+	"go/build/constraint"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -116,8 +118,80 @@ func goGenerated(src []byte) bool {
 	return false
 }
 
+// goKnownOS and goKnownArch are the values of GOOS and GOARCH that file
+// names and build tags select on (go/build's lists).
+var (
+	goKnownOS   = strings.Fields("aix android darwin dragonfly freebsd hurd illumos ios js linux nacl netbsd openbsd plan9 solaris wasip1 windows zos")
+	goKnownArch = strings.Fields("386 amd64 amd64p32 arm armbe arm64 arm64be loong64 mips mipsle mips64 mips64le mips64p32 mips64p32le ppc ppc64 ppc64le riscv riscv64 s390 s390x sparc sparc64 wasm")
+)
+
+// goBuilt reports whether the go tool builds the file in the sandbox
+// (linux/amd64, cgo off: the profile's TestEnv), by its name (x_windows.go,
+// x_arm64.go, x_linux_386_test.go) and its //go:build line (or its
+// // +build lines): a bug or stub in a file left out of the build (a
+// "//go:build ignore" generator, a "!go1.18" fallback of a generic
+// implementation) changes nothing the tests see. Release tags (go1.N)
+// count as satisfied, so a file for a newer toolchain than the
+// environment's is kept (its candidates then fail to build or change
+// nothing, and are rejected for it).
+func goBuilt(p string, src []byte) bool {
+	name := strings.TrimSuffix(strings.TrimSuffix(path.Base(p), ".go"), "_test")
+	parts := strings.Split(name, "_")
+	if n := len(parts); n >= 2 {
+		last, prev := parts[n-1], parts[n-2]
+		isOS := func(s string) bool { return slices.Contains(goKnownOS, s) }
+		isArch := func(s string) bool { return slices.Contains(goKnownArch, s) }
+		switch {
+		case n >= 3 && isOS(prev) && isArch(last):
+			if !goTag(prev) || !goTag(last) {
+				return false
+			}
+		case isOS(last) || isArch(last):
+			if !goTag(last) {
+				return false
+			}
+		}
+	}
+	var plusLines []string
+	for _, line := range bytes.Split(src, []byte("\n")) {
+		l := strings.TrimSpace(string(line))
+		switch {
+		case l == "" || strings.HasPrefix(l, "//") && !constraint.IsGoBuild(l) && !constraint.IsPlusBuild(l):
+			continue
+		case constraint.IsGoBuild(l):
+			expr, err := constraint.Parse(l)
+			return err != nil || expr.Eval(goTag)
+		case constraint.IsPlusBuild(l):
+			plusLines = append(plusLines, l)
+			continue
+		}
+		break // the package clause, or a /* */ comment: constraints end
+	}
+	for _, l := range plusLines {
+		if expr, err := constraint.Parse(l); err == nil && !expr.Eval(goTag) {
+			return false
+		}
+	}
+	return true
+}
+
+// goTag is the build tags' truth in the sandbox: linux (and unix) on
+// amd64, gc without cgo, every release tag; "ignore" and custom tags
+// are unset.
+func goTag(tag string) bool {
+	switch tag {
+	case "linux", "unix", "amd64", "gc":
+		return true
+	}
+	if rest, ok := strings.CutPrefix(tag, "go1."); ok {
+		_, err := strconv.Atoi(rest)
+		return err == nil
+	}
+	return false
+}
+
 func goUnits(f *tsFile) []*tsUnit {
-	if goGenerated(f.src) {
+	if goGenerated(f.src) || !goBuilt(f.path, f.src) {
 		return nil
 	}
 	var out []*tsUnit

@@ -98,3 +98,39 @@ func F(a, b int, s string) string {
 		t.Fatalf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Files the go tool leaves out of the build in the sandbox (linux/amd64,
+// no cgo) give no candidates: a bug there changes nothing the tests see
+// (google/btree keeps a "!go1.18" fallback beside its generic code, and a
+// "+build ignore" program).
+func TestTreeSitterGoBuildConstraints(t *testing.T) {
+	body := "\nfunc F(a int) int {\n\tb := a + 1\n\treturn b * 2\n}\n"
+	src := memSource(map[string]string{
+		"p/plain.go":       "package p\n" + body,
+		"p/old.go":         "// Copyright\n\n//go:build !go1.18\n// +build !go1.18\n\npackage p\n" + body,
+		"p/new.go":         "//go:build go1.99 && (linux || darwin)\n\npackage p\n" + body,
+		"p/gen.go":         "// +build ignore\n\npackage main\n" + body,
+		"p/cgo.go":         "//go:build cgo\n\npackage p\n" + body,
+		"p/x_windows.go":   "package p\n" + body,
+		"p/x_linux_arm.go": "package p\n" + body,
+		"p/x_linux.go":     "package p\n" + body,
+		"p/x_amd64.go":     "package p\n" + body,
+		"p/linux.go":       "package p\n" + body,
+		"p/late.go":        "package p\n\n//go:build ignore\n" + body,
+	})
+	for _, mode := range []Mode{ModeBugs, ModeStub} {
+		files := map[string]bool{}
+		for _, c := range candidates(t, "go", src, mode, CandidateOptions{}) {
+			files[c.File] = true
+		}
+		var got []string
+		for f := range files {
+			got = append(got, f)
+		}
+		sort.Strings(got)
+		want := "p/late.go p/linux.go p/new.go p/plain.go p/x_amd64.go p/x_linux.go"
+		if strings.Join(got, " ") != want {
+			t.Errorf("%s: candidates in %v, want %s", mode, got, want)
+		}
+	}
+}
