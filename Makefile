@@ -32,6 +32,9 @@ test-deps:
 	@# finds it on PATH or in $$(go env GOPATH)/bin).
 	@command -v versitygw >/dev/null || [ -x "$$($(GO) env GOPATH)/bin/versitygw" ] || \
 		{ echo "installing: versitygw"; $(GO) install $(VERSITYGW); }
+	@# The one-machine Slurm cluster the Slurm executor's tests and
+	@# benchmark run against (does nothing if it runs already).
+	@$(SUDO) scripts/slurm-local.sh
 
 install-packages:
 	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,10 +51,7 @@ test-go:
 test-py:
 	$(PYTHON) -m pytest -q -p no:cacheprovider lang/py
 
-# The Slurm benchmark needs a cluster: scripts/slurm-local.sh starts one on
-# this machine (and does nothing if it runs).
 bench: test-deps
-	$(SUDO) scripts/slurm-local.sh
 	$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 60m ./...
 
 lint:
