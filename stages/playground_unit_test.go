@@ -1,6 +1,7 @@
 package stages
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -101,5 +102,68 @@ func TestPlaygroundParamsValidate(t *testing.T) {
 		if p.Validate() == nil {
 			t.Errorf("params %d (%T) accepted", i, p)
 		}
+	}
+}
+
+func TestPlaygroundLanguageConventions(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"":           {"tests/test_task_1_2.py", "raise NotImplementedError"},
+		"python":     {"tests/test_task_1_2.py", "raise NotImplementedError"},
+		"go":         {"calc/task_1_2_test.go", `panic("not implemented")`},
+		"javascript": {"test/task_1_2.test.js", `throw new Error("not implemented");`},
+		"rust":       {"tests/task_1_2.rs", "unimplemented!()"},
+	} {
+		l, err := pgLanguage(name)
+		if err != nil {
+			t.Fatalf("%q: %v", name, err)
+		}
+		if got := l.testFile("calc", "1.2"); got != want[0] {
+			t.Errorf("%q: test file %q, want %q", name, got, want[0])
+		}
+		if l.stub != want[1] {
+			t.Errorf("%q: stub %q, want %q", name, l.stub, want[1])
+		}
+		// The profile agrees that the task's test file is a test file, and
+		// the bug proposer and dumps take it for a test.
+		if f := l.testFile("calc", "1.2"); !l.prof.IsTestFile(f) || !l.isTest(f) || l.isSource(f) || !l.isTestCode(f) {
+			t.Errorf("%q: %s is not taken for a test file", name, f)
+		}
+		if pgTexts[l.name()].layout == nil || pgTexts[l.name()].scaffold == nil {
+			t.Errorf("%q: no prompt texts", name)
+		}
+	}
+	if _, err := pgLanguage("cobol"); err == nil || !strings.Contains(err.Error(), "javascript") {
+		t.Errorf("an unknown language: %v", err)
+	}
+	// Go's task tests are the file's Test functions, reported or not.
+	l, _ := pgLanguage("go")
+	got := l.fileTests("calc/task_1_test.go", []byte("package calc\n\nfunc TestA(t *testing.T) {}\nfunc TestB(t *testing.T) {}\nfunc helper() {}\n"),
+		map[string]string{"calc::TestA": "FAILED", "calc::TestA/sub": "FAILED", "calc::TestOther": "PASSED"})
+	if strings.Join(got, ",") != "calc::TestA,calc::TestA/sub,calc::TestB" {
+		t.Errorf("go file tests: %v", got)
+	}
+}
+
+func TestPlaygroundProposeThemes(t *testing.T) {
+	p := &ProposeParams{Model: "m", PerCall: 1, MinTasks: 1, Similarity: 0.5, Language: "python",
+		Themes: []ProposeTheme{{Theme: "graphs"}, {Theme: "vm", Language: "JavaScript"}}}
+	if err := p.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(p.Themes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A theme without a language of its own is a plain string, as before.
+	if string(b) != `["graphs",{"language":"javascript","theme":"vm"}]` {
+		t.Errorf("themes encode as %s", b)
+	}
+	var back []ProposeTheme
+	if err := json.Unmarshal(b, &back); err != nil || back[0] != p.Themes[0] || back[1] != p.Themes[1] {
+		t.Errorf("themes decode as %+v (%v)", back, err)
+	}
+	p.Themes = []ProposeTheme{{Theme: "vm", Language: "cobol"}}
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "themes[0]") {
+		t.Errorf("a theme in an unknown language: %v", err)
 	}
 }
