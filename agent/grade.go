@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"sort"
 	"strings"
@@ -70,6 +71,54 @@ func TestArgs(prof lang.Profile, tests []string) []string {
 		return tests
 	}
 	return nil
+}
+
+// TestTargets returns, sorted, the files among paths that the language's
+// test runner runs as test files when named: for Python the modules pytest
+// collects by default (test_*.py, *_test.py), for Go *_test.go files, for
+// JavaScript the test files (prof.IsTestFile) that are .js, .cjs or .mjs,
+// for Rust the integration-test targets (tests/x.rs, tests/x/main.rs), and
+// for any other language its test files. Helpers beside them (conftest.py,
+// testdata, tests/common/mod.rs) are left out: they are overlaid, not run.
+func TestTargets(prof lang.Profile, paths []string) []string {
+	var out []string
+	for _, p := range paths {
+		base := path.Base(p)
+		var ok bool
+		switch prof.Name() {
+		case lang.Python:
+			ok = strings.HasSuffix(base, ".py") && (strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py"))
+		case "go":
+			ok = strings.HasSuffix(base, "_test.go")
+		case "javascript":
+			ext := path.Ext(p)
+			ok = prof.IsTestFile(p) && (ext == ".js" || ext == ".cjs" || ext == ".mjs")
+		case "rust":
+			rest, under := strings.CutPrefix(p, "tests/")
+			ok = under && strings.HasSuffix(rest, ".rs") && (!strings.Contains(rest, "/") || (path.Base(rest) == "main.rs" && strings.Count(rest, "/") == 1))
+		default:
+			ok = prof.IsTestFile(p)
+		}
+		if ok {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// RunTestFiles runs only the tests of the given test files (TestTargets)
+// on tree: testCmd with the files appended for Python (pytest takes
+// paths), the profile's own command narrowed to the files for other
+// languages (prof.TestCommand: go test on their packages, node on each
+// file, cargo test --test on each target), whose task test commands take
+// no arguments. Reproduce and testgen grading run the tests an agent
+// wrote this way.
+func RunTestFiles(ctx context.Context, env Env, prof lang.Profile, image schema.Image, tree cache.Digest, testCmd []string, files []string) (*TestReport, error) {
+	if prof.Name() == lang.Python {
+		return RunTests(ctx, env, prof, image, tree, testCmd, files)
+	}
+	return RunTests(ctx, env, prof, image, tree, prof.TestCommand(files), nil)
 }
 
 // TestEnv is the environment of test runs and execute_bash commands in the

@@ -15,10 +15,10 @@ import (
 )
 
 // IsTestFile reports whether a path relative to /testbed is a Python test
-// file in the sense reproduce and testgen grading uses: a .py file under
-// tests/, or named test_*.py, *_test.py or conftest.py anywhere.
-// (Reproduce and testgen tasks come from SWE-Playground projects, which
-// are Python.)
+// file in the sense reproduce and testgen grading uses for Python: a .py
+// file under tests/, or named test_*.py, *_test.py or conftest.py
+// anywhere. (Python SWE-Playground projects keep every test under tests/;
+// other languages use their profile's test-file rule, see modelTests.)
 func IsTestFile(p string) bool {
 	if !strings.HasSuffix(p, ".py") {
 		return false
@@ -27,18 +27,22 @@ func IsTestFile(p string) bool {
 	return strings.HasPrefix(p, "tests/") || strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py") || base == "conftest.py"
 }
 
-// isTestModule reports whether pytest collects p by its default name
-// patterns (test_*.py, *_test.py): the files passed to test_cmd.
-func isTestModule(p string) bool {
-	base := path.Base(p)
-	return strings.HasSuffix(base, ".py") && (strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py"))
+// isModelTestFile reports whether p is a test file of the instance's
+// language in the sense of modelTests: IsTestFile for Python, the
+// profile's IsTestFile otherwise.
+func isModelTestFile(prof lang.Profile, p string) bool {
+	if prof.Name() == lang.Python {
+		return IsTestFile(p)
+	}
+	return prof.IsTestFile(p)
 }
 
-// modelTests returns the test files (IsTestFile) patched adds or changes
-// against start, as tree entries, and the sorted paths of those pytest
-// collects. The rest of the patch is not graded: a model answering with
-// tests cannot pass by changing the code under test.
-func modelTests(store *cache.Store, start, patched cache.Digest) (map[string]*cache.TreeEntry, []string, error) {
+// modelTests returns the test files (isModelTestFile) patched adds or
+// changes against start, as tree entries, and the sorted paths of those
+// the language's test runner runs (agent.TestTargets). The rest of the
+// patch is not graded: a model answering with tests cannot pass by
+// changing the code under test.
+func modelTests(store *cache.Store, prof lang.Profile, start, patched cache.Digest) (map[string]*cache.TreeEntry, []string, error) {
 	before, err := store.Files(start)
 	if err != nil {
 		return nil, nil, err
@@ -48,9 +52,9 @@ func modelTests(store *cache.Store, start, patched cache.Digest) (map[string]*ca
 		return nil, nil, err
 	}
 	changes := map[string]*cache.TreeEntry{}
-	var run []string
+	var changed []string
 	for p, e := range after {
-		if e.Type != cache.TypeFile || !IsTestFile(p) {
+		if e.Type != cache.TypeFile || !isModelTestFile(prof, p) {
 			continue
 		}
 		if old, ok := before[p]; ok && old == e {
@@ -58,22 +62,22 @@ func modelTests(store *cache.Store, start, patched cache.Digest) (map[string]*ca
 		}
 		e := e
 		changes[p] = &e
-		if isTestModule(p) {
-			run = append(run, p)
-		}
+		changed = append(changed, p)
 	}
-	sort.Strings(run)
-	return changes, run, nil
+	return changes, agent.TestTargets(prof, changed), nil
 }
 
-// runModelTests overlays the model's test files on tree and runs test_cmd
-// with the test modules appended (as `sh -c 'TEST_CMD "$@"' sh FILE...`).
+// runModelTests overlays the model's test files on tree and runs only the
+// given test files: for Python test_cmd with them appended (as `sh -c
+// 'TEST_CMD "$@"' sh FILE...`), for other languages, whose test_cmd takes
+// no arguments, the profile's test command narrowed to them
+// (agent.RunTestFiles).
 func (g *Grader) runModelTests(ctx context.Context, prof lang.Profile, inst schema.TaskInstance, img schema.Image, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
 	t, err := patch.Edit(g.env.Store, tree, changes)
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, g.env, prof, img, t, []string{"sh", "-c", inst.TestCmd + ` "$@"`, "sh"}, files)
+	return agent.RunTestFiles(ctx, g.env, prof, img, t, []string{"sh", "-c", inst.TestCmd + ` "$@"`, "sh"}, files)
 }
 
 // clean reports whether a run says something about its tests: it hit no
@@ -98,7 +102,7 @@ func (g *Grader) gradeReproduce(ctx context.Context, prof lang.Profile, inst sch
 	if err != nil {
 		return fmt.Errorf("golden_code_patch does not apply to the image's %s: %w", agent.Workdir, err)
 	}
-	changes, files, err := modelTests(g.env.Store, start, patched)
+	changes, files, err := modelTests(g.env.Store, prof, start, patched)
 	if err != nil {
 		return err
 	}
@@ -190,7 +194,7 @@ func (g *Grader) gradeTestgen(ctx context.Context, prof lang.Profile, inst schem
 		mutants[i] = t
 	}
 	r.Mutants = len(mutants)
-	changes, files, err := modelTests(g.env.Store, start, patched)
+	changes, files, err := modelTests(g.env.Store, prof, start, patched)
 	if err != nil {
 		return err
 	}

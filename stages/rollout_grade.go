@@ -3,8 +3,6 @@ package stages
 import (
 	"context"
 	"fmt"
-	"path"
-	"sort"
 	"strings"
 
 	"github.com/dsbuild/dsbuild/agent"
@@ -38,11 +36,10 @@ func gradeRollout(ctx context.Context, env agent.Env, b TaskBundle, task agent.T
 	return agent.Grade(ctx, env, task, final)
 }
 
-// agentTests returns the test files the agent added or changed (under a
-// protected prefix, or named like a pytest file) as tree entries, and their
-// paths sorted. Reproduce and testgen tasks come from SWE-Playground
-// projects, which are Python: the files are .py files, and those run are
-// named like pytest modules.
+// agentTests returns the test files the agent added or changed (a test
+// file of the task's language or of a SWE-Playground project, or a path
+// under a protected prefix; for Python only .py files) as tree entries,
+// and the sorted paths of those the test runner runs (agent.TestTargets).
 func agentTests(store *cache.Store, prof lang.Profile, b TaskBundle, final cache.Digest) (map[string]*cache.TreeEntry, []string, error) {
 	before, err := store.Files(b.Start)
 	if err != nil {
@@ -55,7 +52,7 @@ func agentTests(store *cache.Store, prof lang.Profile, b TaskBundle, final cache
 	changes := map[string]*cache.TreeEntry{}
 	var paths []string
 	for p, e := range after {
-		if !isTestFile(prof, p, b.Protected) || e.Type != cache.TypeFile || !strings.HasSuffix(p, ".py") {
+		if !isTestFile(prof, p, b.Protected) || e.Type != cache.TypeFile || (prof.Name() == lang.Python && !strings.HasSuffix(p, ".py")) {
 			continue
 		}
 		if old, ok := before[p]; ok && old.Digest == e.Digest {
@@ -63,28 +60,26 @@ func agentTests(store *cache.Store, prof lang.Profile, b TaskBundle, final cache
 		}
 		e := e
 		changes[p] = &e
-		if base := path.Base(p); strings.HasPrefix(base, "test_") || strings.HasSuffix(base, "_test.py") {
-			paths = append(paths, p)
-		}
+		paths = append(paths, p)
 	}
-	sort.Strings(paths)
-	return changes, paths, nil
+	return changes, agent.TestTargets(prof, paths), nil
 }
 
 // isTestFile reports whether p is test code of a task: a test file of its
-// language or of a SWE-Playground project (isTestPath), or a path under
-// the task's protected prefixes.
+// language or (Python) of a SWE-Playground project (isTestPath), or a path
+// under the task's protected prefixes.
 func isTestFile(prof lang.Profile, p string, protected []string) bool {
-	return isTestPath(p) || prof.IsTestFile(p) || (len(protected) > 0 && patch.Selected(p, protected))
+	return (prof.Name() == lang.Python && isTestPath(p)) || prof.IsTestFile(p) || (len(protected) > 0 && patch.Selected(p, protected))
 }
 
-// runAgentTests overlays the agent's test files on tree and runs them.
+// runAgentTests overlays the agent's test files on tree and runs those
+// of files (agent.RunTestFiles: the task's test command narrowed to them).
 func runAgentTests(ctx context.Context, env agent.Env, prof lang.Profile, task agent.Task, tree cache.Digest, changes map[string]*cache.TreeEntry, files []string) (*agent.TestReport, error) {
 	t, err := patch.Edit(env.Store, tree, changes)
 	if err != nil {
 		return nil, err
 	}
-	return agent.RunTests(ctx, env, prof, task.Image, t, task.TestCmd, files)
+	return agent.RunTestFiles(ctx, env, prof, task.Image, t, task.TestCmd, files)
 }
 
 func allPassed(r *agent.TestReport) bool {
