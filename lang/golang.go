@@ -21,7 +21,8 @@ func (goProfile) Detect(files []string) bool { return hasFile(files, "go.mod") }
 // TestCommand prints the module path after goModuleMarker, then runs
 // `go test -json` over ./... or, given paths, over the packages of those
 // test files and the package trees of those directories, slimmed by
-// goSlimJSON; the exit status is go test's.
+// goSlimJSON; then goRerunScript runs again the tests a panic kept from
+// running. The exit status is the first go test's.
 func (goProfile) TestCommand(paths []string) []string {
 	var pkgs []string
 	for _, p := range paths {
@@ -43,9 +44,36 @@ func (goProfile) TestCommand(paths []string) []string {
 	}
 	script := "go list -m -f " + quoteSh(goModuleMarker+"{{.Path}}") +
 		"; { go test -json " + joinSh(pkgs) + "; echo $? >/tmp/.dsbuild-go-test-status; } | sed " + goSlimJSON +
+		" | tee /tmp/.dsbuild-go-test.json; " + goRerunScript +
 		`; exit "$(cat /tmp/.dsbuild-go-test-status)"`
 	return []string{"sh", "-c", script}
 }
+
+// goRerunScript runs again, package by package, the top-level tests that
+// never started because another test of their package panicked (a panic
+// ends the test binary, so one crashing test would hide every later one,
+// and a bug or a stub that panics would look like a package that cannot
+// be loaded). For each package whose output has a "panic: " line, its
+// test binary is built once
+// (`go test -c`) and run under `go tool test2json` in the package's
+// directory, as go test runs it, with -test.run '^(A|B)$' naming the tests
+// of -test.list that have no "run" event yet, until all have started or a
+// rerun starts none. A package that does not build (or panics while
+// initialising) lists nothing and is not run again.
+const goRerunScript = `for p in $(sed -n 's/^{"Action":"output","Package":"\([^"]*\)",\("Test":"[^"]*",\)\{0,1\}"Output":"panic: .*/\1/p' /tmp/.dsbuild-go-test.json | LC_ALL=C sort -u); do
+  b=/tmp/.dsbuild-go-test.bin
+  rm -f "$b"
+  d=$(go list -f '{{.Dir}}' "$p" 2>/dev/null) && go test -c -o "$b" "$p" >/dev/null 2>&1 && [ -x "$b" ] || continue
+  (cd "$d" && "$b" -test.list .) 2>/dev/null | grep -E '^(Test|Example|Fuzz)[^ ]*$' | LC_ALL=C sort -u >/tmp/.dsbuild-go-all
+  prev=
+  while :; do
+    grep -F "{\"Action\":\"run\",\"Package\":\"$p\",\"Test\":\"" /tmp/.dsbuild-go-test.json | sed -n 's/.*"Test":"\([^"/]*\)".*/\1/p' | LC_ALL=C sort -u >/tmp/.dsbuild-go-ran
+    left=$(LC_ALL=C comm -23 /tmp/.dsbuild-go-all /tmp/.dsbuild-go-ran | paste -sd'|' -)
+    [ -n "$left" ] && [ "$left" != "$prev" ] || break
+    prev=$left
+    (cd "$d" && go tool test2json -t -p "$p" "$b" -test.v -test.run "^($left)\$" 2>&1) | sed ` + goSlimJSON + ` | tee -a /tmp/.dsbuild-go-test.json
+  done
+done`
 
 // goSlimJSON are sed arguments that drop from the `go test -json` stream
 // what ParseReport does not read and that makes most of its bytes (the
