@@ -16,7 +16,7 @@ import (
 )
 
 // quickstartProjects runs the test suites of the projects under
-// testdata/projects (the quickstart projects of each language) in the
+// recipes/languages (the quickstart projects of each language) in the
 // sandbox (see TestInSandbox): every test passes, the profile detects the
 // project, and a TestCommand narrowed to one test file runs exactly that
 // file's tests (TestFiles maps them back to it).
@@ -35,7 +35,7 @@ func quickstartProjects(t *testing.T, st *cache.Store, r *sandbox.Runner, img sc
 			if err != nil {
 				t.Fatal(err)
 			}
-			root := filepath.Join("testdata", "projects", c.language)
+			root := filepath.Join("..", "recipes", "languages", c.language)
 			files := map[string]cache.File{}
 			var names []string
 			err = filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {

@@ -94,8 +94,32 @@ func (p *ValidateParams) CheckRecipe(r *build.Recipe, st *build.Stage) error {
 		if _, ok := src.Params.(treeSource); !ok {
 			return fmt.Errorf("foreach: stage %s (kind %s) does not produce repository trees; validate takes a stage of kind repo", src.ID, src.Kind.Name)
 		}
+		if rp, ok := src.Params.(*RepoParams); ok && p.Environment == "" && rp.eachNamesEnvironment() {
+			// Every repository names its own environment (one per
+			// language, say): the stage needs none.
+			for _, spec := range rp.Repos {
+				if err := CheckEnvironment(r, "environment of repository "+spec.Path+" in stage "+src.ID, spec.Environment); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 	}
 	return CheckEnvironment(r, "environment", p.Environment)
+}
+
+// eachNamesEnvironment reports whether the stage lists only repos: entries
+// and each of them names an environment.
+func (p *RepoParams) eachNamesEnvironment() bool {
+	if len(p.Paths) > 0 || len(p.Git) > 0 || len(p.Repos) == 0 {
+		return false
+	}
+	for _, spec := range p.Repos {
+		if spec.Environment == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // treeSource marks the params of kinds whose items are repository trees,
