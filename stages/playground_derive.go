@@ -113,18 +113,6 @@ func loadProject(c *build.Call, kind string) (*PlaygroundProject, pgLang, error)
 	return &proj, l, nil
 }
 
-// pgPythonOnly counts and logs a project whose language the kind does not
-// derive tasks from (reproduce and testgen tasks are graded with pytest's
-// conventions, by dsbuild eval too), and reports whether it is one.
-func pgPythonOnly(ctx context.Context, c *build.Call, kind string, proj *PlaygroundProject, l pgLang) bool {
-	if l.python() {
-		return false
-	}
-	c.Count(ctx, "rejected:language "+l.name()+" not supported", 1)
-	c.Session.Logf(c.Stage, "%s: %s tasks are made from Python projects only; this one is %s", proj.Plan.Project.ID, kind, l.title())
-	return true
-}
-
 // pgBundle makes the TaskBundle of a derived task, with its image (the
 // project's base plus start at /testbed as a git repository; its commit is
 // base_commit and environment_setup_commit).
@@ -375,9 +363,6 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 	if err != nil {
 		return build.Output{}, err
 	}
-	if pgPythonOnly(ctx, c, "derive_reproduce", proj, l) {
-		return build.Collection(nil), nil
-	}
 	store := c.Store()
 	bugs, err := proposeBugs(ctx, c, proj, l, &p.DeriveFixParams)
 	if err != nil {
@@ -399,8 +384,19 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 	for _, b := range bugs {
 		// Hide the test files that catch the bug, in the buggy and the fixed tree.
 		hide := map[string][]byte{}
-		for _, id := range b.F2P {
-			hide[strings.SplitN(id, "::", 2)[0]] = nil
+		if l.python() {
+			for _, id := range b.F2P {
+				hide[strings.SplitN(id, "::", 2)[0]] = nil
+			}
+		} else {
+			// Go's ids name packages: every test file of the package goes.
+			paths, _, err := pgFiles(store, b.Buggy)
+			if err != nil {
+				return build.Output{}, err
+			}
+			for _, f := range l.prof.TestFiles(b.F2P, paths) {
+				hide[f] = nil
+			}
 		}
 		start, err := pgEditTree(store, b.Buggy, hide)
 		if err != nil {
@@ -411,7 +407,7 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 			return build.Output{}, err
 		}
 		system, user, err := agent.Prompt(ctx, string(schema.TaskReproduce), map[string]string{"problem_statement": b.Bug.Issue,
-			"test_cmd": strings.Join(DefaultTestCmd, " ")})
+			"test_cmd": l.shownTestCmd()})
 		if err != nil {
 			return build.Output{}, err
 		}
@@ -424,7 +420,7 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 				prompt += "\n\nA previous attempt was rejected: " + reason
 			}
 			task := agent.Task{InstanceID: id, Repo: proj.Plan.Project.ID, TaskType: string(schema.TaskReproduce), Image: proj.Base,
-				Workspace: start, Prompt: prompt, System: system, TestCmd: DefaultTestCmd}
+				Workspace: start, Prompt: prompt, System: system, Language: l.name(), TestCmd: l.testCmd()}
 			ro, err := agent.Run(ctx, env, task, agent.ModelPolicy{Client: client, Sample: try}, p.Limits)
 			if err != nil {
 				return build.Output{}, err
@@ -442,7 +438,8 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 			var testFiles []string
 			for _, pth := range paths {
 				e := files[pth]
-				if !isTestPath(pth) || !strings.HasSuffix(pth, ".py") || strings.HasSuffix(pth, "conftest.py") {
+				if l.python() && (!isTestPath(pth) || !strings.HasSuffix(pth, ".py") || strings.HasSuffix(pth, "conftest.py")) ||
+					!l.python() && !l.prof.IsTestFile(pth) {
 					continue
 				}
 				if se, ok := startFiles[pth]; ok && se.Digest == e.Digest {
@@ -455,7 +452,11 @@ func runDeriveReproduce(ctx context.Context, c *build.Call) (build.Output, error
 				added[pth] = data
 				testFiles = append(testFiles, pth)
 			}
-			if len(added) == 0 {
+			if !l.python() {
+				// Helpers beside the tests are overlaid, not run.
+				testFiles = agent.TestTargets(l.prof, testFiles)
+			}
+			if len(added) == 0 || len(testFiles) == 0 {
 				reason = "no test file was added or changed"
 				c.Count(ctx, "retry:no reproduction test", 1)
 				continue

@@ -308,7 +308,7 @@ func TestPlaygroundEndToEnd(t *testing.T) {
 
 	// Every exported instance of every type is graded from the exported
 	// files alone, as `dsbuild eval` grades it.
-	pgGradeExport(ctx, t, store, out1, map[schema.TaskType]int{schema.TaskFix: 2, schema.TaskReproduce: 2, schema.TaskImplement: 2, schema.TaskTestgen: 4})
+	pgGradeExport(ctx, t, store, out1, map[schema.TaskType]int{schema.TaskFix: 2, schema.TaskReproduce: 2, schema.TaskImplement: 2, schema.TaskTestgen: 4}, weakTestPatch, "tests/test_weak.py")
 
 	// Offline replay: zero model calls, the same outputs.
 	out2 := t.TempDir()
@@ -351,9 +351,10 @@ new file mode 100644
 // imports and test runs): each instance's reference patch resolves, an empty
 // patch is empty_patch and not resolved, a patch that changes no code
 // leaves the fix and implement tasks unresolved, and for the task types
-// answered with tests, a test that asserts nothing is unresolved. want
-// counts the instances expected per task type.
-func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out string, want map[schema.TaskType]int) {
+// answered with tests, a test that asserts nothing (weakPatch, adding
+// weakFile) is unresolved. want counts the instances expected per task
+// type.
+func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out string, want map[schema.TaskType]int, weakPatch, weakFile string) {
 	t.Helper()
 	var manifests []string
 	filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
@@ -475,10 +476,10 @@ func pgGradeExport(ctx context.Context, t *testing.T, store *cache.Store, out st
 		return
 	}
 	answeredWithTests := func(inst schema.TaskInstance) (string, bool) {
-		return weakTestPatch, inst.TaskType == schema.TaskReproduce || inst.TaskType == schema.TaskTestgen
+		return weakPatch, inst.TaskType == schema.TaskReproduce || inst.TaskType == schema.TaskTestgen
 	}
 	for id, v := range grade("weak", answeredWithTests) {
-		if v.Status != harness.Unresolved || strings.Join(v.ModelTestFiles, ",") != "tests/test_weak.py" {
+		if v.Status != harness.Unresolved || strings.Join(v.ModelTestFiles, ",") != weakFile {
 			t.Errorf("weak %s (%s): %s %s; tests %v, mutants killed %d of %d", id, v.TaskType, v.Status, v.Error, v.TestsStatus, v.MutantsKilled, v.Mutants)
 		}
 		if v.TaskType == string(schema.TaskReproduce) && len(v.TestsStatus["PASS_TO_PASS"].Success) != 1 {

@@ -52,6 +52,11 @@ type pgLangKit struct {
 	// testIDPrefix starts every test id; protected are the bundles'
 	// protected paths; testCmd is in the instances' test_cmd.
 	testIDPrefix, protected, testCmd string
+	// repro is a test file (path, content) that fails with bug and passes
+	// without; weak a patch adding weakFile, a test that asserts nothing.
+	// A kit without them makes no reproduce and testgen tasks.
+	repro          [2]string
+	weak, weakFile string
 }
 
 const jsStub = "  throw new Error(\"not implemented\");\n"
@@ -168,6 +173,11 @@ var jsKit = pgLangKit{
 		"You propose realistic bugs for a finished JavaScript project": {"src/module.js"},
 	},
 	testIDPrefix: "test/task_1_", protected: "test/", testCmd: "node --test",
+	repro: [2]string{"test/repro.test.js", "const test = require('node:test');\nconst assert = require('node:assert/strict');\nconst { evaluate, tokenize } = require('../src');\n\n" +
+		"test('sums add up', () => {\n  assert.equal(evaluate(tokenize('1 2 +')), 3);\n});\n"},
+	weakFile: "test/weak.test.js",
+	weak: "diff --git a/test/weak.test.js b/test/weak.test.js\nnew file mode 100644\n--- /dev/null\n+++ b/test/weak.test.js\n@@ -0,0 +1,3 @@\n" +
+		"+const test = require('node:test');\n+\n+test('nothing', () => {});\n",
 }
 
 const goStub = "\tpanic(\"not implemented\")\n"
@@ -402,6 +412,17 @@ func pgLangRoles(k pgLangKit) []playgroundRole {
 		{"implement functionality that is currently stubbed out", func(r *llmtest.Request) llmtest.Reply {
 			return pgByStep(r, []schema.ToolCall{implement(0), implement(1)})
 		}},
+		{"write a test that reproduces a reported bug", func(r *llmtest.Request) llmtest.Reply {
+			return pgByStep(r, []schema.ToolCall{pgCreate(k.repro[0], k.repro[1])})
+		}},
+		{"write unit tests from a checklist", func(r *llmtest.Request) llmtest.Reply {
+			for _, f := range k.tests {
+				if strings.Contains(pgFirstUser(r), "in "+f[0]) {
+					return pgByStep(r, []schema.ToolCall{pgCreate(f[0], f[1])})
+				}
+			}
+			return llmtest.Status(400)
+		}},
 	}
 }
 
@@ -409,16 +430,16 @@ func pgLangRoles(k pgLangKit) []playgroundRole {
 // implement tasks, with one theme in the kit's language (the stage's is
 // Python's default), and the reproduce and testgen kinds (Python only)
 // still in the graph.
-const pgLangRecipe = `name: swe-playground-js
+const pgLangRecipe = `name: swe-playground-%[4]s
 models:
-  teacher: {base_url: %q, model: scripted, api_key_env: PLAYGROUND_TEST_KEY, seed: 1}
+  teacher: {base_url: %[1]q, model: scripted, api_key_env: PLAYGROUND_TEST_KEY, seed: 1}
 environments:
-  base: {layout: %q}
+  base: {layout: %[2]q}
 sandbox: {timeout: 120s}
 stages:
   projects:
     uses: propose_projects
-    with: {model: teacher, per_call: 1, min_tasks: 2, themes: [{theme: calculators, language: %s}]}
+    with: {model: teacher, per_call: 1, min_tasks: 2, themes: [{theme: calculators, language: %[3]s}]}
   plans:
     uses: decompose
     foreach: projects
@@ -441,13 +462,6 @@ stages:
   implement_tasks:
     uses: derive_implement
     foreach: developed
-  reproduce_tasks:
-    uses: derive_reproduce
-    foreach: developed
-    with: {model: teacher, count: 3}
-  testgen_tasks:
-    uses: derive_testgen
-    foreach: developed
   fix_rollouts:
     uses: rollout
     foreach: fix_tasks
@@ -456,10 +470,30 @@ stages:
     uses: rollout
     foreach: implement_tasks
     with: {policy: model, model: teacher, samples: 1, keep: {resolved_only: true}}
-  dataset:
+%[5]s  dataset:
     uses: export
-    from: [fix_tasks, implement_tasks, reproduce_tasks, testgen_tasks, fix_rollouts, implement_rollouts, develop_trajs]
-    with: {name: SWE-Playground %s, test_fraction: 0.5, images: true}
+    from: [fix_tasks, implement_tasks, fix_rollouts, implement_rollouts, develop_trajs%[6]s]
+    with: {name: SWE-Playground %[4]s, test_fraction: 0.5, images: true}
+`
+
+// pgLangTestTasks are the stages of reproduce and testgen tasks and their
+// rollouts, for kits that have them.
+const pgLangTestTasks = `  reproduce_tasks:
+    uses: derive_reproduce
+    foreach: developed
+    with: {model: teacher, count: 3}
+  testgen_tasks:
+    uses: derive_testgen
+    foreach: developed
+    with: {mutants: 4, min_killed: 1}
+  reproduce_rollouts:
+    uses: rollout
+    foreach: reproduce_tasks
+    with: {policy: model, model: teacher, samples: 1, keep: {resolved_only: true}}
+  testgen_rollouts:
+    uses: rollout
+    foreach: testgen_tasks
+    with: {policy: model, model: teacher, samples: 1, keep: {resolved_only: true}}
 `
 
 // TestPlaygroundJavaScript runs one JavaScript project through propose ->
@@ -508,7 +542,11 @@ func pgLangEndToEnd(t *testing.T, k pgLangKit) {
 	t.Setenv("PLAYGROUND_TEST_KEY", "sk-test-not-a-secret")
 	dir := t.TempDir()
 	recipe := filepath.Join(dir, "recipe.yaml")
-	if err := os.WriteFile(recipe, []byte(fmt.Sprintf(pgLangRecipe, srv.URL(), k.layout(t), k.language, k.title)), 0o644); err != nil {
+	extra, extraFrom := "", ""
+	if k.weak != "" {
+		extra, extraFrom = pgLangTestTasks, ", reproduce_tasks, testgen_tasks, reproduce_rollouts, testgen_rollouts"
+	}
+	if err := os.WriteFile(recipe, []byte(fmt.Sprintf(pgLangRecipe, srv.URL(), k.layout(t), k.language, k.title, extra, extraFrom)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r, err := build.LoadRecipe(recipe, os.Getenv)
@@ -545,8 +583,16 @@ func pgLangEndToEnd(t *testing.T, k pgLangKit) {
 	expect("fix_tasks", "rejected:bug edits tests", 1)
 	expect("fix_tasks", "rejected:no failing test", 1)
 	expect("implement_tasks", "kept", 1)
-	expect("reproduce_tasks", "rejected:language "+k.language+" not supported", 1)
-	expect("testgen_tasks", "rejected:language "+k.language+" not supported", 1)
+	want := map[schema.TaskType]int{schema.TaskFix: 1, schema.TaskImplement: 1}
+	if k.weak != "" {
+		// The reproduction test fails on the buggy code only; the
+		// reference tests of both tasks kill tree-sitter mutants.
+		expect("reproduce_tasks", "kept", 1)
+		expect("testgen_tasks", "kept", 2)
+		expect("reproduce_rollouts", "kept", 1)
+		expect("testgen_rollouts", "kept", 2)
+		want[schema.TaskReproduce], want[schema.TaskTestgen] = 1, 2
+	}
 	expect("fix_rollouts", "kept", 1)
 	expect("implement_rollouts", "kept", 1)
 
@@ -589,7 +635,7 @@ func pgLangEndToEnd(t *testing.T, k pgLangKit) {
 
 	// The derived tasks are instances of the language, graded by its runner.
 	var bundles []stages.TaskBundle
-	for _, st := range []string{"fix_tasks", "implement_tasks"} {
+	for _, st := range []string{"fix_tasks", "implement_tasks", "reproduce_tasks", "testgen_tasks"} {
 		bundles = append(bundles, pgNodeItems[stages.TaskBundle](t, store, rec, st)...)
 	}
 	protected := k.protected
@@ -597,7 +643,11 @@ func pgLangEndToEnd(t *testing.T, k pgLangKit) {
 		protected = k.tests[0][0] + "," + k.tests[1][0]
 	}
 	for _, b := range bundles {
-		if b.Instance.Language != k.language || !strings.Contains(b.Instance.TestCmd, k.testCmd) || strings.Join(b.Protected, ",") != protected {
+		wantProtected := protected
+		if k.protected == "" && b.Instance.TaskType != schema.TaskFix && b.Instance.TaskType != schema.TaskImplement {
+			wantProtected = "-" // Go's test files of the start tree differ; not checked
+		}
+		if b.Instance.Language != k.language || !strings.Contains(b.Instance.TestCmd, k.testCmd) || wantProtected != "-" && strings.Join(b.Protected, ",") != wantProtected {
 			t.Errorf("%s: language %q, protected %v, test_cmd %q", b.Instance.InstanceID, b.Instance.Language, b.Protected, b.Instance.TestCmd)
 		}
 		if b.Instance.TaskType == schema.TaskImplement {
@@ -607,16 +657,19 @@ func pgLangEndToEnd(t *testing.T, k pgLangKit) {
 			}
 		}
 	}
-	if len(bundles) != 2 {
-		t.Errorf("%d fix and implement tasks, want 2", len(bundles))
+	if n := want[schema.TaskFix] + want[schema.TaskImplement] + want[schema.TaskReproduce] + want[schema.TaskTestgen]; len(bundles) != n {
+		t.Errorf("%d derived tasks, want %d", len(bundles), n)
 	}
 
-	pgGradeExport(ctx, t, store, out1, map[schema.TaskType]int{schema.TaskFix: 1, schema.TaskImplement: 1})
+	pgGradeExport(ctx, t, store, out1, want, k.weak, k.weakFile)
 	data, err := harness.OpenDataset(filepath.Dir(pgManifestPath(t, out1)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for id, inst := range data.Instances {
+		if inst.TaskType != schema.TaskFix && inst.TaskType != schema.TaskImplement {
+			continue // answered with tests: nothing is restored
+		}
 		if inst.Language != k.language || strings.Join(inst.TestFiles, ",") != k.tests[0][0]+","+k.tests[1][0] {
 			t.Errorf("exported %s: language %q, test_files %v", id, inst.Language, inst.TestFiles)
 		}

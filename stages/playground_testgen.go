@@ -30,8 +30,9 @@ func init() {
 
 // DeriveTestgenParams are the params of the derive_testgen kind.
 type DeriveTestgenParams struct {
-	// Mutants is the most procedural mutants (stages/py/mutate.py bugs) of
-	// the task's source files the reference tests are run against.
+	// Mutants is the most procedural mutants of the task's source files the
+	// reference tests are run against: stages/py/mutate.py's bugs for
+	// Python, the language profile's tree-sitter bug candidates otherwise.
 	Mutants int `yaml:"mutants" json:"mutants"`
 	// MinKilled is the least mutants the reference tests must kill.
 	MinKilled int `yaml:"min_killed" json:"min_killed"`
@@ -68,9 +69,6 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 	if err != nil {
 		return build.Output{}, err
 	}
-	if pgPythonOnly(ctx, c, "derive_testgen", proj, l) {
-		return build.Collection(nil), nil
-	}
 	store := c.Store()
 	runner, err := Sandbox(c)
 	if err != nil {
@@ -98,32 +96,38 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 		if err != nil {
 			return build.Output{}, err
 		}
-		args := []string{"bugs", agent.Workdir, "--seed", fmt.Sprint(c.Seed % 1000003), "--max", fmt.Sprint(p.Mutants)}
-		n := 0
+		var sources []string
 		for _, pth := range paths {
-			if strings.HasSuffix(pth, ".py") && !isTestPath(pth) {
-				args = append(args, "--include", pth)
-				n++
+			if l.isSource(pth) {
+				sources = append(sources, pth)
 			}
 		}
-		if n == 0 {
+		if len(sources) == 0 {
 			c.Count(ctx, "rejected:task wrote no source", 1)
 			continue
-		}
-		script, err := mutateScript(ctx)
-		if err != nil {
-			return build.Output{}, err
-		}
-		res, err := runner.Run(ctx, sandbox.Spec{Image: proj.Base, Workspace: proj.Final, Dir: agent.Workdir,
-			Argv: append([]string{"python3", "-"}, args...), Env: agent.BashEnv, Stdin: script, Limits: SandboxLimits(c)})
-		if err != nil {
-			return build.Output{}, err
 		}
 		var mut struct {
 			Candidates []pgMutant `json:"candidates"`
 		}
-		if res.ExitCode != 0 || json.Unmarshal(res.Stdout, &mut) != nil {
-			return build.Output{}, fmt.Errorf("project %s task %s: mutate.py exited %d: %s", proj.Plan.Project.ID, o.Task, res.ExitCode, trimOutput(string(res.Stderr), 1000))
+		if l.python() {
+			args := []string{"bugs", agent.Workdir, "--seed", fmt.Sprint(c.Seed % 1000003), "--max", fmt.Sprint(p.Mutants)}
+			for _, pth := range sources {
+				args = append(args, "--include", pth)
+			}
+			script, err := mutateScript(ctx)
+			if err != nil {
+				return build.Output{}, err
+			}
+			res, err := runner.Run(ctx, sandbox.Spec{Image: proj.Base, Workspace: proj.Final, Dir: agent.Workdir,
+				Argv: append([]string{"python3", "-"}, args...), Env: agent.BashEnv, Stdin: script, Limits: SandboxLimits(c)})
+			if err != nil {
+				return build.Output{}, err
+			}
+			if res.ExitCode != 0 || json.Unmarshal(res.Stdout, &mut) != nil {
+				return build.Output{}, fmt.Errorf("project %s task %s: mutate.py exited %d: %s", proj.Plan.Project.ID, o.Task, res.ExitCode, trimOutput(string(res.Stderr), 1000))
+			}
+		} else if mut.Candidates, err = pgMutants(ctx, store, l, proj.Final, sources, c.Seed%1000003, p.Mutants); err != nil {
+			return build.Output{}, fmt.Errorf("project %s task %s: %w", proj.Plan.Project.ID, o.Task, err)
 		}
 		limits := testLimits(SandboxLimits(c), p.timeout)
 		env, err := AgentEnv(c)
@@ -143,7 +147,7 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			if err != nil {
 				return build.Output{}, err
 			}
-			rep, err := agent.RunTests(ctx, env, pythonProfile, proj.Base, mt, DefaultTestCmd, []string{o.TestFile})
+			rep, err := agent.RunTestFiles(ctx, env, l.prof, proj.Base, mt, l.testCmd(), []string{o.TestFile})
 			if err != nil {
 				return build.Output{}, err
 			}
@@ -173,10 +177,18 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 			return build.Output{}, err
 		}
 		t := specs[o.Task]
-		statement := testgenStatement(o.TestFile, proj.Plan.Project.Name, proj.Plan.Package, t)
+		statement := testgenStatement(l, o.TestFile, proj.Plan.Project.Name, proj.Plan.Package, t)
+		content, err := store.ReadFile(proj.Final, o.TestFile)
+		if err != nil {
+			return build.Output{}, err
+		}
+		own := map[string]bool{}
+		for _, id := range l.fileTests(o.TestFile, content, proj.Status) {
+			own[id] = true
+		}
 		var p2p []string
 		for id, st := range proj.Status {
-			if st == lang.StatusPassed && !strings.HasPrefix(id, o.TestFile+"::") {
+			if st == lang.StatusPassed && !own[id] {
 				p2p = append(p2p, id)
 			}
 		}
@@ -195,14 +207,18 @@ func runDeriveTestgen(ctx context.Context, c *build.Call) (build.Output, error) 
 // testgenStatement asks for tests of code that exists: the task's title and
 // description, which were written to ask for the implementation ("Implement
 // ..."), are restated as the behaviour to test.
-func testgenStatement(testFile, project, pkg string, t schema.TaskSpec) string {
+func testgenStatement(l pgLang, testFile, project, pkg string, t schema.TaskSpec) string {
 	var b strings.Builder
 	where := t.Module
-	if pkg != "" && where != "" && !strings.HasPrefix(where, pkg) {
+	if l.python() && pkg != "" && where != "" && !strings.HasPrefix(where, pkg) {
 		where = pkg + "." + where
 	}
+	kind := "pytest unit tests"
+	if !l.python() {
+		kind = "unit tests, " + l.text().testFramework + ","
+	}
 	fmt.Fprintf(&b, "The code of %s is already implemented and correct; it has no tests for one part. ", project)
-	fmt.Fprintf(&b, "Write pytest unit tests in %s for that part", testFile)
+	fmt.Fprintf(&b, "Write %s in %s for that part", kind, testFile)
 	if where != "" {
 		fmt.Fprintf(&b, " (module %s)", where)
 	}
@@ -230,4 +246,31 @@ func behaviour(desc string) string {
 		}
 	}
 	return desc
+}
+
+// pgMutants are up to max procedural bugs (the profile's bug candidates,
+// shuffled by seed) of the source files of tree, each as the mutated file.
+func pgMutants(ctx context.Context, store *cache.Store, l pgLang, tree cache.Digest, sources []string, seed int64, max int) ([]pgMutant, error) {
+	paths, _, err := pgFiles(store, tree)
+	if err != nil {
+		return nil, err
+	}
+	src := lang.Source{Files: paths, ReadFile: func(p string) ([]byte, error) { return store.ReadFile(tree, p) }}
+	cands, err := l.prof.Candidates(ctx, src, lang.ModeBugs, lang.CandidateOptions{Seed: seed, Max: max, Include: sources})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]pgMutant, 0, len(cands))
+	for _, cd := range cands {
+		data, err := store.ReadFile(tree, cd.File)
+		if err != nil {
+			return nil, err
+		}
+		if cd.Edit.Start < 0 || cd.Edit.End > len(data) || cd.Edit.Start > cd.Edit.End {
+			return nil, fmt.Errorf("mutant %s: edit out of %s", cd.ID, cd.File)
+		}
+		next := string(data[:cd.Edit.Start]) + cd.Edit.Replacement + string(data[cd.Edit.End:])
+		out = append(out, pgMutant{ID: cd.ID, File: cd.File, NewSource: next})
+	}
+	return out, nil
 }
