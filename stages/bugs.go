@@ -27,7 +27,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "inject_bugs", Version: "6",
+		Name: "inject_bugs", Version: "7",
 		Doc:      "procedural bugs (the language profile's transforms) in a validated repository, kept when tests fail with the bug and pass without it",
 		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
 		Pool:     "sandbox",
@@ -377,12 +377,14 @@ func newTaskMaker(c *build.Call, timeout time.Duration) (*taskMaker, error) {
 	}
 	sort.Strings(t.paths)
 	// SWE-bench's pytest log parser splits "PASSED <id>" on whitespace,
-	// so an id with a space (a parametrised test whose parameter holds
-	// one) could never be graded there: such tests are left out of
+	// so a Python id with a space (a parametrised test whose parameter
+	// holds one) could never be graded there: such tests are left out of
 	// FAIL_TO_PASS and PASS_TO_PASS (and counted as "tests left out: id
-	// with spaces").
+	// with spaces"). Other languages' reports are read by their profile's
+	// parser (the instance names its language), where names are sentences
+	// as often as not (node:test, Go subtests).
 	for _, id := range passingTests(t.v.Status) {
-		if strings.ContainsAny(id, " \t") {
+		if t.prof.Name() == lang.Python && strings.ContainsAny(id, " \t") {
 			t.spaced++
 			continue
 		}

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "5",
+		Name: "validate", Version: "6",
 		Doc:      "detects a repository's language (or takes language:), installs a Python repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (for Python the project's pytest testpaths unless the recipe names test paths; otherwise the language's test command) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
@@ -537,7 +537,12 @@ func languageSuite(ctx context.Context, c *build.Call, repo string, tree cache.D
 		return suite{}, err
 	}
 	if len(set.Env) > 0 {
-		base, err = images.WithTree(ctx, base, cache.Digest{}, agent.Workdir, oci.ConfigOptions{Env: envVars(set.Env), WorkingDir: agent.Workdir})
+		// An empty layer carrying the config (a zero tree is no tree).
+		empty, err := c.Store().EmptyTree()
+		if err != nil {
+			return suite{}, err
+		}
+		base, err = images.WithTree(ctx, base, empty, agent.Workdir, oci.ConfigOptions{Env: envVars(set.Env), WorkingDir: agent.Workdir})
 		if err != nil {
 			return suite{}, fmt.Errorf("repository %s: setting env: %w", repo, err)
 		}
