@@ -187,7 +187,7 @@ func workDirFor(store *cache.Store, opts Options, asRoot bool) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return filepath.Join("/var/tmp/dsbuild-sandbox", k.Short()), nil
+	return filepath.Join(sharedWorkBase, k.Short()), nil
 }
 
 // New returns a Runner that keeps its results in store. It fails if
@@ -219,6 +219,9 @@ func New(store *cache.Store, opts Options) (*Runner, error) {
 	r.workDir = wd
 	if err := os.MkdirAll(filepath.Join(r.workDir, "work"), 0o755); err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	if filepath.Dir(wd) == sharedWorkBase {
+		noteStoreRoot(wd, store.Root())
 	}
 	if r.asRoot && !searchableByOthers(r.workDir) {
 		return nil, fmt.Errorf("sandbox: work directory %s is not reachable by the sandbox's unprivileged uid; give a directory whose parents are all searchable (chmod o+x) in Options.WorkDir", r.workDir)
