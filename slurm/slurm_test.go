@@ -128,20 +128,6 @@ stages:
   all:  {uses: slurmtest.join, from: [echo]}
 `
 
-// needSlurm fails the test unless a Slurm cluster answers: the tests run
-// against a real one (scripts/slurm-local.sh starts one on this machine).
-func needSlurm(t testing.TB) {
-	t.Helper()
-	out, err := exec.Command("sinfo", "--noheader", "--format", "%t").CombinedOutput()
-	up := false
-	for _, state := range strings.Fields(string(out)) {
-		up = up || state == "idle" || state == "mix" || state == "alloc"
-	}
-	if err != nil || !up {
-		t.Fatalf("no Slurm cluster answers sinfo (%v: %s): start one with scripts/slurm-local.sh (as root)", err, strings.TrimSpace(string(out)))
-	}
-}
-
 func loadRecipe(t testing.TB, dir string, n int) *build.Recipe {
 	t.Helper()
 	p := filepath.Join(dir, "recipe.yaml")
@@ -231,7 +217,7 @@ func states(rec *build.Record) map[string]int {
 // build, byte for byte; the volatile-free nodes ran in jobs (their logs are
 // there), and building again runs nothing.
 func TestSlurmBuildMatchesLocal(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	dir := t.TempDir()
 	r := loadRecipe(t, dir, 6)
 	local, err := build.Build(context.Background(), r, openStore(t, filepath.Join(dir, "local")), build.Options{OutDir: filepath.Join(dir, "out-local")})
@@ -330,7 +316,7 @@ func waitFor(t *testing.T, what string, cond func() bool, store *cache.Store) {
 // with scancel) leaves the queue with no outcome: the node is submitted
 // again and the build completes with the local build's results.
 func TestKilledJobsAreSubmittedAgain(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	dir := t.TempDir()
 	r := loadRecipe(t, dir, 2) // two jobs at once: this machine's Slurm node has two CPUs
 	local, err := build.Build(context.Background(), r, openStore(t, filepath.Join(dir, "local")), build.Options{OutDir: filepath.Join(dir, "out-local")})
@@ -397,7 +383,7 @@ func jobOfPid(t *testing.T, name string, pid int) string {
 // A job that keeps dying fails its node after MaxAttempts jobs, naming
 // them and the last one's log.
 func TestNodeFailsAfterMaxAttempts(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	dir := t.TempDir()
 	r := loadRecipe(t, dir, 1)
 	store := openStore(t, filepath.Join(dir, "shared"))
@@ -416,7 +402,7 @@ func TestNodeFailsAfterMaxAttempts(t *testing.T) {
 
 // Cancelling the build cancels its jobs: none of them stays in the queue.
 func TestCancelRemovesTheJobs(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	dir := t.TempDir()
 	r := loadRecipe(t, dir, 2)
 	g := gate(t)
@@ -446,7 +432,7 @@ func TestCancelRemovesTheJobs(t *testing.T) {
 // Slurm on this machine: from handing it to the executor to its result,
 // with the executor's shortest useful poll and submit intervals.
 func BenchmarkNodeThroughSlurm(b *testing.B) {
-	needSlurm(b)
+	testenv.NeedSlurm(b)
 	dir := b.TempDir()
 	store := openStore(b, filepath.Join(dir, "shared"))
 	var total time.Duration

@@ -16,20 +16,6 @@ import (
 	"github.com/dsbuild/dsbuild/internal/testenv"
 )
 
-// needSlurm fails the test unless a Slurm cluster answers: these tests run
-// against a real one (scripts/slurm-local.sh starts one on this machine).
-func needSlurm(t *testing.T) {
-	t.Helper()
-	out, err := exec.Command("sinfo", "--noheader", "--format", "%t").CombinedOutput()
-	up := false
-	for _, state := range strings.Fields(string(out)) {
-		up = up || state == "idle" || state == "mix" || state == "alloc"
-	}
-	if err != nil || !up {
-		t.Fatalf("no Slurm cluster answers sinfo (%v: %s): start one with scripts/slurm-local.sh (as root)", err, strings.TrimSpace(string(out)))
-	}
-}
-
 // slurmRecipe is the quickstart's pipeline on its mathx project, small:
 // validated repository, bug-fix and implement tasks with their sandboxed
 // test runs and images, oracle trajectories and the exported dataset.
@@ -121,7 +107,7 @@ func slurmQuickstartBuilt(t *testing.T) *slurmQuickstart {
 // directory the jobs share gives output byte-identical to a local build,
 // and building again runs nothing.
 func TestSlurmBuildIsByteIdentical(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	q := slurmQuickstartBuilt(t)
 	remote := dsbuild(t, q.dir, "--cache", "shared-cache", "--out", "slurm-out", "--executor", "slurm", q.recipe)
 	if remote.code != 0 {
@@ -144,7 +130,7 @@ func TestSlurmBuildIsByteIdentical(t *testing.T) {
 // machine (another empty directory over the bucket) rebuilding it runs
 // nothing. First a small recipe, then the quickstart's pipeline.
 func TestSlurmOverS3(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	srv := testenv.S3(t)
 	t.Run("small", func(t *testing.T) {
 		dir := t.TempDir()
@@ -211,7 +197,7 @@ stages:
 // finds the nodes that finished memoised, the jobs it left behind finish
 // or their nodes run again, and the output is the local build's.
 func TestSlurmControllerKilledAndRestarted(t *testing.T) {
-	needSlurm(t)
+	testenv.NeedSlurm(t)
 	dir := t.TempDir()
 	recipe := writeRecipe(t, dir, manyRecipe)
 	local := dsbuild(t, dir, "--cache", "local-cache", "--out", "local-out", recipe)
