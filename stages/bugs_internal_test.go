@@ -107,9 +107,10 @@ func TestTaskParamsValidate(t *testing.T) {
 		t.Error("runs 0 validated")
 	}
 	v := &ValidateParams{Runs: 3}
-	// No default test paths: the project's own pytest configuration, or
-	// the test directories found, decide when the node runs.
-	if err := v.Validate(); err != nil || len(v.TestCmd) == 0 || len(v.TestPaths) != 0 {
+	// No default test command or paths: the repository's language (its
+	// profile's command), the project's own pytest configuration, or the
+	// test directories found, decide when the node runs.
+	if err := v.Validate(); err != nil || len(v.TestCmd) != 0 || len(v.TestPaths) != 0 {
 		t.Errorf("defaults %+v, %v", v, err)
 	}
 }
