@@ -14,7 +14,7 @@ VERSITYGW := github.com/versity/versitygw/cmd/versitygw@v1.8.0
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTHON   := /usr/bin/python3
 
-.PHONY: all build deps test-deps install-packages test test-go test-py bench lint demo clean
+.PHONY: all build deps test-deps install-packages test test-go test-py bench lint demo demo-languages clean
 
 all: build
 
@@ -62,6 +62,12 @@ lint:
 # --offline: the first run fetches Debian packages for the environment.)
 demo: deps build
 	./$(BIN) recipes/quickstart.yaml
+
+# The quickstart in Go, JavaScript and Rust (recipes/languages.yaml): three
+# toolchain environments and compiled test suites make it several minutes,
+# too long for `make demo`.
+demo-languages: deps build
+	./$(BIN) recipes/languages.yaml
 
 clean:
 	rm -rf bin out

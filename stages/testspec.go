@@ -29,8 +29,10 @@ import (
 //
 // Reproduce and testgen tasks are answered with tests: nothing is restored
 // (test_files is empty) and test_cmd is the bare test command (the whole
-// suite; a grader appends the test files the model's patch adds or
-// changes). What grading them needs besides the image is in the instance:
+// suite; for Python a grader appends the test files the model's patch adds
+// or changes, for other languages it runs the language's own command
+// narrowed to them, agent.RunTestFiles). What grading them needs besides
+// the image is in the instance:
 //
 //   - reproduce: golden_code_patch, the fix (Fixed against Start), and
 //     golden_test_patch, the reference test (the same diff as patch);
