@@ -373,15 +373,20 @@ func snapshotRepoDir(store *cache.Store, dir string, exclude []string) (cache.Di
 	if err != nil {
 		return cache.Digest{}, err
 	}
-	files, err := store.Files(d)
-	if err != nil {
-		return cache.Digest{}, err
-	}
+	// Excluded directories go whole, with the empty directories inside
+	// them: a git checkout's .git holds some (branches/, refs/tags/), and
+	// deleting only its files left a .git that the task image's git
+	// repository cannot hold.
 	drop := map[string]*cache.TreeEntry{}
-	for rel := range files {
-		if excludedPath(rel, exclude) {
+	err = store.Walk(d, func(rel string, _ cache.TreeEntry) error {
+		inExcluded := strings.Contains(rel, "/") && excludedPath(path.Dir(rel), exclude)
+		if excludedPath(rel, exclude) && !inExcluded {
 			drop[rel] = nil
 		}
+		return nil
+	})
+	if err != nil {
+		return cache.Digest{}, err
 	}
 	if len(drop) == 0 {
 		return d, nil

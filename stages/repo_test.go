@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dsbuild/dsbuild/build"
+	"github.com/dsbuild/dsbuild/cache"
 	"github.com/dsbuild/dsbuild/internal/testenv"
 	"github.com/dsbuild/dsbuild/stages"
 )
@@ -155,5 +156,55 @@ func TestRepoSourcesCheckedAtLoad(t *testing.T) {
 		if err := load(with); err != nil {
 			t.Errorf("with %s: %v", with, err)
 		}
+	}
+}
+
+// TestRepoSnapshotDropsGitDirWhole: a project directory that is a git
+// checkout, snapshotted without commit:, leaves .git out whole, the empty
+// directories git keeps there (refs/tags, objects/pack) included; a tree
+// holding .git cannot become a task image's git repository.
+func TestRepoSnapshotDropsGitDirWhole(t *testing.T) {
+	dir := t.TempDir()
+	writeProject(t, dir, "checkout", map[string]string{"lib.py": "V = 1\n", "tests/test_lib.py": "def test_v():\n    pass\n"})
+	co := filepath.Join(dir, "checkout")
+	gitRun(t, co, "init", "-q")
+	gitRun(t, co, "add", ".")
+	gitRun(t, co, "commit", "-q", "-m", "one")
+	if err := os.MkdirAll(filepath.Join(co, ".git", "refs", "tags"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "recipe.yaml")
+	os.WriteFile(p, []byte("name: repotest\nstages:\n  repos: {uses: repo, with: {paths: [checkout]}}\n"), 0o644)
+	r, err := build.LoadRecipe(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := testenv.Store(t)
+	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Output build.Output `json:"output"`
+	}
+	if err := build.GetJSON(store, rec.Nodes[0].Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	var item stages.RepoItem
+	if err := build.GetJSON(store, res.Output.Items[0].Value, &item); err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	store.Walk(item.Tree, func(p string, _ cache.TreeEntry) error {
+		paths = append(paths, p)
+		return nil
+	})
+	for _, p := range paths {
+		if p == ".git" || strings.HasPrefix(p, ".git/") {
+			t.Fatalf("snapshot holds %s (all paths: %v)", p, paths)
+		}
+	}
+	if len(paths) != 3 { // lib.py, tests, tests/test_lib.py
+		t.Errorf("snapshot paths %v", paths)
 	}
 }
