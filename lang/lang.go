@@ -15,6 +15,14 @@ import (
 	"sync"
 )
 
+// Revision names the behaviour of every profile together: test commands
+// and environments, report parsers, test-file rules and transforms. It is
+// part of the version of every stage kind that uses a profile (see
+// stages.withLang), so its node keys change with it: bump it with any
+// change to this package that changes what those stages output, as a
+// kind's Version is bumped for a change to its own code.
+const Revision = "1"
+
 // Test statuses in Report.Status.
 const (
 	StatusPassed  = "PASSED"

@@ -27,7 +27,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "inject_bugs", Version: "7",
+		Name: "inject_bugs", Version: withLang("7"),
 		Doc:      "procedural bugs (the language profile's transforms) in a validated repository, kept when tests fail with the bug and pass without it",
 		Params:   func() any { return &InjectBugsParams{PerRepo: 20, Candidates: 40, TestTimeout: "10s"} },
 		Pool:     "sandbox",

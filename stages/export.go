@@ -21,7 +21,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "export", Version: "5", Publish: true,
+		Name: "export", Version: withLang("5"), Publish: true,
 		Doc:    "writes task bundles and trajectories of its from: stages as a dataset folder (Parquet shards, SWE-bench JSONL, card, manifest) with an OCI image layout of every task's image",
 		Params: func() any { return NewExportParams() },
 		Run:    runExport,

@@ -21,7 +21,7 @@ import (
 func init() {
 	sections := []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt}
 	build.Register(&build.Kind{
-		Name: "derive_fix", Version: "5", Pool: "llm",
+		Name: "derive_fix", Version: withLang("5"), Pool: "llm",
 		Doc:      "issue-resolution tasks from a developed project (foreach PlaygroundProject): a model proposes bugs as exact edits with GitHub-style issues; kept with at least one FAIL_TO_PASS and one PASS_TO_PASS test: TaskBundle items",
 		Params:   func() any { return &DeriveFixParams{Count: 5, MaxReasks: 2} },
 		Sections: sections,
@@ -29,14 +29,14 @@ func init() {
 		Run:      runDeriveFix,
 	})
 	build.Register(&build.Kind{
-		Name: "derive_implement", Version: "3",
+		Name: "derive_implement", Version: withLang("3"),
 		Doc:      "library-from-stubs tasks (Commit0 style) from a developed project (foreach PlaygroundProject): the scaffold with the finished tests, solved by the finished repository: a TaskBundle item",
 		Params:   func() any { return &DeriveImplementParams{} },
 		Sections: []string{SectionEnvironments, SectionSandbox},
 		Run:      runDeriveImplement,
 	})
 	build.Register(&build.Kind{
-		Name: "derive_reproduce", Version: "6", Pool: "llm",
+		Name: "derive_reproduce", Version: withLang("6"), Pool: "llm",
 		Doc: "issue-reproduction tasks (SWT-Bench style) from a developed project (foreach PlaygroundProject): a proposed bug injected and its catching tests hidden; an agent's test is kept only if it fails on the buggy code and passes on the fixed code: TaskBundle items",
 		Params: func() any {
 			return &DeriveReproduceParams{DeriveFixParams: DeriveFixParams{Count: 5, MaxReasks: 2}, MaxTries: 2}

@@ -17,7 +17,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "develop", Version: "5", Pool: "llm",
+		Name: "develop", Version: withLang("5"), Pool: "llm",
 		Doc: "builds a scaffolded project (foreach PlaygroundScaffold) task by task in dependency order: a test agent writes the task's tests (kept when they are collected and fail), an implementation agent makes them and every earlier task's tests pass, and may dispute a test it holds wrong (the test agent reviews it, a bounded number of times); the agents' scratch files are dropped, failed tasks are recorded and their dependents skipped, and the trajectories pass the keep policy: a PlaygroundProject",
 		Params: func() any {
 			return &DevelopParams{MaxTestTries: 2, MaxImplTries: 3, MaxDisputes: 1, Keep: DefaultKeepPolicy()}

@@ -16,7 +16,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "scaffold", Version: "4", Pool: "llm",
+		Name: "scaffold", Version: withLang("4"), Pool: "llm",
 		Doc:      "an agent builds a project's stub repository (foreach PlaygroundPlan) in the project's language, verified in the sandbox to import (Python) or build and load (Go, JavaScript, Rust) with every function body the language's \"not implemented\" and no tests: a PlaygroundScaffold",
 		Params:   func() any { return &ScaffoldParams{MaxTries: 2} },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},

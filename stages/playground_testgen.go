@@ -19,7 +19,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "derive_testgen", Version: "7",
+		Name: "derive_testgen", Version: withLang("7"),
 		Doc:      "unit-test generation tasks from a developed project (foreach PlaygroundProject): per completed task, its test file removed; kept when the reference tests kill at least min_killed procedural mutants of the code the task wrote (within the limits; the killed mutants are exported as mutant_patches): TaskBundle items",
 		Params:   func() any { return &DeriveTestgenParams{Mutants: 6, MinKilled: 1, MutantTimeout: "20s"} },
 		Sections: []string{SectionEnvironments, SectionSandbox},

@@ -25,7 +25,7 @@ const (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "rollout", Version: "7",
+		Name: "rollout", Version: withLang("7"),
 		Doc:      "runs an agent (a model, or the scripted oracle) on each task bundle, grades it and keeps the trajectories that pass the keep filter",
 		Params:   func() any { return NewRolloutParams() },
 		Sections: []string{SectionModels, SectionEnvironments, SectionSandbox, SectionSalt},

@@ -15,7 +15,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "stub_tasks", Version: "9",
+		Name: "stub_tasks", Version: withLang("9"),
 		Doc:      "library-from-scratch tasks (Commit0 style): function bodies replaced by the language's \"not implemented\" (raise NotImplementedError in Python), one task per module (or function), topped up with single functions when a repository has fewer module tasks than min_tasks",
 		Params:   func() any { return &StubTasksParams{Group: "module", Fallback: 8, MinTasks: 2, TestTimeout: "10s"} },
 		Pool:     "sandbox",

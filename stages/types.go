@@ -81,3 +81,8 @@ func mustProfile(name string) lang.Profile {
 	}
 	return p
 }
+
+// withLang is the version of a kind that uses language profiles: its own
+// version and lang.Revision, so a change to the profiles' behaviour
+// re-runs the kind's nodes.
+func withLang(version string) string { return version + "+lang" + lang.Revision }

@@ -22,7 +22,7 @@ import (
 
 func init() {
 	build.Register(&build.Kind{
-		Name: "validate", Version: "6",
+		Name: "validate", Version: withLang("6"),
 		Doc:      "detects a repository's language (or takes language:), installs a Python repository into its environment (src/ or flat layout, as pip install -e would), runs its tests (for Python the project's pytest testpaths unless the recipe names test paths; otherwise the language's test command) several times; keeps it (minus flaky tests and modules that cannot be collected) if a test passes",
 		Params:   func() any { return &ValidateParams{Runs: 3} },
 		Pool:     "sandbox",
