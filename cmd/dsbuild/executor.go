@@ -13,7 +13,7 @@ import (
 
 // executorFlags choose where a build's nodes run.
 var executorFlags = []cli.Flag{
-	&cli.StringFlag{Name: "executor", Value: "local", Usage: "where nodes run: local (this process) or slurm (one Slurm job-array task per node, `dsbuild worker` against the same store)",
+	&cli.StringFlag{Name: "executor", Value: "local", Usage: "where nodes run, `local|slurm`: local is this process, slurm one Slurm job-array task per node, each running dsbuild worker against the same store",
 		Validator: func(s string) error {
 			if s != "local" && s != "slurm" {
 				return usageError{fmt.Sprintf("--executor: want local or slurm, got %q", s)}
