@@ -12,12 +12,22 @@ func TestDebianRootfsHasPythonPytestGitAndPatch(t *testing.T) {
 	if p2 := DebianRootfs(t); p2 != p {
 		t.Fatalf("second call gave %s, first %s", p2, p)
 	}
+	tarballHas(t, p, "./usr/bin/python3", "./usr/bin/pytest-3", "./usr/bin/git", "./usr/bin/patch")
+}
+
+// tarballHas fails the test for each of names that the tarball at p does
+// not hold.
+func tarballHas(t *testing.T, p string, names ...string) {
+	t.Helper()
 	f, err := os.Open(p)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	want := map[string]bool{"./usr/bin/python3": false, "./usr/bin/pytest-3": false, "./usr/bin/git": false, "./usr/bin/patch": false}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = false
+	}
 	tr := tar.NewReader(f)
 	for {
 		h, err := tr.Next()
