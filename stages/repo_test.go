@@ -44,36 +44,17 @@ func TestRepoKind(t *testing.T) {
 
 	recipe := "name: repotest\nstages:\n  repos:\n    uses: repo\n    with:\n      paths: [plain]\n      git: [{path: gitproj, commit: " + first + ", name: old}, {path: gitproj, commit: HEAD}]\n"
 	p := filepath.Join(dir, "recipe.yaml")
-	os.WriteFile(p, []byte(recipe), 0o644)
-	r, err := build.LoadRecipe(p, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := testenv.Store(t)
-	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res struct {
-		Output build.Output `json:"output"`
-	}
-	if err := build.GetJSON(store, rec.Nodes[0].Result, &res); err != nil {
-		t.Fatal(err)
-	}
+	store, items := buildRepos(t, p, recipe)
 	got := map[string]map[string]string{}
-	for _, it := range res.Output.Items {
-		var item stages.RepoItem
-		if err := build.GetJSON(store, it.Value, &item); err != nil {
-			t.Fatal(err)
-		}
+	for name, item := range items {
 		files, err := store.Files(item.Tree)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got[it.Name] = map[string]string{}
+		got[name] = map[string]string{}
 		for f := range files {
 			b, _ := store.ReadFile(item.Tree, f)
-			got[it.Name][f] = string(b)
+			got[name][f] = string(b)
 		}
 	}
 	if len(got) != 3 || len(got["plain"]) != 2 || got["plain"]["src/p.py"] != "X = 1\n" {
@@ -173,27 +154,8 @@ func TestRepoSnapshotDropsGitDirWhole(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(co, ".git", "refs", "tags"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	p := filepath.Join(dir, "recipe.yaml")
-	os.WriteFile(p, []byte("name: repotest\nstages:\n  repos: {uses: repo, with: {paths: [checkout]}}\n"), 0o644)
-	r, err := build.LoadRecipe(p, func(string) string { return "" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := testenv.Store(t)
-	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(dir, "out")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res struct {
-		Output build.Output `json:"output"`
-	}
-	if err := build.GetJSON(store, rec.Nodes[0].Result, &res); err != nil {
-		t.Fatal(err)
-	}
-	var item stages.RepoItem
-	if err := build.GetJSON(store, res.Output.Items[0].Value, &item); err != nil {
-		t.Fatal(err)
-	}
+	store, items := buildRepos(t, filepath.Join(dir, "recipe.yaml"), "name: repotest\nstages:\n  repos: {uses: repo, with: {paths: [checkout]}}\n")
+	item := items["checkout"]
 	var paths []string
 	store.Walk(item.Tree, func(p string, _ cache.TreeEntry) error {
 		paths = append(paths, p)
@@ -207,4 +169,38 @@ func TestRepoSnapshotDropsGitDirWhole(t *testing.T) {
 	if len(paths) != 3 { // lib.py, tests, tests/test_lib.py
 		t.Errorf("snapshot paths %v", paths)
 	}
+}
+
+// buildRepos writes recipe to p, builds it (its first stage is of kind
+// repo) in a fresh store, and returns the store and the repositories by
+// item name.
+func buildRepos(t *testing.T, p, recipe string) (*cache.Store, map[string]stages.RepoItem) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(recipe), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := build.LoadRecipe(p, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := testenv.Store(t)
+	rec, err := build.Build(context.Background(), r, store, build.Options{OutDir: filepath.Join(filepath.Dir(p), "out")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Output build.Output `json:"output"`
+	}
+	if err := build.GetJSON(store, rec.Nodes[0].Result, &res); err != nil {
+		t.Fatal(err)
+	}
+	items := map[string]stages.RepoItem{}
+	for _, it := range res.Output.Items {
+		var item stages.RepoItem
+		if err := build.GetJSON(store, it.Value, &item); err != nil {
+			t.Fatal(err)
+		}
+		items[it.Name] = item
+	}
+	return store, items
 }
