@@ -393,29 +393,8 @@ func (s *Store) check(ctx context.Context, workers int, repair bool) (*VerifyRep
 		return nil, err
 	}
 	rep.Blobs = len(listed)
-	results := make([]blobCheck, len(listed))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				results[i].refs, results[i].err = s.inspect(listed[i], true, false)
-			}
-		}()
-	}
-feed:
-	for i := range listed {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	results, err := inspectAll(ctx, workers, listed, func(d Digest) (blobRefs, error) { return s.inspect(d, true, false) })
+	if err != nil {
 		return nil, err
 	}
 	c := &checker{
@@ -457,7 +436,7 @@ feed:
 	// Pass 2: memo entries must be well formed, and their results must
 	// reach only blobs that are present and intact.
 	memo := map[Key]memoResult{}
-	err := s.forEachMemo(func(k Key, path string) {
+	err = s.forEachMemo(func(k Key, path string) {
 		rep.MemoEntries++
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -741,4 +720,33 @@ func (s *Store) Records(group string, n int) ([][]byte, error) {
 		out = append(out, rf.Body)
 	}
 	return out, nil
+}
+
+// inspectAll runs inspect on every digest of listed, workers at a time, and
+// returns the results in listed's order; it stops early, with ctx's error,
+// when ctx is done.
+func inspectAll(ctx context.Context, workers int, listed []Digest, inspect func(Digest) (blobRefs, error)) ([]blobCheck, error) {
+	results := make([]blobCheck, len(listed))
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				results[i].refs, results[i].err = inspect(listed[i])
+			}
+		}()
+	}
+feed:
+	for i := range listed {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	return results, ctx.Err()
 }

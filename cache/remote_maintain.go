@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -70,29 +69,8 @@ func (s *Store) checkRemote(ctx context.Context, workers int) (*VerifyReport, er
 		}
 	}
 	rep.Blobs = len(listed)
-	results := make([]blobCheck, len(listed))
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				results[i].refs, results[i].err = s.remoteInspect(ctx, listed[i], true)
-			}
-		}()
-	}
-feed:
-	for i := range listed {
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
+	results, err := inspectAll(ctx, workers, listed, func(d Digest) (blobRefs, error) { return s.remoteInspect(ctx, d, true) })
+	if err != nil {
 		return nil, err
 	}
 	c := &checker{
