@@ -461,3 +461,15 @@ func closeOver(top map[string]bool, callees map[string]map[string]bool) map[stri
 	}
 	return seen
 }
+
+// The operator tables Go and Rust share (read only): the comparisons a
+// comparison may become, each comparison's negation, and the arithmetic
+// swaps.
+var (
+	cComparison = map[string][]string{
+		"<": {"<=", ">"}, "<=": {"<", ">="}, ">": {">=", "<"}, ">=": {">", "<="},
+		"==": {"!="}, "!=": {"=="},
+	}
+	cInverse = map[string]string{"<": ">=", ">=": "<", "<=": ">", ">": "<=", "==": "!=", "!=": "=="}
+	cArith   = map[string]string{"+": "-", "-": "+", "*": "/", "/": "*", "%": "/", "<<": ">>", ">>": "<<"}
+)

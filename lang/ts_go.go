@@ -23,13 +23,10 @@ var goIdentKinds = map[string]bool{"identifier": true, "package_identifier": tru
 
 func goGrammar() *tsGrammar {
 	r := &tsRules{
-		comparison: map[string][]string{
-			"<": {"<=", ">"}, "<=": {"<", ">="}, ">": {">=", "<"}, ">=": {">", "<="},
-			"==": {"!="}, "!=": {"=="},
-		},
-		inverse: map[string]string{"<": ">=", ">=": "<", "<=": ">", ">": "<=", "==": "!=", "!=": "=="},
+		comparison: cComparison,
+		inverse:    cInverse,
 		// & | ^ are left alone: & binds like *, | and ^ like +.
-		arith:      map[string]string{"+": "-", "-": "+", "*": "/", "/": "*", "%": "/", "<<": ">>", ">>": "<<"},
+		arith:      cArith,
 		augmented:  "assignment_statement",
 		stringish:  goStringish,
 		intLiteral: goIntLiteral,

@@ -16,12 +16,9 @@ import (
 
 func rustGrammar() *tsGrammar {
 	r := &tsRules{
-		comparison: map[string][]string{
-			"<": {"<=", ">"}, "<=": {"<", ">="}, ">": {">=", "<"}, ">=": {">", "<="},
-			"==": {"!="}, "!=": {"=="},
-		},
-		inverse:    map[string]string{"<": ">=", ">=": "<", "<=": ">", ">": "<=", "==": "!=", "!=": "=="},
-		arith:      map[string]string{"+": "-", "-": "+", "*": "/", "/": "*", "%": "/", "<<": ">>", ">>": "<<"},
+		comparison: cComparison,
+		inverse:    cInverse,
+		arith:      cArith,
 		augmented:  "compound_assignment_expr",
 		stringish:  rustStringish,
 		intLiteral: rustIntLiteral,
